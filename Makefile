@@ -1,0 +1,76 @@
+# shoprank: every target works from a fresh clone and is safe to re-run.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+SCALE ?= small
+PORT ?= 3000
+SEED ?= 42
+END_DATE ?=
+
+export SHOPRANK_HOME ?= $(CURDIR)/.state
+export SHOPRANK_SCALE := $(SCALE)
+export BENTOML_DO_NOT_TRACK := true
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export DBT_TARGET_PATH := $(SHOPRANK_HOME)/dbt/target
+export DBT_LOG_PATH := $(SHOPRANK_HOME)/dbt/logs
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
+
+UV := python3 -m uv
+RUN := $(UV) run --frozen --no-sync
+VENV_STAMP := .venv/.synced-$(shell cat uv.lock pyproject.toml | cksum | cut -d' ' -f1)
+FEAST_YAML = $$($(RUN) python -m platform_common.feast_config)
+FEAST = cd feature_repo && FEAST_FS_YAML_FILE_PATH=$(FEAST_YAML) $(RUN) feast
+
+.PHONY: help install data features apply materialize train promote serve status demo test lint format clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV_STAMP): pyproject.toml uv.lock
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
+	$(UV) sync --frozen
+	@rm -f .venv/.synced-*; touch $@
+
+install: $(VENV_STAMP) ## create .venv from uv.lock
+
+data: $(VENV_STAMP) ## simulate the marketplace into $SHOPRANK_HOME/raw (SCALE=tiny|small|medium, END_DATE=YYYY-MM-DD)
+	$(RUN) python -m simulator generate --scale $(SCALE) --seed $(SEED) $(if $(END_DATE),--end-date $(END_DATE))
+
+features: $(VENV_STAMP) ## dbt build: staging, quarantine, feature marts, tests; exports parquet marts
+	cd transforms && $(RUN) dbt build --profiles-dir . --quiet --fail-fast
+
+apply: $(VENV_STAMP) ## feast apply: register entities, sources, feature views, feature services
+	$(FEAST) apply
+
+materialize: $(VENV_STAMP) ## feast materialize-incremental up to now into the online store
+	$(FEAST) materialize-incremental $$(date -u +%Y-%m-%dT%H:%M:%S)
+
+train: $(VENV_STAMP) ## point-in-time training set from Feast, XGBoost, log and register in MLflow
+	$(RUN) python -m training train
+
+promote: $(VENV_STAMP) ## make the newest version champion if it beats the champion on the same rows
+	$(RUN) python -m training promote
+
+serve: $(VENV_STAMP) ## serve the champion with BentoML on PORT (foreground)
+	$(RUN) bentoml serve serving.service:Ranker --host 0.0.0.0 --port $(PORT) --working-dir .
+
+status: $(VENV_STAMP) ## JSON: tracking URI, champions and test metrics, feature views and freshness
+	@$(RUN) python -m training status
+
+demo: $(VENV_STAMP) ## everything from nothing, then one real /rank request against the served champion
+	$(MAKE) data features apply materialize train promote
+	$(RUN) python -m serving.demo
+
+test: $(VENV_STAMP) ## the test suite (unit, data, model behaviour, end to end at SCALE=tiny)
+	$(RUN) pytest
+
+lint: $(VENV_STAMP) ## ruff lint and format check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format: $(VENV_STAMP) ## ruff fix and format
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+clean: ## delete all generated state ($SHOPRANK_HOME)
+	rm -rf "$(SHOPRANK_HOME)"

@@ -1,0 +1,54 @@
+"""`make demo`'s last step: serve the champion, send one real /rank request, print the answer, stop."""
+
+from __future__ import annotations
+
+import os
+
+import duckdb
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from platform_common.settings import get_settings
+from serving.launcher import running_service
+
+console = Console()
+
+
+def sample_request(n_candidates: int = 10) -> dict:
+    """The busiest user, a fixed sample of catalogue products, and one unknown id to show the flag."""
+    marts = get_settings().marts_dir
+    with duckdb.connect() as con:
+        user = con.execute(
+            "select user_id from read_parquet(?) group by user_id order by count(*) desc, user_id limit 1",
+            [str(marts / "impression_labels.parquet")],
+        ).fetchone()[0]
+        products = [r[0] for r in con.execute(
+            "select product_id from read_parquet(?) order by hash(product_id) limit ?",
+            [str(marts / "product_features.parquet"), n_candidates * 20],
+        ).fetchall()]
+    products = list(dict.fromkeys(products))[:n_candidates]
+    return {"user_id": user, "product_ids": products + ["p_does_not_exist"], "surface": "home_feed"}
+
+
+def main() -> None:
+    settings = get_settings()
+    port = int(os.environ["PORT"]) if os.environ.get("PORT") else None
+    with running_service(settings, port=port) as url:
+        request = sample_request()
+        console.print(f"[bold]POST {url}/rank[/]")
+        console.print_json(data=request)
+        response = httpx.post(f"{url}/rank", json=request, timeout=30)
+        response.raise_for_status()
+        body = response.json()
+    table = Table(title=f"{body['user_id']} on {body['surface']} - {body['model']['name']} "
+                        f"v{body['model']['version']} (known user: {body['known_user']})")
+    for col in ("rank", "product_id", "pctr", "known_product"):
+        table.add_column(col)
+    for item in body["ranking"]:
+        table.add_row(str(item["rank"]), item["product_id"], f"{item['pctr']:.4f}", str(item["known_product"]))
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

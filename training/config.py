@@ -1,0 +1,59 @@
+"""Training settings, frozen and validated before any data is read."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SplitConfig(BaseModel):
+    """Time split of the label days: [warm-up | train | valid | test], oldest to newest.
+
+    Warm-up days are dropped because rolling 30-day features are still filling up there; nothing from a
+    later part may ever be used to fit an earlier one.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    warmup_frac: float = Field(0.15, ge=0, lt=1)
+    valid_frac: float = Field(0.12, gt=0, lt=1)
+    test_frac: float = Field(0.12, gt=0, lt=1)
+    min_days: int = Field(2, ge=1, description="Smallest valid/test window in days.")
+
+
+class XGBConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    max_depth: int = Field(6, ge=1, le=16)
+    eta: float = Field(0.08, gt=0, le=1)
+    subsample: float = Field(0.9, gt=0, le=1)
+    colsample_bytree: float = Field(0.9, gt=0, le=1)
+    min_child_weight: float = Field(5.0, ge=0)
+    reg_lambda: float = Field(1.0, ge=0)
+    num_boost_round: int = Field(600, ge=1)
+    early_stopping_rounds: int = Field(30, ge=1)
+    nthread: int = Field(2, ge=1)
+    seed: int = 7
+
+    def booster_params(self, objective: str = "binary:logistic") -> dict[str, object]:
+        return {
+            "objective": objective,
+            "eval_metric": ["logloss", "auc"],
+            "tree_method": "hist",
+            "max_depth": self.max_depth,
+            "eta": self.eta,
+            "subsample": self.subsample,
+            "colsample_bytree": self.colsample_bytree,
+            "min_child_weight": self.min_child_weight,
+            "lambda": self.reg_lambda,
+            "nthread": self.nthread,
+            "seed": self.seed,
+        }
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    feature_service: str = "ctr_model_v1"
+    split: SplitConfig = SplitConfig()
+    xgb: XGBConfig = XGBConfig()
+    filter_by_created_timestamp: bool = True

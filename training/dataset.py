@@ -1,0 +1,147 @@
+"""Point-in-time training sets: the label table's impressions joined to Feast features as of each impression."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+from feast import FeatureStore
+from feast.types import String
+
+from platform_common.feature_spec import CONTEXT_CATEGORICAL, CONTEXT_NUMERIC
+from platform_common.settings import Settings
+from training.config import SplitConfig, TrainConfig
+
+LABEL_COLUMNS = ("clicked", "converted", "order_gmv")
+ENTITY_COLUMNS = ("impression_id", "event_timestamp", "user_id", "product_id", "merchant_id", "category_l1")
+# Features that only route a lookup (which merchant, which category) and would let a model memorise ids.
+LOOKUP_ONLY = frozenset({"product_merchant_id"})
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    train: tuple[date, date]
+    valid: tuple[date, date]
+    test: tuple[date, date]
+
+    def as_params(self) -> dict[str, str]:
+        return {f"{part}_{end}": str(getattr(self, part)[i]) for part in ("train", "valid", "test")
+                for i, end in enumerate(("start", "end"))}
+
+
+@dataclass(frozen=True)
+class FeatureColumns:
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    feature_refs: tuple[str, ...]
+
+
+def load_labels(settings: Settings) -> pd.DataFrame:
+    path = settings.marts_dir / "impression_labels.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `make features` (dbt build) first")
+    with duckdb.connect() as con:
+        frame = con.execute(
+            "select * from read_parquet(?) order by event_timestamp, impression_id", [str(path)]
+        ).df()
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    return frame
+
+
+def plan_split(days: list[date], cfg: SplitConfig) -> TimeSplit:
+    """Contiguous day windows, test last. Raises if the data is too short to split honestly."""
+    n = len(days)
+    n_test = max(cfg.min_days, round(n * cfg.test_frac))
+    n_valid = max(cfg.min_days, round(n * cfg.valid_frac))
+    n_warm = int(n * cfg.warmup_frac)
+    n_train = n - n_test - n_valid - n_warm
+    if n_train < cfg.min_days:
+        raise ValueError(f"only {n} label days: too few for warm-up, train, valid and test windows")
+    d = days[n_warm:]
+    return TimeSplit(
+        train=(d[0], d[n_train - 1]),
+        valid=(d[n_train], d[n_train + n_valid - 1]),
+        test=(d[n_train + n_valid], d[-1]),
+    )
+
+
+def feature_columns(store: FeatureStore, feature_service: str) -> FeatureColumns:
+    service = store.get_feature_service(feature_service)
+    numeric: list[str] = list(CONTEXT_NUMERIC)
+    categorical: list[str] = list(CONTEXT_CATEGORICAL)
+    refs: list[str] = []
+    for projection in service.feature_view_projections:
+        for feature in projection.features:
+            refs.append(f"{projection.name_to_use()}:{feature.name}")
+            if feature.name in LOOKUP_ONLY:
+                continue
+            (categorical if feature.dtype == String else numeric).append(feature.name)
+    return FeatureColumns(tuple(numeric), tuple(categorical), tuple(refs))
+
+
+def historical_features(
+    store: FeatureStore, entity_df: pd.DataFrame, feature_service: str, filter_by_created_timestamp: bool
+) -> pd.DataFrame:
+    """Feast's point-in-time join, returned in the entity frame's row order."""
+    job = store.get_historical_features(
+        entity_df=entity_df,
+        features=store.get_feature_service(feature_service),
+        full_feature_names=False,
+        filter_by_created_timestamp=filter_by_created_timestamp,
+    )
+    frame = job.to_df()
+    return frame.set_index("impression_id").loc[entity_df["impression_id"]].reset_index()
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """Content hash of a training frame: same rows, columns and values give the same fingerprint."""
+    cols = sorted(frame.columns)
+    digest = hashlib.sha256(",".join(cols).encode())
+    digest.update(pd.util.hash_pandas_object(frame[cols], index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    frame: pd.DataFrame
+    split: TimeSplit
+    columns: FeatureColumns
+    fingerprint: str
+
+    def part(self, name: str) -> pd.DataFrame:
+        start, end = getattr(self.split, name)
+        day = self.frame["event_timestamp"].dt.date
+        return self.frame[(day >= start) & (day <= end)]
+
+
+def build_training_set(store: FeatureStore, settings: Settings, cfg: TrainConfig) -> TrainingSet:
+    labels = load_labels(settings)
+    days = sorted(labels["event_timestamp"].dt.date.unique())
+    split = plan_split(days, cfg.split)
+    labels = labels[labels["event_timestamp"].dt.date >= split.train[0]]
+    columns = feature_columns(store, cfg.feature_service)
+    frame = historical_features(store, labels, cfg.feature_service, cfg.filter_by_created_timestamp)
+    return TrainingSet(frame=frame, split=split, columns=columns, fingerprint=fingerprint(frame))
+
+
+def save_test_set(ts: TrainingSet, settings: Settings) -> Path:
+    """Freeze the test rows so promotion can score champion and challenger on exactly the same rows."""
+    out = settings.datasets_dir / ts.fingerprint / "test.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    test = ts.part("test").copy()
+    test["event_timestamp"] = test["event_timestamp"].astype("datetime64[us, UTC]")
+    test.to_parquet(out, index=False)
+    return out
+
+
+def day_range(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def positive_rate(y: np.ndarray) -> float:
+    return float(np.mean(y)) if len(y) else float("nan")

@@ -1,0 +1,46 @@
+"""MLflow tracking and registry plumbing shared by training, promotion, status and serving."""
+
+from __future__ import annotations
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from platform_common.settings import Settings
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def connect(settings: Settings) -> MlflowClient:
+    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    settings.artifact_root.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def ensure_experiment(settings: Settings) -> str:
+    client = connect(settings)
+    existing = client.get_experiment_by_name(settings.experiment_name)
+    if existing is not None:
+        return existing.experiment_id
+    return client.create_experiment(
+        settings.experiment_name, artifact_location=settings.artifact_root.as_uri()
+    )
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def latest_version(client: MlflowClient, name: str) -> ModelVersion | None:
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    return max(versions, key=lambda v: int(v.version), default=None)
