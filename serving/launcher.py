@@ -23,25 +23,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(base_url: str, proc: subprocess.Popen, timeout: float, log_path: Path) -> None:
+def wait_ready(base_url: str, proc: subprocess.Popen, timeout: float, log_path: Path, path: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"bentoml serve exited with {proc.returncode}; log: {log_path}")
         try:
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{base_url}{path}", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise TimeoutError(f"service not ready after {timeout:.0f}s; log: {log_path}")
+    raise TimeoutError(f"{path} not 200 after {timeout:.0f}s; log: {log_path}")
 
 
 @contextmanager
 def running_service(
-    settings: Settings, port: int | None = None, timeout: float = 120, extra_env: dict[str, str] | None = None
+    settings: Settings,
+    port: int | None = None,
+    timeout: float = 120,
+    extra_env: dict[str, str] | None = None,
+    wait_for: str = "/readyz",
 ) -> Iterator[str]:
-    """Yield the base URL of a live service; always stops it, even if the caller fails."""
+    """Yield the base URL once `wait_for` answers 200; always stops the service, even if the caller fails."""
     port = port or free_port()
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.logs_dir / f"bentoml-{port}.log"
@@ -53,7 +57,7 @@ def running_service(
                                 start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(base_url, proc, timeout, log_path)
+        wait_ready(base_url, proc, timeout, log_path, wait_for)
         yield base_url
     finally:
         if proc.poll() is None:

@@ -15,11 +15,13 @@ def expected_calibration_error(y_true: np.ndarray, p: np.ndarray, n_bins: int = 
     p = np.asarray(p, dtype=float)
     if len(p) == 0:
         raise ValueError("no rows to compute calibration on")
-    order = np.argsort(p, kind="stable")
+    # Quantile edges, so tied predictions always share a bin (a constant model gets one bin, not five).
+    edges = np.quantile(p, np.linspace(0, 1, n_bins + 1)[1:-1])
+    bins = np.searchsorted(edges, p, side="right")
     ece = 0.0
-    for idx in np.array_split(order, min(n_bins, len(p))):
-        if len(idx):
-            ece += len(idx) / len(p) * abs(y_true[idx].mean() - p[idx].mean())
+    for b in np.unique(bins):
+        mask = bins == b
+        ece += mask.mean() * abs(y_true[mask].mean() - p[mask].mean())
     return float(ece)
 
 

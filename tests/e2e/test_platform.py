@@ -1,0 +1,123 @@
+"""The whole platform at SCALE=tiny: real pipeline, real registry, real `bentoml serve`, real HTTP."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import duckdb
+import httpx
+import pytest
+
+from serving.launcher import running_service
+from serving.schemas import MAX_CANDIDATES
+from tests.conftest import run_make
+
+
+@pytest.fixture(scope="module")
+def service(tiny_platform):
+    with running_service(tiny_platform) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def catalogue(tiny_platform):
+    with duckdb.connect() as con:
+        user = con.execute(
+            "select user_id from read_parquet(?) group by 1 order by count(*) desc, 1 limit 1",
+            [str(tiny_platform.marts_dir / "impression_labels.parquet")],
+        ).fetchone()[0]
+        products = [r[0] for r in con.execute(
+            "select distinct product_id from read_parquet(?) order by 1 limit 30",
+            [str(tiny_platform.marts_dir / "product_features.parquet")],
+        ).fetchall()]
+    return user, products
+
+
+def test_status_shows_a_champion_below_the_oracle(tiny_platform):
+    status = json.loads(run_make(tiny_platform.home_dir, "status").stdout)
+    assert status["tracking_uri"].startswith("sqlite:///")
+    (model,) = status["models"]
+    metrics = model["champion"]["test_metrics"]
+    assert 0.5 < metrics["test_auc"] < metrics["oracle_auc"]
+    assert {v["name"] for v in status["feature_views"]} >= {"user_features", "product_features"}
+    assert all(v["last_materialized"] for v in status["feature_views"])
+
+
+def test_promote_again_is_a_no_op(tiny_platform):
+    out = run_make(tiny_platform.home_dir, "promote").stdout
+    assert "already champion" in out
+
+
+def test_health_and_readiness(service):
+    assert httpx.get(f"{service}/healthz").status_code == 200
+    assert httpx.get(f"{service}/readyz").status_code == 200
+
+
+def test_rank_orders_candidates_by_predicted_ctr(service, catalogue):
+    user, products = catalogue
+    r = httpx.post(f"{service}/rank", json={"user_id": user, "product_ids": products, "surface": "search"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["known_user"] is True
+    assert body["model"]["version"] == "1"
+    ranking = body["ranking"]
+    assert sorted(p["product_id"] for p in ranking) == sorted(products)
+    scores = [p["pctr"] for p in ranking]
+    assert scores == sorted(scores, reverse=True)
+    assert [p["rank"] for p in ranking] == list(range(1, len(products) + 1))
+    assert all(0 < s < 1 for s in scores) and len(set(scores)) > 1
+    assert all(p["known_product"] for p in ranking)
+
+
+def test_unknown_user_and_products_are_scored_and_flagged(service, catalogue):
+    _, products = catalogue
+    r = httpx.post(f"{service}/rank", json={"user_id": "u_nobody", "product_ids": [products[0], "p_nothing"]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["known_user"] is False
+    flags = {p["product_id"]: p["known_product"] for p in body["ranking"]}
+    assert flags == {products[0]: True, "p_nothing": False}
+    assert all(0 < p["pctr"] < 1 for p in body["ranking"])
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"user_id": "u1", "product_ids": []}, "product_ids"),
+        ({"user_id": "u1", "product_ids": [f"p{i}" for i in range(MAX_CANDIDATES + 1)]}, "product_ids"),
+        ({"user_id": 12, "product_ids": ["p1"]}, "user_id"),
+        ({"user_id": "u1", "product_ids": "p1"}, "product_ids"),
+        ({"user_id": "u1", "product_ids": ["p1"], "surface": "billboard"}, "surface"),
+        ({"user_id": "u1", "product_ids": ["p1"], "coupon": "FREE"}, "coupon"),
+        ({"product_ids": ["p1"]}, "user_id"),
+    ],
+)
+def test_bad_requests_get_4xx_with_a_reason(service, body, needle):
+    r = httpx.post(f"{service}/rank", json=body)
+    assert 400 <= r.status_code < 500, r.text
+    assert needle in r.text
+
+
+def test_malformed_json_is_a_4xx(service):
+    r = httpx.post(f"{service}/rank", content=b"{not json", headers={"content-type": "application/json"})
+    assert 400 <= r.status_code < 500, r.text
+
+
+def test_concurrent_requests_are_all_served(service, catalogue):
+    user, products = catalogue
+    body = {"user_id": user, "product_ids": products[:20]}
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        codes = list(pool.map(lambda _: httpx.post(f"{service}/rank", json=body, timeout=30).status_code,
+                              range(64)))
+    assert codes == [200] * 64
+
+
+def test_service_without_a_champion_is_not_ready_and_says_why(tmp_path, catalogue):
+    from platform_common.settings import Settings
+
+    with running_service(Settings(home=tmp_path), wait_for="/healthz") as url:
+        assert httpx.get(f"{url}/readyz").status_code == 503
+        r = httpx.post(f"{url}/rank", json={"user_id": "u1", "product_ids": ["p1"]})
+        assert r.status_code == 503
+        assert "champion" in r.json()["error"]
