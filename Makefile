@@ -15,7 +15,9 @@ export DBT_TARGET_PATH := $(SHOPRANK_HOME)/dbt/target
 export DBT_LOG_PATH := $(SHOPRANK_HOME)/dbt/logs
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-UV := python3 -m uv
+# uv is bootstrapped with pip on a machine that lacks it, and is also a dev dependency, so that make run
+# from inside the environment (the tests do) finds it as well.
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --frozen --no-sync
 VENV_STAMP := .venv/.synced-$(shell cat uv.lock pyproject.toml | cksum | cut -d' ' -f1)
 FEAST_YAML = $$($(RUN) python -m platform_common.feast_config)
@@ -27,8 +29,9 @@ help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV_STAMP): pyproject.toml uv.lock
-	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
-	$(UV) sync --frozen
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
+		python3 -m pip install --quiet --disable-pip-version-check uv
+	$(UV) sync --frozen --compile-bytecode
 	@rm -f .venv/.synced-*; touch $@
 
 install: $(VENV_STAMP) ## create .venv from uv.lock

@@ -1,8 +1,7 @@
 """One feature service per model: the exact feature set a model version was trained on."""
 
-from feast import FeatureService
-
 from entities import OWNER
+from feast import FeatureService
 from features import merchant_features, product_features, user_category_features, user_features
 
 ctr_model_v1 = FeatureService(

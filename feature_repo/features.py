@@ -8,9 +8,6 @@ See docs/time_semantics.md.
 
 from datetime import timedelta
 
-from feast import FeatureView, Field
-from feast.types import Float64, Int64, String
-
 from data_sources import (
     merchant_features_source,
     product_features_source,
@@ -18,6 +15,8 @@ from data_sources import (
     user_features_source,
 )
 from entities import OWNER, category, merchant, product, user
+from feast import FeatureView, Field
+from feast.types import Float64, Int64, String
 
 DAILY_TTL = timedelta(days=2)
 SLOW_TTL = timedelta(days=7)

@@ -23,10 +23,13 @@ def sample_request(n_candidates: int = 10) -> dict:
             "select user_id from read_parquet(?) group by user_id order by count(*) desc, user_id limit 1",
             [str(marts / "impression_labels.parquet")],
         ).fetchone()[0]
-        products = [r[0] for r in con.execute(
-            "select product_id from read_parquet(?) order by hash(product_id) limit ?",
-            [str(marts / "product_features.parquet"), n_candidates * 20],
-        ).fetchall()]
+        products = [
+            r[0]
+            for r in con.execute(
+                "select product_id from read_parquet(?) order by hash(product_id) limit ?",
+                [str(marts / "product_features.parquet"), n_candidates * 20],
+            ).fetchall()
+        ]
     products = list(dict.fromkeys(products))[:n_candidates]
     return {"user_id": user, "product_ids": products + ["p_does_not_exist"], "surface": "home_feed"}
 
@@ -41,8 +44,10 @@ def main() -> None:
         response = httpx.post(f"{url}/rank", json=request, timeout=30)
         response.raise_for_status()
         body = response.json()
-    table = Table(title=f"{body['user_id']} on {body['surface']} - {body['model']['name']} "
-                        f"v{body['model']['version']} (known user: {body['known_user']})")
+    table = Table(
+        title=f"{body['user_id']} on {body['surface']} - {body['model']['name']} "
+        f"v{body['model']['version']} (known user: {body['known_user']})"
+    )
     for col in ("rank", "product_id", "pctr", "known_product"):
         table.add_column(col)
     for item in body["ranking"]:

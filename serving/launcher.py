@@ -50,11 +50,23 @@ def running_service(
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.logs_dir / f"bentoml-{port}.log"
     env = export_env(settings) | (extra_env or {})
-    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:Ranker", "--host", "127.0.0.1",
-           "--port", str(port), "--working-dir", str(REPO_ROOT)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "serving.service:Ranker",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--working-dir",
+        str(REPO_ROOT),
+    ]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base_url, proc, timeout, log_path, wait_for)

@@ -28,8 +28,9 @@ log = logging.getLogger("shoprank.serving")
 RETRY_SECONDS = float(os.environ.get("SHOPRANK_LOAD_RETRY_SECONDS", "5"))
 
 
-@bentoml.service(name="shoprank", workers=1, threads=int(os.environ.get("SHOPRANK_THREADS", "8")),
-                 traffic={"timeout": 10})
+@bentoml.service(
+    name="shoprank", workers=1, threads=int(os.environ.get("SHOPRANK_THREADS", "8")), traffic={"timeout": 10}
+)
 class Ranker:
     def __init__(self) -> None:
         self.settings = get_settings()

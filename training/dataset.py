@@ -30,8 +30,11 @@ class TimeSplit:
     test: tuple[date, date]
 
     def as_params(self) -> dict[str, str]:
-        return {f"{part}_{end}": str(getattr(self, part)[i]) for part in ("train", "valid", "test")
-                for i, end in enumerate(("start", "end"))}
+        return {
+            f"{part}_{end}": str(getattr(self, part)[i])
+            for part in ("train", "valid", "test")
+            for i, end in enumerate(("start", "end"))
+        }
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,7 @@ def load_labels(settings: Settings) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `make features` (dbt build) first")
     with duckdb.connect() as con:
-        frame = con.execute(
-            "select * from read_parquet(?) order by event_timestamp, impression_id", [str(path)]
-        ).df()
+        frame = con.execute("select * from read_parquet(?) order by event_timestamp, impression_id", [str(path)]).df()
     frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
     return frame
 

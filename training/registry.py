@@ -26,9 +26,7 @@ def ensure_experiment(settings: Settings) -> str:
     existing = client.get_experiment_by_name(settings.experiment_name)
     if existing is not None:
         return existing.experiment_id
-    return client.create_experiment(
-        settings.experiment_name, artifact_location=settings.artifact_root.as_uri()
-    )
+    return client.create_experiment(settings.experiment_name, artifact_location=settings.artifact_root.as_uri())
 
 
 def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

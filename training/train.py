@@ -37,9 +37,7 @@ class TrainResult:
     metrics: dict[str, float]
 
 
-def fit_head(
-    spec: FeatureSpec, train: pd.DataFrame, valid: pd.DataFrame, label: str, cfg: XGBConfig
-) -> xgb.Booster:
+def fit_head(spec: FeatureSpec, train: pd.DataFrame, valid: pd.DataFrame, label: str, cfg: XGBConfig) -> xgb.Booster:
     """Early-stopped booster, cut at its best iteration so every consumer uses the right trees."""
     dtrain = xgb.DMatrix(spec.frame_matrix(train), label=train[label].to_numpy(), feature_names=list(spec.columns))
     dvalid = xgb.DMatrix(spec.frame_matrix(valid), label=valid[label].to_numpy(), feature_names=list(spec.columns))
@@ -109,10 +107,13 @@ def train(cfg: TrainConfig | None = None, settings: Settings | None = None) -> T
                 "trained_by": getpass.getuser(),
             }
         )
-        mlflow.log_dict({"features": list(spec.columns), "feature_refs": list(ts.columns.feature_refs)},
-                        "features.json")
+        mlflow.log_dict(
+            {"features": list(spec.columns), "feature_refs": list(ts.columns.feature_refs)}, "features.json"
+        )
         mlflow.log_metrics(metrics)
-        example = ts.part("test")[list(spec.columns)].head(20)
+        example = ts.part("test")[list(spec.columns)].head(20).copy()
+        # Declared as doubles: any numeric feature can be missing at serving time.
+        example[list(spec.numeric)] = example[list(spec.numeric)].astype("float64")
         signature = infer_signature(example, bundle.predict(None, example))
         info = mlflow.pyfunc.log_model(
             name="ranker",

@@ -27,10 +27,13 @@ def catalogue(tiny_platform):
             "select user_id from read_parquet(?) group by 1 order by count(*) desc, 1 limit 1",
             [str(tiny_platform.marts_dir / "impression_labels.parquet")],
         ).fetchone()[0]
-        products = [r[0] for r in con.execute(
-            "select distinct product_id from read_parquet(?) order by 1 limit 30",
-            [str(tiny_platform.marts_dir / "product_features.parquet")],
-        ).fetchall()]
+        products = [
+            r[0]
+            for r in con.execute(
+                "select distinct product_id from read_parquet(?) order by 1 limit 30",
+                [str(tiny_platform.marts_dir / "product_features.parquet")],
+            ).fetchall()
+        ]
     return user, products
 
 
@@ -108,8 +111,7 @@ def test_concurrent_requests_are_all_served(service, catalogue):
     user, products = catalogue
     body = {"user_id": user, "product_ids": products[:20]}
     with ThreadPoolExecutor(max_workers=16) as pool:
-        codes = list(pool.map(lambda _: httpx.post(f"{service}/rank", json=body, timeout=30).status_code,
-                              range(64)))
+        codes = list(pool.map(lambda _: httpx.post(f"{service}/rank", json=body, timeout=30).status_code, range(64)))
     assert codes == [200] * 64
 
 

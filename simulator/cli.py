@@ -1,0 +1,93 @@
+"""`python -m simulator generate`: simulate the marketplace into `$SHOPRANK_HOME/raw` and `/oracle`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from platform_common.settings import Settings
+from simulator.config import SimConfig, utc_today
+from simulator.run import Summary, generate
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+
+
+class Scale(StrEnum):
+    tiny = "tiny"
+    small = "small"
+    medium = "medium"
+
+
+@app.callback()
+def main() -> None:
+    """Seeded marketplace simulator standing in for production logs."""
+
+
+@app.command("generate")
+def generate_command(
+    scale: Annotated[Scale | None, typer.Option(help="Marketplace size; default SHOPRANK_SCALE (else small).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed and end date give identical bytes.")] = 42,
+    end_date: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Exclusive end of the period (UTC); default today."),
+    ] = None,
+    flaw_rate: Annotated[
+        float, typer.Option(min=0.0, max=0.05, help="Share of rows per event table and flaw family.")
+    ] = 0.005,
+    home: Annotated[Path | None, typer.Option(help="State folder; default SHOPRANK_HOME (else .state).")] = None,
+) -> None:
+    """Wipe and rewrite raw/ and oracle/ with a freshly simulated period."""
+    settings = Settings(home=home) if home is not None else Settings()
+    config = SimConfig(
+        scale=(scale.value if scale is not None else settings.scale),
+        seed=seed,
+        end_date=end_date.date() if end_date is not None else utc_today(),
+        flaw_rate=flaw_rate,
+        home=settings.home_dir,
+    )
+    console.print(
+        f"simulating [bold]{config.scale}[/] marketplace, seed {config.seed}, "
+        f"{config.start_date} .. {config.end_date} (exclusive) into {settings.home_dir}"
+    )
+    with Progress(
+        TextColumn("{task.description:<34}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("starting", total=config.spec.n_days)
+
+        def report(label: str, done: int, total: int) -> None:
+            if total:
+                progress.update(task, description=label, completed=done, total=total)
+            else:
+                progress.update(task, description=label)
+
+        summary = generate(config, progress=report)
+    print_summary(summary)
+
+
+def print_summary(summary: Summary) -> None:
+    table = Table(title=f"raw tables ({summary.raw_dir})", title_justify="left")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    table.add_column("planted flaws", justify="right")
+    for name, rows in summary.rows.items():
+        flaws = summary.flaw_counts.get(name)
+        table.add_row(name, f"{rows:,}", f"{sum(flaws.values()):,}" if flaws else "")
+    console.print(table)
+    console.print(
+        f"CTR {summary.ctr:.2%}  post-click CVR {summary.cvr:.2%}  oracle AUC {summary.oracle_auc:.3f}  "
+        f"planted causes {len(summary.planted)}  ({summary.seconds:.1f}s)"
+    )
+    console.print(f"oracle (evaluation only): {summary.oracle_dir}")

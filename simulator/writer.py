@@ -1,0 +1,308 @@
+"""The raw-data contract as arrow schemas, and the parquet writers (hive partitions by landing date).
+
+Columns arrive as numpy arrays (ids as integers, labels as small codes) and are typed here once, so
+every table matches docs/data_contracts.md exactly: `timestamp[us, tz=UTC]`, date32, int32, float64.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from simulator.campaigns import DAY_US, EPOCH
+from simulator.config import CATALOG, COUNTRIES, DEVICES, SURFACES, TIERS
+from simulator.entities import subcategory_names
+from simulator.flaws import UNKNOWN_SURFACES
+
+TS = pa.timestamp("us", tz="UTC")
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "users": pa.schema(
+        [
+            ("user_id", pa.string()),
+            ("country", pa.string()),
+            ("device", pa.string()),
+            ("signup_ts", TS),
+            ("_ingested_at", TS),
+        ]
+    ),
+    "merchants": pa.schema(
+        [
+            ("merchant_id", pa.string()),
+            ("country", pa.string()),
+            ("tier", pa.string()),
+            ("main_category_l1", pa.string()),
+            ("joined_ts", TS),
+            ("_ingested_at", TS),
+        ]
+    ),
+    "products": pa.schema(
+        [
+            ("product_id", pa.string()),
+            ("merchant_id", pa.string()),
+            ("category_l1", pa.string()),
+            ("category_l2", pa.string()),
+            ("base_price", pa.float64()),
+            ("created_ts", TS),
+            ("_ingested_at", TS),
+        ]
+    ),
+    "product_prices": pa.schema(
+        [
+            ("product_id", pa.string()),
+            ("price_date", pa.date32()),
+            ("price", pa.float64()),
+            ("discount_pct", pa.float64()),
+            ("_ingested_at", TS),
+        ]
+    ),
+    "merchant_daily": pa.schema(
+        [
+            ("merchant_id", pa.string()),
+            ("snapshot_date", pa.date32()),
+            ("rating", pa.float64()),
+            ("is_live", pa.bool_()),
+            ("_ingested_at", TS),
+        ]
+    ),
+    "campaign_calendar": pa.schema(
+        [
+            ("calendar_date", pa.date32()),
+            ("campaign_name", pa.string()),
+            ("is_mega_sale", pa.bool_()),
+            ("_ingested_at", TS),
+        ]
+    ),
+    "impressions": pa.schema(
+        [
+            ("impression_id", pa.string()),
+            ("request_id", pa.string()),
+            ("event_ts", TS),
+            ("user_id", pa.string()),
+            ("product_id", pa.string()),
+            ("surface", pa.string()),
+            ("position", pa.int32()),
+            ("_ingested_at", TS),
+        ]
+    ),
+    "clicks": pa.schema(
+        [
+            ("click_id", pa.string()),
+            ("impression_id", pa.string()),
+            ("event_ts", TS),
+            ("user_id", pa.string()),
+            ("product_id", pa.string()),
+            ("_ingested_at", TS),
+        ]
+    ),
+    "orders": pa.schema(
+        [
+            ("order_id", pa.string()),
+            ("impression_id", pa.string()),
+            ("click_id", pa.string()),
+            ("event_ts", TS),
+            ("user_id", pa.string()),
+            ("product_id", pa.string()),
+            ("quantity", pa.int32()),
+            ("unit_price", pa.float64()),
+            ("gmv", pa.float64()),
+            ("_ingested_at", TS),
+        ]
+    ),
+}
+
+ORACLE_SCHEMA = pa.schema(
+    [
+        ("impression_id", pa.string()),
+        ("p_click", pa.float64()),
+        ("p_order_given_click", pa.float64()),
+        ("expected_order_value", pa.float64()),
+    ]
+)
+
+# Zero-padded ids: prefix and digit count.
+ID_FORMATS: dict[str, tuple[str, int]] = {
+    "user_id": ("u", 7),
+    "product_id": ("p", 6),
+    "merchant_id": ("m", 5),
+    "impression_id": ("imp", 9),
+    "request_id": ("req", 9),
+    "click_id": ("clk", 9),
+    "order_id": ("ord", 9),
+}
+
+LABELS: dict[str, tuple[str, ...]] = {
+    "country": COUNTRIES,
+    "device": DEVICES,
+    "tier": TIERS,
+    "surface": SURFACES + UNKNOWN_SURFACES,
+    "category_l1": tuple(c.name for c in CATALOG),
+    "main_category_l1": tuple(c.name for c in CATALOG),
+    "category_l2": tuple(subcategory_names()),
+}
+
+# Physical numpy layout of each primitive arrow type the contract uses.
+NUMPY_TYPES: dict[pa.DataType, type] = {
+    pa.int32(): np.int32,
+    pa.float64(): np.float64,
+    pa.date32(): np.int32,
+    TS: np.int64,
+}
+
+SORT_KEYS: dict[str, str] = {
+    "users": "user_id",
+    "merchants": "merchant_id",
+    "products": "product_id",
+    "product_prices": "product_id",
+    "merchant_daily": "merchant_id",
+    "campaign_calendar": "calendar_date",
+    "impressions": "impression_id",
+    "clicks": "click_id",
+    "orders": "order_id",
+}
+
+
+def _validity(null: np.ndarray | None) -> tuple[pa.Buffer | None, int]:
+    if null is None or not null.any():
+        return None, 0
+    return pa.py_buffer(np.packbits(~null, bitorder="little")), int(null.sum())
+
+
+def _strings(offsets: np.ndarray, data: np.ndarray, null: np.ndarray | None) -> pa.Array:
+    validity, null_count = _validity(null)
+    n = len(offsets) - 1
+    return pa.StringArray.from_buffers(
+        n,
+        pa.py_buffer(np.ascontiguousarray(offsets, dtype=np.int32)),
+        pa.py_buffer(np.ascontiguousarray(data)),
+        validity,
+        null_count,
+    )
+
+
+def format_ids(prefix: str, values: np.ndarray, width: int, null: np.ndarray | None = None) -> pa.Array:
+    """`prefix` + zero-padded digits, built as one byte buffer (millions of f-strings are slow)."""
+    n = len(values)
+    v = values.astype(np.int64).copy()
+    if n and (v.min() < 0 or v.max() >= 10**width):
+        raise ValueError(f"ids for prefix {prefix!r} do not fit in {width} digits")
+    size = len(prefix) + width
+    buf = np.empty((n, size), dtype=np.uint8)
+    buf[:, : len(prefix)] = np.frombuffer(prefix.encode(), dtype=np.uint8)
+    for i in range(size - 1, len(prefix) - 1, -1):
+        buf[:, i] = 48 + v % 10
+        v //= 10
+    return _strings(np.arange(n + 1) * size, buf, null)
+
+
+def label_strings(labels: tuple[str, ...], codes: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
+    """Small integer codes to their label strings, gathered byte by byte without a Python loop."""
+    encoded = [label.encode() for label in labels]
+    pool = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    label_len = np.array([len(e) for e in encoded], dtype=np.int64)
+    label_start = np.concatenate([[0], np.cumsum(label_len)[:-1]])
+    lengths = label_len[codes]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    # byte j of row i comes from pool[label_start[code_i] + j]
+    gather = np.repeat(label_start[codes] - offsets[:-1], lengths) + np.arange(offsets[-1])
+    return _strings(offsets, pool[gather], null)
+
+
+def _primitive(values: np.ndarray, dtype: pa.DataType, null: np.ndarray | None) -> pa.Array:
+    """Numeric, timestamp, date and bool arrays straight from numpy buffers.
+
+    `pa.array(ndarray)` would import pandas to sniff its argument (seconds on a cold start).
+    """
+    validity, null_count = _validity(null)
+    if pa.types.is_boolean(dtype):
+        data = np.packbits(values.astype(bool), bitorder="little")
+    else:
+        data = np.ascontiguousarray(values, dtype=NUMPY_TYPES[dtype])
+    return pa.Array.from_buffers(dtype, len(values), [validity, pa.py_buffer(np.ascontiguousarray(data))], null_count)
+
+
+def to_arrow(
+    name: str,
+    columns: dict[str, np.ndarray],
+    nulls: dict[str, np.ndarray] | None = None,
+    labels: dict[str, tuple[str, ...]] | None = None,
+) -> pa.Table:
+    nulls = nulls or {}
+    labels = LABELS | (labels or {})
+    arrays = []
+    for column in SCHEMAS[name]:
+        values = columns[column.name]
+        null = nulls.get(column.name)
+        if column.name in ID_FORMATS:
+            prefix, width = ID_FORMATS[column.name]
+            arrays.append(format_ids(prefix, values, width, null))
+        elif pa.types.is_string(column.type):
+            arrays.append(label_strings(labels[column.name], values.astype(np.int64), null))
+        else:
+            arrays.append(_primitive(values, column.type, null))
+    return pa.Table.from_arrays(arrays, schema=SCHEMAS[name])
+
+
+def write_partitioned(
+    raw_dir: Path,
+    name: str,
+    columns: dict[str, np.ndarray],
+    nulls: dict[str, np.ndarray] | None = None,
+    labels: dict[str, tuple[str, ...]] | None = None,
+    empty_day: int | None = None,
+) -> int:
+    """Write `raw/<name>/dt=YYYY-MM-DD/part-00000.parquet` by landing date; returns the row count.
+
+    An empty table still gets one empty file (in `empty_day`'s partition) so readers globbing the
+    folder find the schema instead of no files at all.
+    """
+    ingested = columns["_ingested_at"]
+    order = np.lexsort((columns[SORT_KEYS[name]], ingested))
+    columns = {k: v[order] for k, v in columns.items()}
+    nulls = {k: v[order] for k, v in (nulls or {}).items()}
+    table = to_arrow(name, columns, nulls, labels)
+    dt = columns["_ingested_at"] // DAY_US
+    if len(dt) == 0:
+        if empty_day is None:
+            raise ValueError(f"{name} is empty and has no partition to land in")
+        _write_file(table, raw_dir / name / _partition(empty_day))
+        return 0
+    starts = np.flatnonzero(np.r_[True, dt[1:] != dt[:-1]])
+    ends = np.r_[starts[1:], len(dt)]
+    for start, end in zip(starts, ends, strict=True):
+        _write_file(table.slice(start, end - start), raw_dir / name / _partition(int(dt[start])))
+    return len(dt)
+
+
+def _partition(epoch_day: int) -> str:
+    return f"dt={(EPOCH + timedelta(days=epoch_day)).isoformat()}"
+
+
+def _write_file(table: pa.Table, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, folder / "part-00000.parquet", compression="zstd")
+
+
+def write_oracle_truth(oracle_dir: Path, truth: dict[str, np.ndarray]) -> None:
+    table = pa.Table.from_arrays(
+        [
+            format_ids("imp", truth["impression_id"], 9),
+            _primitive(truth["p_click"], pa.float64(), None),
+            _primitive(truth["p_order_given_click"], pa.float64(), None),
+            _primitive(truth["expected_order_value"], pa.float64(), None),
+        ],
+        schema=ORACLE_SCHEMA,
+    )
+    oracle_dir.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, oracle_dir / "impression_truth.parquet", compression="zstd")
+
+
+def write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")

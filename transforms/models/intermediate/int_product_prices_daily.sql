@@ -1,0 +1,49 @@
+-- Price of each product on each day of its spine: the price row of that day, else the last earlier one
+-- (as-of join), else its base price with no discount; and the price relative to the median price of
+-- its category that day.
+with product_days as (
+    select product_id, feature_date
+    from {{ ref('int_product_days') }}
+),
+
+products as (
+    select product_id, category_l1, base_price
+    from {{ ref('stg_products') }}
+),
+
+prices as (
+    select product_id, price_date, price, discount_pct
+    from {{ ref('stg_product_prices') }}
+),
+
+prices_as_of_day as (
+    select
+        product_days.product_id,
+        product_days.feature_date,
+        prices.price,
+        prices.discount_pct
+    from product_days
+    asof left join prices
+        on product_days.product_id = prices.product_id
+        and product_days.feature_date >= prices.price_date
+),
+
+product_day_prices as (
+    select
+        prices_as_of_day.product_id,
+        prices_as_of_day.feature_date,
+        products.category_l1,
+        coalesce(prices_as_of_day.price, products.base_price) as price,
+        coalesce(prices_as_of_day.discount_pct, 0.0) as discount_pct
+    from prices_as_of_day
+    inner join products on prices_as_of_day.product_id = products.product_id
+)
+
+select
+    product_id,
+    feature_date,
+    category_l1,
+    price,
+    discount_pct,
+    price / median(price) over (partition by category_l1, feature_date) as price_rel_category
+from product_day_prices

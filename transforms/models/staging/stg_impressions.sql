@@ -1,0 +1,2 @@
+-- One row per valid impression (earliest landed copy).
+{{ passed_rows('stg_impressions_checked') }}

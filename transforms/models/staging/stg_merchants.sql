@@ -1,0 +1,2 @@
+-- One row per valid merchant.
+{{ passed_rows('stg_merchants_checked') }}
