@@ -107,6 +107,7 @@ merchant_features = FeatureView(
         Field(name="merchant_ctr_30d", dtype=Float64),
         Field(name="merchant_cvr_30d", dtype=Float64),
         Field(name="merchant_product_count", dtype=Int64),
+        Field(name="merchant_age_days", dtype=Int64, description="Days since the merchant joined."),
     ],
     source=merchant_features_source,
     online=True,

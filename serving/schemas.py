@@ -10,9 +10,13 @@ from platform_common.feature_spec import SURFACES
 
 MAX_CANDIDATES = 500
 MAX_ID_LENGTH = 64
+# A merchant younger than this many days counts as new for the exposure boost.
+NEW_MERCHANT_DAYS = 30
 
 EntityId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, strip_whitespace=True)]
 Surface = Literal[SURFACES]  # type: ignore[valid-type]
+# What the ranking maximises per impression: clicks, orders (click and buy), or expected GMV.
+Objective = Literal["gmv", "ctcvr", "ctr"]
 
 
 class RankRequest(BaseModel):
@@ -23,6 +27,13 @@ class RankRequest(BaseModel):
     user_id: EntityId
     product_ids: list[EntityId] = Field(min_length=1, max_length=MAX_CANDIDATES)
     surface: Surface = "home_feed"
+    objective: Objective = "gmv"
+    new_merchant_boost: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Multiplies the score of products from merchants younger than NEW_MERCHANT_DAYS by 1 + boost.",
+    )
 
     @field_validator("product_ids")
     @classmethod
@@ -39,6 +50,10 @@ class RankedProduct(BaseModel):
     rank: int
     score: float
     pctr: float
+    pcvr: float
+    pctcvr: float
+    expected_gmv: float
+    new_merchant: bool
     known_product: bool
 
 
@@ -50,6 +65,7 @@ class ModelInfo(BaseModel):
 class RankResponse(BaseModel):
     user_id: str
     surface: str
+    objective: str
     known_user: bool
     model: ModelInfo
     ranking: list[RankedProduct]

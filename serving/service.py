@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -17,6 +18,7 @@ import bentoml
 
 from platform_common.feast_config import get_feature_store
 from platform_common.settings import get_settings
+from serving.calendar import load_campaign_days
 from serving.champion import LoadedModel, load_champion
 from serving.online_features import OnlineFeatureReader
 from serving.ranking import rank
@@ -37,6 +39,7 @@ class Ranker:
         self.model: LoadedModel | None = None
         self.reader: OnlineFeatureReader | None = None
         self.not_ready_reason = "starting"
+        self.campaign_days: frozenset = frozenset()
         self._stop = threading.Event()
         if not self._load():
             threading.Thread(target=self._retry_load, name="champion-loader", daemon=True).start()
@@ -46,6 +49,7 @@ class Ranker:
             model = load_champion(self.settings)
             store = get_feature_store(self.settings)
             reader = OnlineFeatureReader(store, model.bundle.spec.feature_service)
+            self.campaign_days = load_campaign_days(self.settings.marts_dir)
         except Exception as exc:  # any failure keeps the service up but not ready, with the reason
             self.not_ready_reason = f"{type(exc).__name__}: {exc}"
             log.warning("not ready: %s", self.not_ready_reason)
@@ -65,10 +69,11 @@ class Ranker:
 
     @bentoml.api(route="/rank", input_spec=RankRequest)
     def rank(self, ctx: bentoml.Context, **fields: Any) -> dict[str, Any]:
-        """Rank candidate products for a user by predicted click-through rate."""
+        """Rank candidate products for a user by expected GMV (or the requested objective)."""
         model, reader = self.model, self.reader
         if model is None or reader is None:
             ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
             return {"error": f"model or feature store not loaded: {self.not_ready_reason}"}
         request = RankRequest.model_construct(**fields)
-        return rank(request, model, reader).model_dump()
+        now = datetime.now(UTC)
+        return rank(request, model, reader, now=now, is_campaign_day=now.date() in self.campaign_days).model_dump()

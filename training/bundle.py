@@ -1,4 +1,9 @@
-"""The registered ranker: boosters and their feature spec in one MLflow pyfunc, promoted as one unit.
+"""The registered ranker: its heads and their feature spec in one MLflow pyfunc, promoted as one unit.
+
+Heads: `ctr` (p(click | impression), every impression), `cvr` (p(order | click), clicked impressions
+only) and `ctcvr` (p(click and order | impression), every impression). How the served pCVR and pCTCVR are
+derived from them is a per-version choice made at training time on the oracle (`BundleConfig.cvr_method`,
+see docs/conversion_models.md), so the CTR and CVR halves can never be mismatched across versions.
 
 The service unwraps the bundle and calls the boosters directly (in-place prediction on a float32 matrix);
 `predict` exists so that any MLflow client can score a DataFrame of raw feature values with the same code.
@@ -8,23 +13,33 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from pydantic import BaseModel, ConfigDict
 
 from platform_common.feature_spec import FeatureSpec
 
-HEADS = ("ctr",)
+HEADS = ("ctr", "cvr", "ctcvr")
+CvrMethod = Literal["clicked_only", "ctcvr_over_ctr"]
+
+
+class BundleConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    cvr_method: CvrMethod = "clicked_only"
+    units_per_order: float = 1.0
 
 
 class RankerBundle(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper; artifacts: `<head>_booster` (UBJSON) per head and `feature_spec` (JSON)."""
+    """pyfunc wrapper; artifacts: `<head>_booster` (UBJSON) per head, `feature_spec` and `bundle_config` (JSON)."""
 
     def __init__(self) -> None:
         self.spec: FeatureSpec | None = None
+        self.config = BundleConfig()
         self.boosters: dict[str, xgb.Booster] = {}
 
     def load_context(self, context: Any) -> None:
@@ -32,6 +47,8 @@ class RankerBundle(mlflow.pyfunc.PythonModel):
 
     def load_from_paths(self, artifacts: dict[str, str]) -> None:
         self.spec = FeatureSpec.model_validate_json(Path(artifacts["feature_spec"]).read_text())
+        if "bundle_config" in artifacts:
+            self.config = BundleConfig.model_validate_json(Path(artifacts["bundle_config"]).read_text())
         self.boosters = {}
         for head in HEADS:
             key = f"{head}_booster"
@@ -41,20 +58,50 @@ class RankerBundle(mlflow.pyfunc.PythonModel):
                 booster.set_param({"nthread": 1})
                 self.boosters[head] = booster
 
-    def score_matrix(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def head_scores(self, x: np.ndarray) -> dict[str, np.ndarray]:
         # Boosters are saved already cut at their best iteration, so all trees are the right trees.
-        return {f"p{head}": booster.inplace_predict(x) for head, booster in self.boosters.items()}
+        return {head: booster.inplace_predict(x).astype(np.float64) for head, booster in self.boosters.items()}
+
+    def combine(self, raw: dict[str, np.ndarray], method: CvrMethod | None = None) -> dict[str, np.ndarray]:
+        """pctr, pcvr, pctcvr from the raw head outputs, by the bundle's (or the given) CVR method."""
+        method = method or self.config.cvr_method
+        out = {"pctr": raw["ctr"]}
+        if "cvr" not in raw:
+            return out
+        if method == "clicked_only":
+            out["pcvr"] = raw["cvr"]
+            out["pctcvr"] = raw["ctr"] * raw["cvr"]
+        else:
+            out["pctcvr"] = raw["ctcvr"]
+            out["pcvr"] = np.clip(raw["ctcvr"] / np.maximum(raw["ctr"], 1e-9), 0.0, 1.0)
+        return out
+
+    def score_matrix(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return self.combine(self.head_scores(x))
+
+    def expected_gmv(self, pctcvr: np.ndarray, price: np.ndarray) -> np.ndarray:
+        """Expected GMV of one impression; unknown price is worth 0 (it cannot be ranked on value)."""
+        return np.nan_to_num(pctcvr * price * self.config.units_per_order, nan=0.0)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         assert self.spec is not None, "bundle not loaded"
-        x = self.spec.frame_matrix(model_input)
-        return pd.DataFrame({k: v.astype(float) for k, v in self.score_matrix(x).items()})
+        scores = self.score_matrix(self.spec.frame_matrix(model_input))
+        if "pctcvr" in scores and "price" in model_input:
+            price = pd.to_numeric(model_input["price"], errors="coerce").to_numpy(dtype=float)
+            scores["expected_gmv"] = self.expected_gmv(scores["pctcvr"], price)
+        return pd.DataFrame(scores)
 
 
-def write_artifacts(directory: Path, spec: FeatureSpec, boosters: dict[str, xgb.Booster]) -> dict[str, str]:
+def write_artifacts(
+    directory: Path, spec: FeatureSpec, boosters: dict[str, xgb.Booster], config: BundleConfig | None = None
+) -> dict[str, str]:
     directory.mkdir(parents=True, exist_ok=True)
-    artifacts = {"feature_spec": str(directory / "feature_spec.json")}
+    artifacts = {
+        "feature_spec": str(directory / "feature_spec.json"),
+        "bundle_config": str(directory / "bundle_config.json"),
+    }
     Path(artifacts["feature_spec"]).write_text(json.dumps(spec.model_dump(), indent=2))
+    Path(artifacts["bundle_config"]).write_text((config or BundleConfig()).model_dump_json(indent=2))
     for head, booster in boosters.items():
         path = directory / f"{head}_booster.ubj"
         booster.save_model(path)

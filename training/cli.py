@@ -38,6 +38,18 @@ def promote_cmd(
     console.print(f"[{colour}]{'PROMOTED' if decision.promoted else 'NOT PROMOTED'}[/]: {decision.reason}")
 
 
+@app.command("evaluate")
+def evaluate_cmd(version: str = typer.Option(None, help="Model version (default: the champion).")) -> None:
+    """Full evaluation against the oracle: metrics, slices, plots and an HTML report, logged to MLflow."""
+    from training.report import evaluate
+
+    try:
+        evaluate(version=version)
+    except (LookupError, ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]evaluation failed:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
 @app.command("status")
 def status_cmd() -> None:
     """Print tracking URI, champions with test metrics, and feature views with materialization times."""

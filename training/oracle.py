@@ -5,7 +5,10 @@ Nothing in feature_repo/ or transforms/ may read the oracle; this module is the 
 
 from __future__ import annotations
 
+import json
+
 import duckdb
+import numpy as np
 import pandas as pd
 
 from platform_common.settings import Settings
@@ -28,3 +31,16 @@ def load_truth(settings: Settings, impression_ids: pd.Series) -> pd.DataFrame:
         missing = int(truth["p_click"].isna().sum())
         raise ValueError(f"{missing} test impressions have no oracle row: the oracle and the marts disagree")
     return truth.drop(columns="_row")
+
+
+def examination_eta(settings: Settings) -> dict[str, float]:
+    """Position-bias exponents per surface: examination probability at slot k is k ** -eta."""
+    params = json.loads((settings.oracle_dir / "generative_params.json").read_text())
+    return {str(k): float(v) for k, v in params["params"]["clicks"]["examination_eta"].items()}
+
+
+def top_slot_value(truth: pd.DataFrame, surface: pd.Series, position: pd.Series, eta: dict[str, float]) -> np.ndarray:
+    """True expected GMV of showing each product in the first slot: the value an ideal ranker sorts by."""
+    exam = np.power(position.to_numpy(dtype=float), -surface.map(eta).to_numpy(dtype=float))
+    p_click_top = truth["p_click"].to_numpy() / exam
+    return p_click_top * truth["p_order_given_click"].to_numpy() * truth["expected_order_value"].to_numpy()

@@ -70,7 +70,10 @@ def promote(settings: Settings | None = None, min_auc_gain: float = 0.0) -> Deci
     if champion is not None and champion.version == candidate.version:
         return Decision(False, candidate.version, champion.version, f"v{candidate.version} is already champion")
 
-    if champion is None:
+    if candidate.tags.get("leakage_guard") != "passed":
+        reason = candidate.tags.get("leakage_guard_reason", "the leakage guard did not run for this version")
+        decision = Decision(False, candidate.version, champion.version if champion else None, f"refused: {reason}")
+    elif champion is None:
         decision = Decision(True, candidate.version, None, "no champion yet: the first model becomes champion")
     else:
         test_path = candidate.tags.get("test_set_path")

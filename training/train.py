@@ -1,11 +1,12 @@
-"""Train the CTR head on a point-in-time training set, evaluate against the oracle, register in MLflow."""
+"""Train the ranker's heads on a point-in-time training set, evaluate against the oracle, register in MLflow."""
 
 from __future__ import annotations
 
 import getpass
 import json
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlflow
@@ -18,10 +19,11 @@ from rich.console import Console
 from platform_common.feast_config import get_feature_store
 from platform_common.feature_spec import FeatureSpec
 from platform_common.settings import Settings, get_settings
-from training import oracle
-from training.bundle import RankerBundle, write_artifacts
+from training import evaluation, oracle
+from training.bundle import BundleConfig, RankerBundle, write_artifacts
 from training.config import TrainConfig, XGBConfig
-from training.dataset import TrainingSet, build_training_set, save_test_set
+from training.dataset import build_training_set, save_test_set
+from training.guards import leakage_guard
 from training.metrics import binary_metrics
 from training.registry import connect, ensure_experiment
 
@@ -29,18 +31,29 @@ console = Console(stderr=True)
 
 PIP_REQUIREMENTS = [f"xgboost=={xgb.__version__}", f"pandas=={pd.__version__}", f"numpy=={np.__version__}"]
 
+# head -> (rows it learns from, label)
+HEAD_TASKS: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], str]] = {
+    "ctr": (lambda f: f, "clicked"),
+    "cvr": (lambda f: f[f["clicked"] == 1], "converted"),
+    "ctcvr": (lambda f: f, "converted"),
+}
+
+Augment = Callable[[pd.DataFrame], tuple[pd.DataFrame, list[str]]]
+
 
 @dataclass(frozen=True)
 class TrainResult:
     run_id: str
     model_version: str
     metrics: dict[str, float]
+    guard_passed: bool
 
 
 def fit_head(spec: FeatureSpec, train: pd.DataFrame, valid: pd.DataFrame, label: str, cfg: XGBConfig) -> xgb.Booster:
     """Early-stopped booster, cut at its best iteration so every consumer uses the right trees."""
-    dtrain = xgb.DMatrix(spec.frame_matrix(train), label=train[label].to_numpy(), feature_names=list(spec.columns))
-    dvalid = xgb.DMatrix(spec.frame_matrix(valid), label=valid[label].to_numpy(), feature_names=list(spec.columns))
+    names = list(spec.columns)
+    dtrain = xgb.DMatrix(spec.frame_matrix(train), label=train[label].to_numpy(), feature_names=names)
+    dvalid = xgb.DMatrix(spec.frame_matrix(valid), label=valid[label].to_numpy(), feature_names=names)
     booster = xgb.train(
         cfg.booster_params(),
         dtrain,
@@ -52,66 +65,100 @@ def fit_head(spec: FeatureSpec, train: pd.DataFrame, valid: pd.DataFrame, label:
     return booster[: booster.best_iteration + 1]
 
 
-def evaluate_ctr(bundle: RankerBundle, ts: TrainingSet, settings: Settings) -> dict[str, float]:
+def units_per_order(train: pd.DataFrame) -> float:
+    """GMV of an order per unit of shown price (quantity > 1 happens): turns pCTCVR x price into GMV."""
+    orders = train[train["converted"] == 1]
+    price = orders["price"].sum()
+    return float(orders["order_gmv"].sum() / price) if price > 0 else 1.0
+
+
+def choose_cvr_method(bundle: RankerBundle, valid: pd.DataFrame) -> tuple[str, dict[str, float]]:
+    """Pick how pCTCVR is formed by log loss on the validation days: observable in production, unlike the oracle."""
     assert bundle.spec is not None
-    test = ts.part("test")
-    pred = bundle.score_matrix(bundle.spec.frame_matrix(test))["pctr"]
-    y = test["clicked"].to_numpy()
-    metrics = binary_metrics(y, pred, "test")
-    truth = oracle.load_truth(settings, test["impression_id"])
-    metrics |= binary_metrics(y, truth["p_click"].to_numpy(), "oracle")
-    metrics["normalized_lift"] = (metrics["test_auc"] - 0.5) / (metrics["oracle_auc"] - 0.5)
-    metrics["test_rows"] = float(len(test))
-    metrics["test_ctr"] = float(y.mean())
-    return metrics
+    raw = bundle.head_scores(bundle.spec.frame_matrix(valid))
+    y = valid["converted"].to_numpy()
+    losses = {
+        method: binary_metrics(y, bundle.combine(raw, method)["pctcvr"], "v")["v_logloss"]
+        for method in ("clicked_only", "ctcvr_over_ctr")
+    }
+    return min(losses, key=losses.get), {f"valid_ctcvr_logloss_{m}": v for m, v in losses.items()}
 
 
-def train(cfg: TrainConfig | None = None, settings: Settings | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig | None = None, settings: Settings | None = None, augment: Augment | None = None
+) -> TrainResult:
+    """`augment` adds columns to the training frame before fitting: the leakage test uses it to plant a leak."""
     cfg = cfg or TrainConfig()
     settings = settings or get_settings()
     store = get_feature_store(settings)
     console.print(f"[bold]Building point-in-time training set[/] from feature service {cfg.feature_service}")
     ts = build_training_set(store, settings, cfg)
-    train_df, valid_df = ts.part("train"), ts.part("valid")
+    numeric = list(ts.columns.numeric)
+    if augment is not None:
+        frame, extra = augment(ts.frame)
+        numeric += extra
+        ts = replace(ts, frame=frame)
+    train_df, valid_df, test_df = ts.part("train"), ts.part("valid"), ts.part("test")
     console.print(
-        f"rows: train {len(train_df):,} valid {len(valid_df):,} test {len(ts.part('test')):,}; "
-        f"fingerprint {ts.fingerprint}"
+        f"rows: train {len(train_df):,} valid {len(valid_df):,} test {len(test_df):,}; fingerprint {ts.fingerprint}"
     )
-    spec = FeatureSpec.fit(train_df, cfg.feature_service, ts.columns.numeric, ts.columns.categorical)
-    with console.status("Training CTR head (XGBoost, early stopping on the validation days)"):
-        ctr = fit_head(spec, train_df, valid_df, "clicked", cfg.xgb)
-    bundle = RankerBundle()
+    spec = FeatureSpec.fit(train_df, cfg.feature_service, numeric, ts.columns.categorical)
+    boosters = {}
+    for head, (rows, label) in HEAD_TASKS.items():
+        with console.status(f"Training {head} head (XGBoost, early stopping on the validation days)"):
+            boosters[head] = fit_head(spec, rows(train_df), rows(valid_df), label, cfg.xgb)
     test_path = save_test_set(ts, settings)
 
     client = connect(settings)
     experiment_id = ensure_experiment(settings)
     with mlflow.start_run(experiment_id=experiment_id) as run, tempfile.TemporaryDirectory() as tmp:
-        artifacts = write_artifacts(Path(tmp), spec, {"ctr": ctr})
+        bundle = RankerBundle()
+        bundle.load_from_paths(write_artifacts(Path(tmp) / "probe", spec, boosters))
+        method, method_metrics = choose_cvr_method(bundle, valid_df)
+        config = BundleConfig(cvr_method=method, units_per_order=units_per_order(train_df))
+        artifacts = write_artifacts(Path(tmp) / "bundle", spec, boosters, config)
         bundle.load_from_paths(artifacts)
-        metrics = evaluate_ctr(bundle, ts, settings)
-        metrics["ctr_best_iteration"] = float(ctr.num_boosted_rounds())
+
+        truth = oracle.load_truth(settings, test_df["impression_id"])
+        eta = oracle.examination_eta(settings)
+        value = oracle.top_slot_value(truth, test_df["surface"], test_df["position"], eta)
+        scored = evaluation.score(bundle, test_df, truth, value)
+        metrics = evaluation.classification_metrics(scored) | evaluation.ranking_metrics(scored, eta)
+        metrics |= method_metrics | {f"{h}_trees": float(b.num_boosted_rounds()) for h, b in boosters.items()}
+        metrics |= {"test_rows": float(len(test_df)), "test_ctr": float(test_df["clicked"].mean())}
+        guard = leakage_guard(
+            test_df["clicked"].to_numpy(),
+            scored.logged["pctr"],
+            truth["p_click"].to_numpy(),
+            test_df["request_id"].to_numpy(),
+        )
+        metrics |= {"leakage_auc_gap": guard.auc_gap, "leakage_ci_low": guard.ci_low, "leakage_ci_high": guard.ci_high}
+
         mlflow.log_params(
             {
                 "feature_service": cfg.feature_service,
                 "n_features": len(spec.columns),
                 "filter_by_created_timestamp": cfg.filter_by_created_timestamp,
+                "cvr_method": method,
+                "units_per_order": round(config.units_per_order, 4),
                 **ts.split.as_params(),
                 **{f"xgb_{k}": v for k, v in cfg.xgb.model_dump().items()},
             }
         )
-        mlflow.set_tags(
-            {
-                "data_fingerprint": ts.fingerprint,
-                "feature_service": cfg.feature_service,
-                "test_set_path": str(test_path),
-                "trained_by": getpass.getuser(),
-            }
-        )
+        tags = {
+            "data_fingerprint": ts.fingerprint,
+            "feature_service": cfg.feature_service,
+            "test_set_path": str(test_path),
+            "trained_by": getpass.getuser(),
+            "leakage_guard": "passed" if guard.passed else "failed",
+            "leakage_guard_reason": guard.reason,
+        }
+        mlflow.set_tags(tags)
         mlflow.log_dict(
             {"features": list(spec.columns), "feature_refs": list(ts.columns.feature_refs)}, "features.json"
         )
         mlflow.log_metrics(metrics)
-        example = ts.part("test")[list(spec.columns)].head(20).copy()
+        example = test_df[list(spec.columns)].head(20).copy()
         # Declared as doubles: any numeric feature can be missing at serving time.
         example[list(spec.numeric)] = example[list(spec.numeric)].astype("float64")
         signature = infer_signature(example, bundle.predict(None, example))
@@ -123,16 +170,21 @@ def train(cfg: TrainConfig | None = None, settings: Settings | None = None) -> T
             input_example=example.head(3),
             pip_requirements=PIP_REQUIREMENTS,
             registered_model_name=settings.model_name,
-            metadata={"feature_service": cfg.feature_service, "heads": ["ctr"]},
+            metadata={"feature_service": cfg.feature_service, "heads": list(boosters), "cvr_method": method},
         )
         version = str(info.registered_model_version)
-        client.set_model_version_tag(settings.model_name, version, "data_fingerprint", ts.fingerprint)
-        client.set_model_version_tag(settings.model_name, version, "feature_service", cfg.feature_service)
-        client.set_model_version_tag(settings.model_name, version, "test_set_path", str(test_path))
+        for key in ("data_fingerprint", "feature_service", "test_set_path", "leakage_guard", "leakage_guard_reason"):
+            client.set_model_version_tag(settings.model_name, version, key, tags[key])
         client.set_model_version_tag(settings.model_name, version, "metrics", json.dumps(metrics))
+        if not guard.passed:
+            console.print(f"[red bold]LEAKAGE GUARD FAILED[/]: {guard.reason}")
+            mlflow.end_run(status="FAILED")
+    colour = "green" if guard.passed else "red"
     console.print(
-        f"[green]Registered {settings.model_name} v{version}[/]: test_auc {metrics['test_auc']:.4f} "
-        f"(oracle {metrics['oracle_auc']:.4f}), test_logloss {metrics['test_logloss']:.4f}, "
-        f"test_ece {metrics['test_ece']:.4f}"
+        f"[{colour}]Registered {settings.model_name} v{version}[/]: CTR AUC {metrics['test_auc']:.4f} "
+        f"(oracle {metrics['oracle_auc']:.4f}, lift {metrics['normalized_lift']:.2f}), ECE {metrics['test_ece']:.4f}; "
+        f"CVR AUC {metrics['cvr_test_auc']:.4f} (oracle {metrics['cvr_oracle_auc']:.4f}); "
+        f"GMV@10 {metrics['gmv_at_10_ratio_to_oracle']:.1%} of oracle "
+        f"(popularity {metrics['gmv_at_10_popularity_ratio_to_oracle']:.1%}); pCTCVR via {method}"
     )
-    return TrainResult(run_id=run.info.run_id, model_version=version, metrics=metrics)
+    return TrainResult(run.info.run_id, version, metrics, guard.passed)

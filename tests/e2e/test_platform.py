@@ -57,20 +57,43 @@ def test_health_and_readiness(service):
     assert httpx.get(f"{service}/readyz").status_code == 200
 
 
-def test_rank_orders_candidates_by_predicted_ctr(service, catalogue):
+def test_rank_orders_candidates_by_expected_gmv_by_default(service, catalogue):
     user, products = catalogue
     r = httpx.post(f"{service}/rank", json={"user_id": user, "product_ids": products, "surface": "search"})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["known_user"] is True
+    assert body["objective"] == "gmv"
     assert body["model"]["version"] == "1"
     ranking = body["ranking"]
     assert sorted(p["product_id"] for p in ranking) == sorted(products)
-    scores = [p["pctr"] for p in ranking]
-    assert scores == sorted(scores, reverse=True)
+    gmv = [p["expected_gmv"] for p in ranking]
+    assert gmv == sorted(gmv, reverse=True)
+    assert [p["score"] for p in ranking] == gmv
     assert [p["rank"] for p in ranking] == list(range(1, len(products) + 1))
-    assert all(0 < s < 1 for s in scores) and len(set(scores)) > 1
-    assert all(p["known_product"] for p in ranking)
+    for p in ranking:
+        assert 0 < p["pctr"] < 1 and 0 < p["pcvr"] < 1 and p["known_product"]
+        assert p["pctcvr"] <= p["pctr"]
+        assert p["expected_gmv"] > 0
+    assert len({p["pctr"] for p in ranking}) > 1
+
+
+def test_objective_ctr_orders_by_pctr(service, catalogue):
+    user, products = catalogue
+    r = httpx.post(f"{service}/rank", json={"user_id": user, "product_ids": products, "objective": "ctr"})
+    assert r.status_code == 200, r.text
+    pctr = [p["pctr"] for p in r.json()["ranking"]]
+    assert pctr == sorted(pctr, reverse=True)
+
+
+def test_new_merchant_boost_lifts_only_new_merchants(service, catalogue):
+    user, products = catalogue
+    body = {"user_id": user, "product_ids": products}
+    plain = {p["product_id"]: p for p in httpx.post(f"{service}/rank", json=body).json()["ranking"]}
+    boosted = httpx.post(f"{service}/rank", json=body | {"new_merchant_boost": 0.5}).json()["ranking"]
+    for p in boosted:
+        factor = 1.5 if p["new_merchant"] else 1.0
+        assert p["score"] == pytest.approx(plain[p["product_id"]]["expected_gmv"] * factor, rel=1e-9)
 
 
 def test_unknown_user_and_products_are_scored_and_flagged(service, catalogue):
@@ -94,6 +117,8 @@ def test_unknown_user_and_products_are_scored_and_flagged(service, catalogue):
         ({"user_id": "u1", "product_ids": ["p1"], "surface": "billboard"}, "surface"),
         ({"user_id": "u1", "product_ids": ["p1"], "coupon": "FREE"}, "coupon"),
         ({"product_ids": ["p1"]}, "user_id"),
+        ({"user_id": "u1", "product_ids": ["p1"], "objective": "likes"}, "objective"),
+        ({"user_id": "u1", "product_ids": ["p1"], "new_merchant_boost": 3}, "new_merchant_boost"),
     ],
 )
 def test_bad_requests_get_4xx_with_a_reason(service, body, needle):

@@ -1,7 +1,7 @@
 -- One row per valid impression up to the last day of the data, with its context and outcome labels:
 -- clicked (it has a valid click), converted (it has a valid order), order_gmv (sum of its orders' gmv).
 with impressions as (
-    select impression_id, event_ts, user_id, product_id, surface, position
+    select impression_id, request_id, event_ts, user_id, product_id, surface, position
     from {{ ref('stg_impressions') }}
 ),
 
@@ -33,6 +33,7 @@ data_bounds as (
 labelled_impressions as (
     select
         impressions.impression_id,
+        impressions.request_id,
         impressions.event_ts as event_timestamp,
         {{ utc_date('impressions.event_ts') }} as feature_date,
         impressions.user_id,

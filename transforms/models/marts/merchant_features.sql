@@ -10,7 +10,7 @@ merchant_status as (
 ),
 
 merchants as (
-    select merchant_id, tier
+    select merchant_id, tier, {{ utc_date('joined_ts') }} as joined_date
     from {{ ref('stg_merchants') }}
 )
 
@@ -27,7 +27,8 @@ select
     merchant_rolling.orders_30d as merchant_orders_30d,
     {{ safe_rate('merchant_rolling.clicks_30d', 'merchant_rolling.impressions_30d') }} as merchant_ctr_30d,
     {{ safe_rate('merchant_rolling.orders_30d', 'merchant_rolling.clicks_30d') }} as merchant_cvr_30d,
-    merchant_status.product_count as merchant_product_count
+    merchant_status.product_count as merchant_product_count,
+    cast(greatest(merchant_rolling.feature_date - merchants.joined_date, 0) as bigint) as merchant_age_days
 from merchant_rolling
 inner join merchants on merchant_rolling.merchant_id = merchants.merchant_id
 inner join merchant_status
