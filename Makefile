@@ -23,7 +23,7 @@ VENV_STAMP := .venv/.synced-$(shell cat uv.lock pyproject.toml | cksum | cut -d'
 FEAST_YAML = $$($(RUN) python -m platform_common.feast_config)
 FEAST = cd feature_repo && FEAST_FS_YAML_FILE_PATH=$(FEAST_YAML) $(RUN) feast
 
-.PHONY: help install data features apply materialize train promote evaluate serve status demo test lint format clean
+.PHONY: help install data features apply materialize train promote evaluate skew-check serve status demo test lint format clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ serve: $(VENV_STAMP) ## serve the champion with BentoML on PORT (foreground)
 
 evaluate: $(VENV_STAMP) ## champion vs oracle: metrics, slices, ranking, plots, HTML report (logged to MLflow)
 	$(RUN) python -m training evaluate
+
+skew-check: $(VENV_STAMP) ## online vs offline features (exact) and served vs offline scores (1e-6); non-zero on any mismatch
+	$(RUN) python -m serving.skew_check
 
 status: $(VENV_STAMP) ## JSON: tracking URI, champions and test metrics, feature views and freshness
 	@$(RUN) python -m training status

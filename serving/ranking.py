@@ -9,7 +9,14 @@ import numpy as np
 from platform_common.feature_spec import SERVING_POSITION
 from serving.champion import LoadedModel
 from serving.online_features import FeatureVectors, OnlineFeatureReader
-from serving.schemas import NEW_MERCHANT_DAYS, ModelInfo, RankedProduct, RankRequest, RankResponse
+from serving.schemas import (
+    NEW_MERCHANT_DAYS,
+    ModelInfo,
+    RankedProduct,
+    RankRequest,
+    RankResponse,
+    RequestContext,
+)
 
 
 def context_columns(surface: str, n: int, now: datetime, is_campaign_day: bool) -> dict[str, list]:
@@ -49,8 +56,9 @@ def rank(
     now: datetime | None = None,
     is_campaign_day: bool = False,
 ) -> RankResponse:
-    vectors = reader.fetch(request.user_id, request.product_ids)
-    scores = score_candidates(model, vectors, request.surface, now or datetime.now(UTC), is_campaign_day)
+    now = now or datetime.now(UTC)
+    vectors = reader.fetch(request.user_id, request.product_ids, now=now)
+    scores = score_candidates(model, vectors, request.surface, now, is_campaign_day)
     age = _column(vectors, "merchant_age_days")
     new_merchant = age < NEW_MERCHANT_DAYS  # NaN (unknown merchant) compares False: no boost on no evidence
     score = objective_score(scores, request.objective) * (1.0 + request.new_merchant_boost * new_merchant)
@@ -74,6 +82,8 @@ def rank(
         surface=request.surface,
         objective=request.objective,
         known_user=vectors.known_user,
+        stale_features=vectors.stale,
+        context=RequestContext(position=SERVING_POSITION, hour_of_day=now.hour, is_campaign_day=int(is_campaign_day)),
         model=ModelInfo(name=model.name, version=model.version),
         ranking=ranking,
     )

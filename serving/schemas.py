@@ -62,10 +62,22 @@ class ModelInfo(BaseModel):
     version: str
 
 
+class RequestContext(BaseModel):
+    """The request-time context features the candidates were scored with (logged for parity checks)."""
+
+    position: int
+    hour_of_day: int
+    is_campaign_day: int
+
+
 class RankResponse(BaseModel):
     user_id: str
     surface: str
     objective: str
     known_user: bool
+    stale_features: dict[str, int] = Field(
+        default_factory=dict, description="Per feature view, candidate rows whose value was older than its TTL."
+    )
+    context: RequestContext
     model: ModelInfo
     ranking: list[RankedProduct]

@@ -47,8 +47,8 @@ class RankerBundle(mlflow.pyfunc.PythonModel):
 
     def load_from_paths(self, artifacts: dict[str, str]) -> None:
         self.spec = FeatureSpec.model_validate_json(Path(artifacts["feature_spec"]).read_text())
-        if "bundle_config" in artifacts:
-            self.config = BundleConfig.model_validate_json(Path(artifacts["bundle_config"]).read_text())
+        config = artifacts.get("bundle_config")
+        self.config = BundleConfig.model_validate_json(Path(config).read_text()) if config else BundleConfig()
         self.boosters = {}
         for head in HEADS:
             key = f"{head}_booster"

@@ -14,8 +14,20 @@ CHALLENGER = "challenger"
 
 
 def connect(settings: Settings) -> MlflowClient:
+    """MLflow client on the profile's tracking store: SQLite under SHOPRANK_HOME (local) or PostgreSQL (prod).
+
+    Under prod, PostgreSQL is checked first so that an unreachable server fails at once with a
+    BackendUnavailableError naming it and how to start it, instead of MLflow's minutes of connection retries;
+    the deployment's database and its `mlflow` schema are created on first use. Artifacts stay under
+    SHOPRANK_HOME (`settings.artifact_root`) in both profiles.
+    """
     settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
     settings.artifact_root.mkdir(parents=True, exist_ok=True)
+    if settings.profile == "prod":
+        from platform_common.connections import ensure_postgres, use_pg_password
+
+        use_pg_password(settings)
+        ensure_postgres(settings)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)

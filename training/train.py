@@ -13,7 +13,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 import xgboost as xgb
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
 from rich.console import Console
 
 from platform_common.feast_config import get_feature_store
@@ -63,6 +64,14 @@ def fit_head(spec: FeatureSpec, train: pd.DataFrame, valid: pd.DataFrame, label:
         verbose_eval=False,
     )
     return booster[: booster.best_iteration + 1]
+
+
+def model_signature(spec: FeatureSpec, output_example: pd.DataFrame) -> ModelSignature:
+    """Every input optional: any feature can be missing at serving time (unknown user, stale value)."""
+    inputs = [ColSpec("double", name, required=False) for name in spec.numeric]
+    inputs += [ColSpec("string", name, required=False) for name in spec.categorical]
+    outputs = [ColSpec("double", name) for name in output_example.columns]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
 def units_per_order(train: pd.DataFrame) -> float:
@@ -159,9 +168,8 @@ def train(
         )
         mlflow.log_metrics(metrics)
         example = test_df[list(spec.columns)].head(20).copy()
-        # Declared as doubles: any numeric feature can be missing at serving time.
         example[list(spec.numeric)] = example[list(spec.numeric)].astype("float64")
-        signature = infer_signature(example, bundle.predict(None, example))
+        signature = model_signature(spec, bundle.predict(None, example))
         info = mlflow.pyfunc.log_model(
             name="ranker",
             python_model=RankerBundle(),
