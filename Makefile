@@ -23,7 +23,7 @@ VENV_STAMP := .venv/.synced-$(shell cat uv.lock pyproject.toml | cksum | cut -d'
 FEAST_YAML = $$($(RUN) python -m platform_common.feast_config)
 FEAST = cd feature_repo && FEAST_FS_YAML_FILE_PATH=$(FEAST_YAML) $(RUN) feast
 
-.PHONY: help install data features apply materialize train promote evaluate skew-check serve status demo test lint format clean
+.PHONY: help install data features apply materialize train promote rollback history evaluate skew-check serve status demo test lint format clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,8 +51,14 @@ materialize: $(VENV_STAMP) ## feast materialize-incremental up to now into the o
 train: $(VENV_STAMP) ## point-in-time training set from Feast, XGBoost, log and register in MLflow
 	$(RUN) python -m training train
 
-promote: $(VENV_STAMP) ## make the newest version champion if it beats the champion on the same rows
-	$(RUN) python -m training promote
+promote: $(VENV_STAMP) ## gate the newest version vs the champion on the same rows (FORCE=1 for emergencies)
+	$(RUN) python -m training promote $(if $(FORCE),--force) $(if $(VERSION),--version $(VERSION))
+
+rollback: $(VENV_STAMP) ## restore the previous champion (audited)
+	$(RUN) python -m training rollback
+
+history: $(VENV_STAMP) ## every promotion, refusal and rollback, oldest first
+	@$(RUN) python -m training history
 
 serve: $(VENV_STAMP) ## serve the champion with BentoML on PORT (foreground)
 	$(RUN) bentoml serve serving.service:Ranker --host 0.0.0.0 --port $(PORT) --working-dir .
@@ -83,3 +89,19 @@ format: $(VENV_STAMP) ## ruff fix and format
 
 clean: ## delete all generated state ($SHOPRANK_HOME)
 	rm -rf "$(SHOPRANK_HOME)"
+
+# --- Beyond one machine: the prod profile (SHOPRANK_PROFILE=prod; docs/beyond_one_machine.md) ---------------
+.PHONY: prod-check prod-drop test-prod bench-materialize
+
+prod-check: $(VENV_STAMP) ## prod profile: Redis and PostgreSQL answer; creates this deployment's database
+	SHOPRANK_PROFILE=prod $(RUN) python -m platform_common.connections check
+
+prod-drop: $(VENV_STAMP) ## prod profile: drop this deployment's database (SHOPRANK_PG_DATABASE) and Redis keys
+	SHOPRANK_PROFILE=prod $(RUN) python -m platform_common.connections drop
+
+test-prod: $(VENV_STAMP) ## the pipeline end to end under SHOPRANK_PROFILE=prod on real Redis + PostgreSQL, faults
+	$(RUN) pytest tests/prod
+
+bench-materialize: $(VENV_STAMP) ## rows/s into SQLite and Redis: Feast's default engine vs the fast one (docs/benchmarks.md)
+	@test -f "$(SHOPRANK_HOME)/marts/user_features.parquet" || $(MAKE) --no-print-directory data features
+	$(RUN) python -m benchmarks.materialize

@@ -18,13 +18,17 @@ class LoadedModel:
     bundle: RankerBundle
 
 
+def load_version(settings: Settings, version: str) -> LoadedModel:
+    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
+    bundle = model.unwrap_python_model()
+    if not isinstance(bundle, RankerBundle) or bundle.spec is None:
+        raise TypeError(f"{settings.model_name} v{version} is not a ranker bundle")
+    return LoadedModel(settings.model_name, str(version), bundle)
+
+
 def load_champion(settings: Settings) -> LoadedModel:
     client = connect(settings)
     version = version_by_alias(client, settings.model_name, CHAMPION)
     if version is None:
         raise LookupError(f"registered model {settings.model_name} has no '{CHAMPION}' alias: run `make promote`")
-    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version.version}")
-    bundle = model.unwrap_python_model()
-    if not isinstance(bundle, RankerBundle) or bundle.spec is None:
-        raise TypeError(f"{settings.model_name} v{version.version} is not a ranker bundle")
-    return LoadedModel(settings.model_name, str(version.version), bundle)
+    return load_version(settings, str(version.version))

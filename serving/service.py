@@ -1,15 +1,17 @@
 """BentoML service: `bentoml serve serving.service:Ranker`.
 
-Loads the registry's champion and the Feast online store at start-up. If either is not there yet, the
-service still starts, answers /readyz and /rank with 503 and the reason, and keeps retrying in the
-background, so a deploy that races the first promotion heals itself.
+Loads the registry's champion and the Feast online store at start-up and then follows the registry: a new
+champion (or a rollback) is picked up within SHOPRANK_RELOAD_SECONDS without a restart and without failing a
+request (serving/model_watcher.py). If nothing can be loaded yet, the service still starts, answers /readyz
+and /rank with 503 and the reason, and keeps retrying in the background. With SHOPRANK_SHADOW=1 the
+`challenger` is scored on live traffic too and both scores are logged, never returned.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import threading
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
@@ -19,15 +21,20 @@ import bentoml
 from platform_common.feast_config import get_feature_store
 from platform_common.settings import get_settings
 from serving.calendar import load_campaign_days
-from serving.champion import LoadedModel, load_champion
+from serving.champion import LoadedModel
+from serving.model_watcher import Active, RegistryWatcher
 from serving.online_features import OnlineFeatureReader
-from serving.ranking import rank
+from serving.ranking import rank, score_candidates
+from serving.readiness import ReadinessMiddleware, set_status_provider
 from serving.schemas import RankRequest
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 log = logging.getLogger("shoprank.serving")
+shadow_log = logging.getLogger("shoprank.shadow")
 
 RETRY_SECONDS = float(os.environ.get("SHOPRANK_LOAD_RETRY_SECONDS", "5"))
+RELOAD_SECONDS = float(os.environ.get("SHOPRANK_RELOAD_SECONDS", "30"))
+SHADOW = os.environ.get("SHOPRANK_SHADOW", "").lower() in {"1", "true", "yes"}
 
 
 @bentoml.service(
@@ -36,44 +43,103 @@ RETRY_SECONDS = float(os.environ.get("SHOPRANK_LOAD_RETRY_SECONDS", "5"))
 class Ranker:
     def __init__(self) -> None:
         self.settings = get_settings()
-        self.model: LoadedModel | None = None
-        self.reader: OnlineFeatureReader | None = None
+        self.active: Active | None = None
         self.not_ready_reason = "starting"
         self.campaign_days: frozenset = frozenset()
-        self._stop = threading.Event()
-        if not self._load():
-            threading.Thread(target=self._retry_load, name="champion-loader", daemon=True).start()
+        if SHADOW:
+            self._setup_shadow_log()
+        self.watcher = RegistryWatcher(
+            self.settings,
+            build_reader=self._build_reader,
+            get_current=lambda: self.active,
+            on_change=self._activate,
+            on_error=self._not_ready,
+            interval=RELOAD_SECONDS,
+            retry_interval=RETRY_SECONDS,
+            shadow=SHADOW,
+        )
+        self.watcher.poll()
+        self.watcher.start()
+        set_status_provider(self.status)
 
-    def _load(self) -> bool:
-        try:
-            model = load_champion(self.settings)
-            store = get_feature_store(self.settings)
-            reader = OnlineFeatureReader(store, model.bundle.spec.feature_service)
-            self.campaign_days = load_campaign_days(self.settings.marts_dir)
-        except Exception as exc:  # any failure keeps the service up but not ready, with the reason
-            self.not_ready_reason = f"{type(exc).__name__}: {exc}"
-            log.warning("not ready: %s", self.not_ready_reason)
-            return False
-        self.model, self.reader = model, reader
+    def _build_reader(self, model: LoadedModel) -> Any:
+        self.campaign_days = load_campaign_days(self.settings.marts_dir)
+        return OnlineFeatureReader(get_feature_store(self.settings), model.bundle.spec.feature_service)
+
+    def _activate(self, active: Active) -> None:
+        self.active = active  # one reference assignment: a request sees the old or the new model, never a mix
         self.not_ready_reason = ""
-        log.info("serving %s v%s", model.name, model.version)
-        return True
 
-    def _retry_load(self) -> None:
-        while not self._stop.wait(RETRY_SECONDS):
-            if self._load():
-                return
+    def _not_ready(self, reason: str) -> None:
+        if self.active is None:
+            self.not_ready_reason = reason
+
+    def _setup_shadow_log(self) -> None:
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.settings.logs_dir / "shadow_scores.jsonl")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        shadow_log.addHandler(handler)
+        shadow_log.setLevel(logging.INFO)
+        shadow_log.propagate = False
+
+    def status(self) -> tuple[int, dict[str, Any]]:
+        active = self.active
+        if active is None:
+            return 503, {"ready": False, "reason": self.not_ready_reason}
+        return 200, {
+            "ready": True,
+            "model": {"name": active.model.name, "version": active.model.version},
+            "shadow": {"name": active.shadow.name, "version": active.shadow.version} if active.shadow else None,
+            "registry_check_error": self.watcher.last_error or None,
+        }
 
     def __is_ready__(self) -> bool:
-        return self.model is not None and self.reader is not None
+        return self.active is not None
 
     @bentoml.api(route="/rank", input_spec=RankRequest)
     def rank(self, ctx: bentoml.Context, **fields: Any) -> dict[str, Any]:
         """Rank candidate products for a user by expected GMV (or the requested objective)."""
-        model, reader = self.model, self.reader
-        if model is None or reader is None:
+        active = self.active
+        if active is None:
             ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
             return {"error": f"model or feature store not loaded: {self.not_ready_reason}"}
         request = RankRequest.model_construct(**fields)
         now = datetime.now(UTC)
-        return rank(request, model, reader, now=now, is_campaign_day=now.date() in self.campaign_days).model_dump()
+        campaign = now.date() in self.campaign_days
+        response = rank(request, active.model, active.reader, now=now, is_campaign_day=campaign)
+        if active.shadow is not None:
+            self._score_shadow(active, request, response, now, campaign)
+        return response.model_dump()
+
+    def _score_shadow(self, active: Active, request: RankRequest, response: Any, now: datetime, campaign: bool) -> None:
+        try:
+            vectors = active.reader.fetch(request.user_id, request.product_ids, now=now)
+            shadow = score_candidates(active.shadow, vectors, request.surface, now, campaign)
+        except Exception as exc:  # the challenger must never hurt the answer
+            log.warning("shadow scoring failed: %s", exc)
+            return
+        served = {p.product_id: p for p in response.ranking}
+        shadow_log.info(
+            json.dumps(
+                {
+                    "at": now.isoformat(),
+                    "user_id": request.user_id,
+                    "surface": request.surface,
+                    "champion": active.model.version,
+                    "challenger": active.shadow.version,
+                    "scores": [
+                        {
+                            "product_id": pid,
+                            "champion_pctr": served[pid].pctr,
+                            "challenger_pctr": float(shadow["pctr"][i]),
+                            "champion_expected_gmv": served[pid].expected_gmv,
+                            "challenger_expected_gmv": float(shadow["expected_gmv"][i]),
+                        }
+                        for i, pid in enumerate(request.product_ids)
+                    ],
+                }
+            )
+        )
+
+
+Ranker.add_asgi_middleware(ReadinessMiddleware)

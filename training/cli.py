@@ -24,18 +24,83 @@ def train_cmd() -> None:
 
 @app.command("promote")
 def promote_cmd(
-    min_auc_gain: float = typer.Option(0.0, help="AUC the candidate must gain over the champion."),
+    version: str = typer.Option(None, help="Version to consider (default: the newest)."),
+    force: bool = typer.Option(False, "--force", help="Promote despite failed checks; recorded as forced."),
+    min_auc_gain: float = typer.Option(0.0, help="CTR AUC the candidate must gain over the champion."),
+    max_logloss_regression: float = typer.Option(0.0005, help="Allowed CTR/CVR log-loss increase."),
+    max_ece_regression: float = typer.Option(0.005, help="Allowed CTR/CVR calibration-error increase."),
+    max_gmv_regression: float = typer.Option(0.01, help="Allowed relative GMV@10 drop (with the oracle)."),
 ) -> None:
-    """Make the newest version champion if no champion exists or it beats the champion on the same rows."""
-    from training.promotion import promote
+    """Gate the newest version against the champion on the same frozen test rows; move `champion` if it wins."""
+    from rich.table import Table
 
+    from training.promotion import PromotionError, PromotionPolicy, promote
+
+    policy = PromotionPolicy(
+        min_auc_gain=min_auc_gain,
+        max_logloss_regression=max_logloss_regression,
+        max_ece_regression=max_ece_regression,
+        max_gmv_regression=max_gmv_regression,
+    )
     try:
-        decision = promote(min_auc_gain=min_auc_gain)
-    except (LookupError, ValueError) as exc:
-        console.print(f"[red]promotion failed:[/] {exc}")
+        decision = promote(policy=policy, version=version, force=force)
+    except (PromotionError, LookupError, ValueError, OSError) as exc:
+        console.print(f"[red]promotion failed, no alias moved:[/] {exc}")
         raise typer.Exit(2) from exc
+    except Exception as exc:  # e.g. the registry database is unreachable
+        console.print(f"[red]promotion failed, no alias moved:[/] {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        raise typer.Exit(2) from exc
+    if decision.candidate_metrics:
+        table = Table(title=f"candidate v{decision.candidate} vs champion v{decision.champion_before or '-'}")
+        for col in ("metric", "candidate", "champion", "delta"):
+            table.add_column(col, justify="right")
+        for key, value in decision.candidate_metrics.items():
+            champ = decision.champion_metrics.get(key)
+            delta = f"{value - champ:+.5f}" if champ is not None else ""
+            table.add_row(key, f"{value:.5f}", f"{champ:.5f}" if champ is not None else "-", delta)
+        console.print(table)
+    if decision.checks:
+        checks = Table(title="checks")
+        for col in ("check", "result", "detail"):
+            checks.add_column(col)
+        for name, ok, detail in decision.checks:
+            checks.add_row(name, "[green]pass[/]" if ok else "[red]FAIL[/]", detail)
+        console.print(checks)
     colour = "green" if decision.promoted else "yellow"
     console.print(f"[{colour}]{'PROMOTED' if decision.promoted else 'NOT PROMOTED'}[/]: {decision.reason}")
+
+
+@app.command("rollback")
+def rollback_cmd() -> None:
+    """Restore the champion that the current champion replaced; the rollback is recorded in the history."""
+    from training.promotion import PromotionError, rollback
+
+    try:
+        event = rollback()
+    except (PromotionError, LookupError) as exc:
+        console.print(f"[red]rollback failed, no alias moved:[/] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"[green]ROLLED BACK[/]: champion v{event.from_version} -> v{event.to_version} by {event.by}")
+
+
+@app.command("history")
+def history_cmd() -> None:
+    """Every promotion, refusal and rollback, oldest first."""
+    from rich.table import Table
+
+    from platform_common.settings import get_settings
+    from training.audit import history
+    from training.registry import connect
+
+    settings = get_settings()
+    table = Table(title=f"promotion history of {settings.model_name}")
+    for col in ("at (UTC)", "event", "from", "to", "by", "forced", "reason"):
+        table.add_column(col)
+    for e in history(connect(settings), settings, settings.model_name):
+        table.add_row(
+            e.at, e.kind, e.from_version or "-", e.to_version or "-", e.by, "yes" if e.forced else "", e.reason
+        )
+    console.print(table)
 
 
 @app.command("evaluate")
