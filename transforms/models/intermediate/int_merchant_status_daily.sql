@@ -1,14 +1,24 @@
 -- Status of each merchant on each day of its spine: its rating (snapshot of that day, else the last
--- earlier one), whether it live-streamed that day (no snapshot: not live), and how many of its products
--- had been created by the end of that day.
+-- earlier one, among those landed by the end of that day), whether it live-streamed that day (no snapshot
+-- landed that day: not live), and how many of its products had been created by the end of that day.
 with merchant_days as (
     select merchant_id, feature_date
     from {{ ref('int_merchant_days') }}
 ),
 
+-- A snapshot is usable from its known date, greatest(snapshot_date, landing date), like an event: one landing
+-- late must not reach back into rows already published, nor replace a newer snapshot known before it.
 snapshots as (
-    select merchant_id, snapshot_date, rating, is_live
-    from {{ ref('stg_merchant_daily') }}
+    select merchant_id, snapshot_date, rating, is_live, known_date
+    from (
+        select
+            merchant_id, snapshot_date, rating, is_live,
+            greatest(snapshot_date, {{ utc_date('_ingested_at') }}) as known_date
+        from {{ ref('stg_merchant_daily') }}
+    )
+    qualify snapshot_date = max(snapshot_date) over (
+        partition by merchant_id order by known_date range between unbounded preceding and current row
+    )
 ),
 
 product_creations as (
@@ -37,7 +47,7 @@ ratings_as_of_day as (
     from merchant_days
     asof left join snapshots
         on merchant_days.merchant_id = snapshots.merchant_id
-        and merchant_days.feature_date >= snapshots.snapshot_date
+        and merchant_days.feature_date >= snapshots.known_date
 ),
 
 product_counts_as_of_day as (
@@ -64,3 +74,4 @@ inner join product_counts_as_of_day
 left join snapshots as same_day_snapshots
     on ratings_as_of_day.merchant_id = same_day_snapshots.merchant_id
     and ratings_as_of_day.feature_date = same_day_snapshots.snapshot_date
+    and same_day_snapshots.known_date = same_day_snapshots.snapshot_date

@@ -1,6 +1,6 @@
 -- Price of each product on each day of its spine: the price row of that day, else the last earlier one
--- (as-of join), else its base price with no discount; and the price relative to the median price of
--- its category that day.
+-- (as-of join), among the rows landed by the end of that day; else its base price with no discount; and the
+-- price relative to the median price of its category that day.
 with product_days as (
     select product_id, feature_date
     from {{ ref('int_product_days') }}
@@ -11,9 +11,20 @@ products as (
     from {{ ref('stg_products') }}
 ),
 
+-- A price row is usable from its known date, greatest(price_date, landing date): one landing late must not
+-- reach back into rows already published. It never replaces a newer price_date known before it, so only the
+-- rows holding the newest price_date known by their own known date are kept.
 prices as (
-    select product_id, price_date, price, discount_pct
-    from {{ ref('stg_product_prices') }}
+    select product_id, price_date, price, discount_pct, known_date
+    from (
+        select
+            product_id, price_date, price, discount_pct,
+            greatest(price_date, {{ utc_date('_ingested_at') }}) as known_date
+        from {{ ref('stg_product_prices') }}
+    )
+    qualify price_date = max(price_date) over (
+        partition by product_id order by known_date range between unbounded preceding and current row
+    )
 ),
 
 prices_as_of_day as (
@@ -25,7 +36,7 @@ prices_as_of_day as (
     from product_days
     asof left join prices
         on product_days.product_id = prices.product_id
-        and product_days.feature_date >= prices.price_date
+        and product_days.feature_date >= prices.known_date
 ),
 
 product_day_prices as (
