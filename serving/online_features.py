@@ -10,27 +10,47 @@ than the TTL at request time is served as missing and counted, keeping training 
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from feast import FeatureStore
+if TYPE_CHECKING:
+    import numpy as np
+    from feast import FeatureStore
+
+    from platform_common.feature_spec import FeatureSpec
 
 UNKNOWN_KEY = "__unknown__"
+ROUTING = ("product_merchant_id", "product_category_l1")
+ROUTE_PREFIX = "_route:"
 TS_SUFFIX = "__ts"
+READ_MODES = ("snapshot", "direct", "feast")
+
+
+class FeatureStoreUnavailable(RuntimeError):
+    """The online store (or its registry) cannot be read now: the service answers 503 with this reason."""
 
 
 @dataclass(frozen=True)
 class FeatureVectors:
-    columns: dict[str, list[Any]]
+    columns: dict[str, Sequence[Any]]
     known_user: bool
     known_products: list[bool]
     stale: dict[str, int] = field(default_factory=dict)  # view -> rows older than its TTL, served as missing
 
+    def model_matrix(self, spec: FeatureSpec, context: Mapping[str, Sequence[Any]], n_rows: int) -> np.ndarray:
+        """The model's input matrix: these features plus the request context, in spec order."""
+        return spec.matrix({**self.columns, **context}, n_rows)
+
 
 class OnlineFeatureReader:
+    """The reference path: `FeatureStore.get_online_features`, two reads per request (SHOPRANK_FEATURE_READ=feast)."""
+
+    mode = "feast"
+
     def __init__(self, store: FeatureStore, feature_service: str) -> None:
         self.store = store
         service = store.get_feature_service(feature_service)
@@ -44,6 +64,12 @@ class OnlineFeatureReader:
             fv.name: fv.ttl.total_seconds() for fv in store.list_feature_views() if fv.name in self.features and fv.ttl
         }
 
+    def degraded_reason(self) -> str:
+        return ""
+
+    def close(self) -> None:
+        pass
+
     def refs(self, *views: str) -> list[str]:
         return [f"{v}:{f}" for v in views for f in self.features.get(v, [])]
 
@@ -51,8 +77,17 @@ class OnlineFeatureReader:
         refs = self.refs(*views)
         if not refs:
             return {}
-        raw = self.store.get_online_features(features=refs, entity_rows=rows).to_dict(include_event_timestamps=True)
+        try:
+            response = self.store.get_online_features(features=refs, entity_rows=rows)
+        except Exception as exc:  # sqlite3 / redis / registry errors: the store, not the request, is at fault
+            raise FeatureStoreUnavailable(f"online store read failed: {type(exc).__name__}: {exc}") from exc
+        raw = response.to_dict(include_event_timestamps=True)
         out = {k: v for k, v in raw.items() if not k.endswith(TS_SUFFIX)}
+        # Routing keys stay as stored even when their row expired: training joins merchant and category
+        # features by the label's own keys, whatever the age of the product row.
+        for name in ROUTING:
+            if name in out:
+                out[ROUTE_PREFIX + name] = list(out[name])
         for view in views:
             ttl = self.ttl_seconds.get(view)
             names = self.features.get(view, [])
@@ -60,7 +95,8 @@ class OnlineFeatureReader:
                 continue
             stamps = raw[names[0] + TS_SUFFIX]  # one row of a view shares one event timestamp
             for i, ts in enumerate(stamps):
-                if ts and now - ts > ttl and out[names[0]][i] is not None:
+                # A row is present when it has a timestamp; an expired row is missing as a whole.
+                if ts and now - ts > ttl:
                     stale[view] = stale.get(view, 0) + 1
                     for name in names:
                         out[name][i] = None
@@ -75,8 +111,8 @@ class OnlineFeatureReader:
             now_s,
             stale,
         )
-        categories = [c or UNKNOWN_KEY for c in first["product_category_l1"]]
-        merchants = [m or UNKNOWN_KEY for m in first["product_merchant_id"]]
+        categories = [c or UNKNOWN_KEY for c in first.pop(ROUTE_PREFIX + "product_category_l1")]
+        merchants = [m or UNKNOWN_KEY for m in first.pop(ROUTE_PREFIX + "product_merchant_id")]
         second = self._read(
             ("user_category_features", "merchant_features"),
             [
@@ -88,5 +124,29 @@ class OnlineFeatureReader:
         )
         columns = {**first, **second}
         known_user = any(columns[name][0] is not None for name in self.features["user_features"])
-        known_products = [m is not None for m in first["product_merchant_id"]]
+        known_products = [m != UNKNOWN_KEY for m in merchants]
         return FeatureVectors(columns=columns, known_user=known_user, known_products=known_products, stale=stale)
+
+
+def read_mode() -> str:
+    mode = os.environ.get("SHOPRANK_FEATURE_READ", "snapshot")
+    if mode not in READ_MODES:
+        raise ValueError(f"SHOPRANK_FEATURE_READ={mode!r}: expected one of {READ_MODES}")
+    return mode
+
+
+def make_reader(store_factory: Callable[[], FeatureStore], feature_service: str, mode: str | None = None) -> Any:
+    """The online feature reader the service uses (SHOPRANK_FEATURE_READ: snapshot, the default; direct; feast).
+
+    All three return the same values (tests/serving/test_fast_features.py). `snapshot` needs a store whose keys
+    can be listed (SQLite); for any other store it falls back to `direct`.
+    """
+    from serving.fast_features import DirectReader, SnapshotReader, _sqlite_path
+
+    mode = mode or read_mode()
+    if mode == "feast":
+        return OnlineFeatureReader(store_factory(), feature_service)
+    store = store_factory()
+    if mode == "snapshot" and _sqlite_path(store) is not None:
+        return SnapshotReader(store_factory, feature_service)
+    return DirectReader(store, feature_service)

@@ -148,3 +148,9 @@ def test_service_without_a_champion_is_not_ready_and_says_why(tmp_path, catalogu
         r = httpx.post(f"{url}/rank", json={"user_id": "u1", "product_ids": ["p1"]})
         assert r.status_code == 503
         assert "champion" in r.json()["error"]
+
+
+def test_skew_check_finds_no_mismatch_between_training_and_serving(tiny_platform, service):
+    from serving.skew_check import run
+
+    assert run(tiny_platform, n=20, n_requests=3, url=service) == 0
