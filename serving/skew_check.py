@@ -33,6 +33,7 @@ from platform_common.feast_config import get_feature_store
 from platform_common.settings import Settings, get_settings
 from serving.champion import load_champion
 from serving.launcher import running_service
+from training.registry import connect
 
 console = Console()
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -192,6 +193,7 @@ def report(mismatches: list[Mismatch], compared: dict[str, int]) -> None:
 
 
 def run(settings: Settings, n: int = 50, n_requests: int = 10, seed: int = 7, url: str | None = None) -> int:
+    connect(settings)  # models:/ URIs below resolve against this platform's registry
     store = get_feature_store(settings)
     feats, n_feat = feature_parity(settings, store, n, seed)
     if url is None:
