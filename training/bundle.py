@@ -32,6 +32,16 @@ class BundleConfig(BaseModel):
 
     cvr_method: CvrMethod = "clicked_only"
     units_per_order: float = 1.0
+    # Order value per unit of price by price band: cheap goods sell in bulk, so one constant would
+    # undervalue them. `price_bands` are upper edges, `units_by_band` the mean GMV / price in each band.
+    price_bands: tuple[float, ...] = ()
+    units_by_band: tuple[float, ...] = ()
+
+    def units(self, price: np.ndarray) -> np.ndarray:
+        if not self.units_by_band:
+            return np.full(len(price), self.units_per_order)
+        band = np.searchsorted(np.asarray(self.price_bands), np.nan_to_num(price, nan=0.0), side="left")
+        return np.asarray(self.units_by_band)[np.minimum(band, len(self.units_by_band) - 1)]
 
 
 class RankerBundle(mlflow.pyfunc.PythonModel):
@@ -81,7 +91,7 @@ class RankerBundle(mlflow.pyfunc.PythonModel):
 
     def expected_gmv(self, pctcvr: np.ndarray, price: np.ndarray) -> np.ndarray:
         """Expected GMV of one impression; unknown price is worth 0 (it cannot be ranked on value)."""
-        return np.nan_to_num(pctcvr * price * self.config.units_per_order, nan=0.0)
+        return np.nan_to_num(pctcvr * price * self.config.units(price), nan=0.0)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         assert self.spec is not None, "bundle not loaded"

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
 
 
-def expected_calibration_error(y_true: np.ndarray, p: np.ndarray, n_bins: int = 20) -> float:
+def expected_calibration_error(y_true: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
     """Weighted mean |observed rate - mean prediction| over equal-mass bins of the prediction.
 
     Equal-mass bins, because CTRs crowd into a few percent and equal-width bins would leave most rows in one.

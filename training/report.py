@@ -156,6 +156,7 @@ def evaluate(settings: Settings | None = None, version: str | None = None) -> Pa
     scored = evaluation.score(bundle, rows, truth, value)
     metrics = evaluation.classification_metrics(scored) | evaluation.ranking_metrics(scored, eta)
     metrics |= evaluation.slice_metrics(scored)
+    metrics |= {"test_rows": float(len(rows)), "test_ctr": float(rows["clicked"].mean())}
     methods = evaluation.compare_cvr_methods(bundle, rows, truth)
     for method, vals in methods.items():
         metrics |= {f"method_{method}_{k}": v for k, v in vals.items()}

@@ -81,6 +81,20 @@ def units_per_order(train: pd.DataFrame) -> float:
     return float(orders["order_gmv"].sum() / price) if price > 0 else 1.0
 
 
+def units_by_price_band(train: pd.DataFrame, n_bands: int = 5) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean GMV per unit of price within price quintiles of the converted training impressions."""
+    orders = train[(train["converted"] == 1) & (train["price"] > 0)]
+    if len(orders) < 20 * n_bands:
+        return (), ()
+    edges = tuple(float(e) for e in np.quantile(orders["price"], np.linspace(0, 1, n_bands + 1)[1:-1]))
+    band = np.searchsorted(np.asarray(edges), orders["price"].to_numpy(), side="left")
+    units = tuple(
+        float(orders["order_gmv"].to_numpy()[band == b].sum() / orders["price"].to_numpy()[band == b].sum())
+        for b in range(n_bands)
+    )
+    return edges, units
+
+
 def choose_cvr_method(bundle: RankerBundle, valid: pd.DataFrame) -> tuple[str, dict[str, float]]:
     """Pick how pCTCVR is formed by log loss on the validation days: observable in production, unlike the oracle."""
     assert bundle.spec is not None
@@ -124,7 +138,10 @@ def train(
         bundle = RankerBundle()
         bundle.load_from_paths(write_artifacts(Path(tmp) / "probe", spec, boosters))
         method, method_metrics = choose_cvr_method(bundle, valid_df)
-        config = BundleConfig(cvr_method=method, units_per_order=units_per_order(train_df))
+        bands, units = units_by_price_band(train_df)
+        config = BundleConfig(
+            cvr_method=method, units_per_order=units_per_order(train_df), price_bands=bands, units_by_band=units
+        )
         artifacts = write_artifacts(Path(tmp) / "bundle", spec, boosters, config)
         bundle.load_from_paths(artifacts)
 
