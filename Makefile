@@ -105,3 +105,33 @@ test-prod: $(VENV_STAMP) ## the pipeline end to end under SHOPRANK_PROFILE=prod 
 bench-materialize: $(VENV_STAMP) ## rows/s into SQLite and Redis: Feast's default engine vs the fast one (docs/benchmarks.md)
 	@test -f "$(SHOPRANK_HOME)/marts/user_features.parquet" || $(MAKE) --no-print-directory data features
 	$(RUN) python -m benchmarks.materialize
+
+# --- merchant growth: GMV diagnostics and forecasts (docs/merchant_growth.md) ------------------------------
+MERCHANT ?=
+PERIOD_A ?=
+PERIOD_B ?=
+
+.PHONY: diagnose forecast
+
+diagnose: $(VENV_STAMP) ## HTML GMV diagnosis: MERCHANT=<id> [PERIOD_A=START:END PERIOD_B=START:END]; prints its path
+	@test -n "$(MERCHANT)" || { echo "usage: make diagnose MERCHANT=m00034 [PERIOD_A=YYYY-MM-DD:YYYY-MM-DD PERIOD_B=...]" >&2; exit 2; }
+	@$(RUN) python -m merchant_growth diagnose $(MERCHANT) $(if $(PERIOD_A),--period-a $(PERIOD_A)) $(if $(PERIOD_B),--period-b $(PERIOD_B))
+
+forecast: $(VENV_STAMP) ## next-7-day merchant GMV forecast: backtest vs seasonal naive, register, promote if better
+	$(RUN) python -m merchant_growth train-forecast
+	$(RUN) python -m merchant_growth promote-forecast
+
+# --- serving under load (docs/benchmarks.md, "Serving") ---------------------------------------------------
+# Both start `bentoml serve` on SHOPRANK_HOME's champion; build a SCALE=small home first, e.g.
+#   make data features apply materialize train promote SCALE=small SHOPRANK_HOME=/tmp/bench
+#   make bench-serve SHOPRANK_HOME=/tmp/bench
+RATE ?= 150
+SOAK_SECONDS ?= 120
+
+.PHONY: bench-serve stress
+
+bench-serve: $(VENV_STAMP) ## /rank at 100 and 300 req/s and at max rate vs Feast's read and an in-process floor; writes docs/benchmarks.md
+	$(RUN) python -m benchmarks.serving
+
+stress: $(VENV_STAMP) ## soak /rank at RATE req/s for SOAK_SECONDS: fails on any error or >10% memory growth
+	$(RUN) python -m benchmarks.soak --seconds $(SOAK_SECONDS) --rate $(RATE)

@@ -4,10 +4,15 @@ The committed `feature_repo/feature_store.yaml` is the local profile pointing at
 `feast` works inside `feature_repo/` with no set-up. For any other state folder or profile the same file is
 rendered with absolute paths into `$SHOPRANK_HOME/feast/feature_store.yaml`; `make` hands it to the CLI
 through FEAST_FS_YAML_FILE_PATH and Python opens the store on it.
+
+The prod profile renders `feature_store.prod.yaml` with the configured servers (SHOPRANK_PG_*, SHOPRANK_REDIS_*,
+SHOPRANK_FEAST_PROJECT). Passwords are written as `${SHOPRANK_PG_PASSWORD}` / `${SHOPRANK_REDIS_PASSWORD}`, which
+Feast expands from the environment when it loads the file, so the rendered file holds no secret.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +43,8 @@ def render_feature_store_yaml(settings: Settings | None = None) -> Path:
     online = config.get("online_store", {})
     if online.get("type") == "sqlite":
         online["path"] = str(feast_dir / "online_store.db")
+    if settings.profile == "prod":
+        _render_prod(config, settings)
     out = rendered_yaml_path(settings)
     header = f"# Rendered from feature_repo/{template.name} for {settings.home_dir}; do not edit.\n"
     new_text = header + yaml.safe_dump(config, sort_keys=False)
@@ -47,12 +54,55 @@ def render_feature_store_yaml(settings: Settings | None = None) -> Path:
     return out
 
 
+def _render_prod(config: dict[str, Any], settings: Settings) -> None:
+    config["project"] = settings.feast_project
+    registry = config["registry"]
+    if registry.get("registry_type") == "sql":
+        registry["path"] = settings.feast_registry_url
+        if settings.pg_password is not None:
+            kwargs = registry.setdefault("sqlalchemy_config_kwargs", {})
+            kwargs.setdefault("connect_args", {})["password"] = "${SHOPRANK_PG_PASSWORD}"
+    online = config["online_store"]
+    if online.get("type") == "redis":
+        host = f"[{settings.redis_host}]" if ":" in settings.redis_host else settings.redis_host
+        parts = [f"{host}:{settings.redis_port}", f"db={settings.redis_db}", "socket_connect_timeout=5"]
+        if settings.redis_ssl:
+            parts.append("ssl=true")
+        if settings.redis_password is not None:
+            parts.append("password=${SHOPRANK_REDIS_PASSWORD}")
+        online["connection_string"] = ",".join(parts)
+    if settings.materialize_engine == "local":
+        config.pop("batch_engine", None)
+
+
 def get_feature_store(settings: Settings | None = None) -> FeatureStore:
     from feast import FeatureStore
 
     settings = settings or get_settings()
+    if settings.profile == "prod":
+        from platform_common.connections import ensure_postgres, use_pg_password
+
+        use_pg_password(settings)
+        ensure_postgres(settings)  # the registry's database and schema, or a clear BackendUnavailableError
     return FeatureStore(repo_path=str(FEATURE_REPO_DIR), fs_yaml_file=render_feature_store_yaml(settings))
 
 
+def main() -> None:
+    """Print the rendered yaml's path (for FEAST_FS_YAML_FILE_PATH). Under prod, also make sure the servers answer
+    and the deployment's database exists; a problem is reported on stderr, and the path is still printed so the
+    feast command that follows runs against the prod config and fails with its own error, never falls back to
+    another store."""
+    settings = get_settings()
+    path = render_feature_store_yaml(settings)
+    if settings.profile == "prod":
+        from platform_common.connections import BackendUnavailableError, check_prod
+
+        try:
+            check_prod(settings)
+        except BackendUnavailableError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+    print(path)
+
+
 if __name__ == "__main__":
-    print(render_feature_store_yaml())
+    main()

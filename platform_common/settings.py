@@ -3,6 +3,12 @@
 All state (raw landing zone, DuckDB warehouse, parquet marts, Feast registry and online store, MLflow
 database and artifacts, logs) sits under one folder so that `make clean` is one `rm -rf` and tests can
 point the whole platform at a temporary directory with a single environment variable.
+
+`SHOPRANK_PROFILE=prod` moves the shared state onto servers: the Feast online store to Redis, the Feast
+registry and MLflow's tracking and model registry to PostgreSQL (schemas `feast` and `mlflow` of one database
+per deployment). Their connection settings are the `SHOPRANK_REDIS_*` and `SHOPRANK_PG_*` variables below; all
+have working defaults for servers on 127.0.0.1. Passwords are `SecretStr`: never part of a URI, a repr or a
+rendered file (see platform_common/connections.py and docs/beyond_one_machine.md).
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote, urlsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +28,12 @@ TRANSFORMS_DIR = REPO_ROOT / "transforms"
 
 Scale = Literal["tiny", "small", "medium"]
 Profile = Literal["local", "prod"]
+
+# PostgreSQL identifiers we create ourselves (database, schemas) and Feast project names: kept simple so they
+# never need quoting and cannot inject SQL.
+IDENTIFIER_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
+FEAST_SCHEMA = "feast"
+MLFLOW_SCHEMA = "mlflow"
 
 
 class Settings(BaseSettings):
@@ -33,6 +46,42 @@ class Settings(BaseSettings):
     scale: Scale = Field(default="small", description="Simulated marketplace size.")
     model_name: str = Field(default="shoprank_ranker", description="Registered model of the ranker.")
     experiment_name: str = Field(default="shoprank-ranking")
+
+    # --- prod profile: where the servers are (ignored by the local profile) ---------------------------------
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Redis for the Feast online store: redis://host:port/db (password in SHOPRANK_REDIS_PASSWORD).",
+    )
+    redis_password: SecretStr | None = Field(default=None, description="Redis AUTH password, if any.")
+    pg_host: str = Field(default="127.0.0.1", description="PostgreSQL host for the Feast and MLflow registries.")
+    pg_port: int = Field(default=5432, ge=1, le=65535)
+    pg_user: str = Field(default="postgres")
+    pg_password: SecretStr | None = Field(default=None, description="PostgreSQL password (empty: trust/peer).")
+    pg_database: str = Field(
+        default="shoprank",
+        pattern=IDENTIFIER_PATTERN,
+        description="Database of this deployment (created on first use); one per environment or test run.",
+    )
+    pg_connect_timeout: int = Field(default=5, ge=1, description="Seconds to wait for PostgreSQL to answer.")
+    feast_project: str = Field(
+        default="shoprank",
+        pattern=IDENTIFIER_PATTERN,
+        description="Feast project under prod; it suffixes every Redis key, so deployments sharing a Redis differ.",
+    )
+    materialize_engine: Literal["fast", "local"] = Field(
+        default="fast",
+        description="Batch engine behind `feast materialize` under prod: the vectorised plugin or Feast's default.",
+    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_has_no_secret(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError("SHOPRANK_REDIS_URL must look like redis://host:port/db")
+        if parts.password:
+            raise ValueError("SHOPRANK_REDIS_URL must not carry a password: set SHOPRANK_REDIS_PASSWORD instead")
+        return value
 
     @cached_property
     def home_dir(self) -> Path:
@@ -73,7 +122,54 @@ class Settings(BaseSettings):
 
     @property
     def tracking_uri(self) -> str:
+        """MLflow tracking and model registry: SQLite under `home` (local) or PostgreSQL schema `mlflow` (prod).
+
+        The PostgreSQL URI never contains the password: libpq reads it from PGPASSWORD, which
+        `training.registry.connect` sets from SHOPRANK_PG_PASSWORD in its own process only.
+        """
+        if self.profile == "prod":
+            return self.pg_url("postgresql", MLFLOW_SCHEMA)
         return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def feast_registry_url(self) -> str:
+        """SQLAlchemy URL of Feast's SQL registry (prod), without the password."""
+        return self.pg_url("postgresql+psycopg", FEAST_SCHEMA)
+
+    def pg_url(self, scheme: str, schema: str | None = None, database: str | None = None) -> str:
+        """`scheme://user@host:port/db` with a connect timeout and, if given, the schema as search_path."""
+        query = f"connect_timeout={self.pg_connect_timeout}"
+        if schema:
+            query += f"&options={quote(f'-csearch_path={schema}')}"
+        host = f"[{self.pg_host}]" if ":" in self.pg_host else self.pg_host
+        user = quote(self.pg_user, safe="")
+        return f"{scheme}://{user}@{host}:{self.pg_port}/{database or self.pg_database}?{query}"
+
+    @property
+    def pg_display(self) -> str:
+        """Where PostgreSQL is, for messages: no password, ever."""
+        return f"postgresql://{self.pg_user}@{self.pg_host}:{self.pg_port}/{self.pg_database}"
+
+    @property
+    def redis_host(self) -> str:
+        return urlsplit(self.redis_url).hostname or "127.0.0.1"
+
+    @property
+    def redis_port(self) -> int:
+        return urlsplit(self.redis_url).port or 6379
+
+    @property
+    def redis_db(self) -> int:
+        path = urlsplit(self.redis_url).path.strip("/")
+        return int(path) if path else 0
+
+    @property
+    def redis_ssl(self) -> bool:
+        return urlsplit(self.redis_url).scheme == "rediss"
+
+    @property
+    def redis_display(self) -> str:
+        return f"{urlsplit(self.redis_url).scheme}://{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
     @property
     def artifact_root(self) -> Path:
@@ -90,6 +186,18 @@ def export_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env["SHOPRANK_HOME"] = str(settings.home_dir)
     env["SHOPRANK_PROFILE"] = settings.profile
+    if settings.profile == "prod":
+        # Explicit, so a subprocess reaches the same servers and namespaces as the settings it was started with.
+        # Passwords are not copied: they stay in whatever variable the caller already set.
+        env |= {
+            "SHOPRANK_REDIS_URL": settings.redis_url,
+            "SHOPRANK_PG_HOST": settings.pg_host,
+            "SHOPRANK_PG_PORT": str(settings.pg_port),
+            "SHOPRANK_PG_USER": settings.pg_user,
+            "SHOPRANK_PG_DATABASE": settings.pg_database,
+            "SHOPRANK_FEAST_PROJECT": settings.feast_project,
+            "SHOPRANK_MATERIALIZE_ENGINE": settings.materialize_engine,
+        }
     env.setdefault("BENTOML_DO_NOT_TRACK", "true")
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     return env

@@ -53,6 +53,7 @@ class OnlineFeatureReader:
 
     def __init__(self, store: FeatureStore, feature_service: str) -> None:
         self.store = store
+        self.feature_service = feature_service
         service = store.get_feature_service(feature_service)
         self.features: dict[str, list[str]] = defaultdict(list)
         for projection in service.feature_view_projections:
@@ -135,18 +136,39 @@ def read_mode() -> str:
     return mode
 
 
-def make_reader(store_factory: Callable[[], FeatureStore], feature_service: str, mode: str | None = None) -> Any:
+def make_reader(
+    store_factory: Callable[[], FeatureStore],
+    feature_service: str,
+    mode: str | None = None,
+    previous: Any = None,
+) -> Any:
     """The online feature reader the service uses (SHOPRANK_FEATURE_READ: snapshot, the default; direct; feast).
 
-    All three return the same values (tests/serving/test_fast_features.py). `snapshot` needs a store whose keys
-    can be listed (SQLite); for any other store it falls back to `direct`.
+    All three return the same values (tests/serving/test_fast_features.py). `snapshot` reads Feast's SQLite
+    online store into memory; for any other online store it falls back to `direct`. A `previous` reader of the
+    same mode and feature service is reused (a new model version on the same features keeps the snapshot);
+    otherwise it is closed once the new one is built.
     """
     from serving.fast_features import DirectReader, SnapshotReader, _sqlite_path
 
     mode = mode or read_mode()
+    if (
+        previous is not None
+        and getattr(previous, "feature_service", None) == feature_service
+        and getattr(previous, "requested_mode", previous.mode) == mode
+    ):
+        return previous
     if mode == "feast":
-        return OnlineFeatureReader(store_factory(), feature_service)
-    store = store_factory()
-    if mode == "snapshot" and _sqlite_path(store) is not None:
-        return SnapshotReader(store_factory, feature_service)
-    return DirectReader(store, feature_service)
+        reader: Any = OnlineFeatureReader(store_factory(), feature_service)
+    else:
+        store = store_factory()
+        if mode == "snapshot" and _sqlite_path(store) is not None:
+            from serving.observability import reader_state_hook
+
+            reader = SnapshotReader(store_factory, feature_service, on_refresh=reader_state_hook)
+        else:
+            reader = DirectReader(store, feature_service)
+    reader.requested_mode = mode
+    if previous is not None:
+        previous.close()
+    return reader

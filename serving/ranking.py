@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from time import perf_counter
+from typing import Any
 
 import numpy as np
 
@@ -11,12 +13,10 @@ from serving.champion import LoadedModel
 from serving.online_features import FeatureVectors, OnlineFeatureReader
 from serving.schemas import (
     NEW_MERCHANT_DAYS,
-    ModelInfo,
-    RankedProduct,
     RankRequest,
     RankResponse,
-    RequestContext,
 )
+from serving.scoring import score_matrix
 
 
 def context_columns(surface: str, n: int, now: datetime, is_campaign_day: bool) -> dict[str, list]:
@@ -39,8 +39,8 @@ def score_candidates(
     spec = model.bundle.spec
     assert spec is not None
     n = len(vectors.known_products)
-    columns = {**vectors.columns, **context_columns(surface, n, now, is_campaign_day)}
-    scores = model.bundle.score_matrix(spec.matrix(columns, n))
+    x = vectors.model_matrix(spec, context_columns(surface, n, now, is_campaign_day), n)
+    scores = score_matrix(model.bundle, x)
     scores["expected_gmv"] = model.bundle.expected_gmv(scores["pctcvr"], _column(vectors, "price"))
     return scores
 
@@ -55,35 +55,48 @@ def rank(
     reader: OnlineFeatureReader,
     now: datetime | None = None,
     is_campaign_day: bool = False,
+    trace: dict[str, Any] | None = None,
 ) -> RankResponse:
+    """`trace`, if given, receives what was served (vectors, scores) and where the time went (seconds)."""
     now = now or datetime.now(UTC)
+    started = perf_counter()
     vectors = reader.fetch(request.user_id, request.product_ids, now=now)
+    read = perf_counter()
     scores = score_candidates(model, vectors, request.surface, now, is_campaign_day)
+    if trace is not None:
+        trace.update(vectors=vectors, scores=scores, read_seconds=read - started, score_seconds=perf_counter() - read)
     age = _column(vectors, "merchant_age_days")
     new_merchant = age < NEW_MERCHANT_DAYS  # NaN (unknown merchant) compares False: no boost on no evidence
     score = objective_score(scores, request.objective) * (1.0 + request.new_merchant_boost * new_merchant)
     order = np.argsort(-score, kind="stable")
+    # Plain Python values once per column (tolist), and the whole answer validated in one pydantic-core call:
+    # 100 ranked products in about a quarter of a millisecond (a model object per product costs 2-4x that).
+    ids, known = request.product_ids, vectors.known_products
+    s, ctr, cvr, ctcvr = score.tolist(), scores["pctr"].tolist(), scores["pcvr"].tolist(), scores["pctcvr"].tolist()
+    gmv, new = scores["expected_gmv"].tolist(), new_merchant.tolist()
     ranking = [
-        RankedProduct(
-            product_id=request.product_ids[i],
-            rank=r + 1,
-            score=float(score[i]),
-            pctr=float(scores["pctr"][i]),
-            pcvr=float(scores["pcvr"][i]),
-            pctcvr=float(scores["pctcvr"][i]),
-            expected_gmv=float(scores["expected_gmv"][i]),
-            new_merchant=bool(new_merchant[i]),
-            known_product=vectors.known_products[i],
-        )
-        for r, i in enumerate(order)
+        {
+            "product_id": ids[i],
+            "rank": r + 1,
+            "score": s[i],
+            "pctr": ctr[i],
+            "pcvr": cvr[i],
+            "pctcvr": ctcvr[i],
+            "expected_gmv": gmv[i],
+            "new_merchant": new[i],
+            "known_product": known[i],
+        }
+        for r, i in enumerate(order.tolist())
     ]
-    return RankResponse(
-        user_id=request.user_id,
-        surface=request.surface,
-        objective=request.objective,
-        known_user=vectors.known_user,
-        stale_features=vectors.stale,
-        context=RequestContext(position=SERVING_POSITION, hour_of_day=now.hour, is_campaign_day=int(is_campaign_day)),
-        model=ModelInfo(name=model.name, version=model.version),
-        ranking=ranking,
+    return RankResponse.model_validate(
+        {
+            "user_id": request.user_id,
+            "surface": request.surface,
+            "objective": request.objective,
+            "known_user": vectors.known_user,
+            "stale_features": vectors.stale,
+            "context": {"position": SERVING_POSITION, "hour_of_day": now.hour, "is_campaign_day": int(is_campaign_day)},
+            "model": {"name": model.name, "version": model.version},
+            "ranking": ranking,
+        }
     )

@@ -81,3 +81,9 @@ class RankResponse(BaseModel):
     context: RequestContext
     model: ModelInfo
     ranking: list[RankedProduct]
+    degraded: str | None = Field(
+        None,
+        description="Set, with the reason, when the answer came from a documented fallback: the last good "
+        "snapshot of the online store while the store cannot be read (values older than their TTL still "
+        "served as missing).",
+    )

@@ -14,18 +14,23 @@ import logging
 import os
 from datetime import UTC, datetime
 from http import HTTPStatus
+from time import perf_counter
 from typing import Any
 
 import bentoml
+from starlette.responses import Response
 
 from platform_common.feast_config import get_feature_store
 from platform_common.settings import get_settings
 from serving.calendar import load_campaign_days
 from serving.champion import LoadedModel
+from serving.guard import RequestGuard
 from serving.model_watcher import Active, RegistryWatcher
-from serving.online_features import OnlineFeatureReader
+from serving.observability import get_telemetry, http_tuning
+from serving.online_features import FeatureStoreUnavailable, make_reader
 from serving.ranking import rank, score_candidates
 from serving.readiness import ReadinessMiddleware, set_status_provider
+from serving.request_log import RequestLog
 from serving.schemas import RankRequest
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
@@ -38,7 +43,11 @@ SHADOW = os.environ.get("SHOPRANK_SHADOW", "").lower() in {"1", "true", "yes"}
 
 
 @bentoml.service(
-    name="shoprank", workers=1, threads=int(os.environ.get("SHOPRANK_THREADS", "8")), traffic={"timeout": 10}
+    name="shoprank",
+    workers=int(os.environ.get("SHOPRANK_WORKERS", "1")),
+    threads=int(os.environ.get("SHOPRANK_THREADS", "8")),
+    traffic={"timeout": 10},
+    **http_tuning(),  # access log and /rank tracing off unless asked for (serving/observability.py)
 )
 class Ranker:
     def __init__(self) -> None:
@@ -46,6 +55,8 @@ class Ranker:
         self.active: Active | None = None
         self.not_ready_reason = "starting"
         self.campaign_days: frozenset = frozenset()
+        self.telemetry = get_telemetry()
+        self.request_log = RequestLog(self.settings.logs_dir / "requests", on_rows=self.telemetry.log_rows_hook)
         if SHADOW:
             self._setup_shadow_log()
         self.watcher = RegistryWatcher(
@@ -64,7 +75,10 @@ class Ranker:
 
     def _build_reader(self, model: LoadedModel) -> Any:
         self.campaign_days = load_campaign_days(self.settings.marts_dir)
-        return OnlineFeatureReader(get_feature_store(self.settings), model.bundle.spec.feature_service)
+        previous = self.active.reader if self.active is not None else None
+        return make_reader(
+            lambda: get_feature_store(self.settings), model.bundle.spec.feature_service, previous=previous
+        )
 
     def _activate(self, active: Active) -> None:
         self.active = active  # one reference assignment: a request sees the old or the new model, never a mix
@@ -99,17 +113,29 @@ class Ranker:
     @bentoml.api(route="/rank", input_spec=RankRequest)
     def rank(self, ctx: bentoml.Context, **fields: Any) -> dict[str, Any]:
         """Rank candidate products for a user by expected GMV (or the requested objective)."""
+        started = perf_counter()
         active = self.active
         if active is None:
             ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
+            self.telemetry.failed("not_ready", perf_counter() - started)
             return {"error": f"model or feature store not loaded: {self.not_ready_reason}"}
         request = RankRequest.model_construct(**fields)
         now = datetime.now(UTC)
         campaign = now.date() in self.campaign_days
-        response = rank(request, active.model, active.reader, now=now, is_campaign_day=campaign)
+        trace: dict[str, Any] = {}
+        try:
+            response = rank(request, active.model, active.reader, now=now, is_campaign_day=campaign, trace=trace)
+        except FeatureStoreUnavailable as exc:  # the store failed mid-request (direct and feast read modes)
+            ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
+            self.telemetry.failed("store_unavailable", perf_counter() - started)
+            return {"error": f"feature store unavailable: {exc}"}
+        response.degraded = active.reader.degraded_reason() or None
         if active.shadow is not None:
             self._score_shadow(active, request, response, now, campaign)
-        return response.model_dump()
+        self.request_log.offer(request, response, trace)
+        self.telemetry.served(active.model, active.reader, trace, perf_counter() - started)
+        # Serialized by pydantic in one call (Rust), not dumped to a dict for BentoML to re-validate and encode.
+        return Response(response.model_dump_json(), media_type="application/json")
 
     def _score_shadow(self, active: Active, request: RankRequest, response: Any, now: datetime, campaign: bool) -> None:
         try:
@@ -143,3 +169,4 @@ class Ranker:
 
 
 Ranker.add_asgi_middleware(ReadinessMiddleware)
+Ranker.add_asgi_middleware(RequestGuard)  # content type and body size of /rank (serving/guard.py)

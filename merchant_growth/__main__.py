@@ -1,0 +1,3 @@
+from merchant_growth.cli import app
+
+app()

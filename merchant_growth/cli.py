@@ -1,0 +1,96 @@
+"""`python -m merchant_growth {diagnose,forecast,train-forecast,promote-forecast}` (behind `make diagnose|forecast`)."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+from rich.console import Console
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Merchant GMV diagnostics and forecasts.")
+console = Console(stderr=True)
+
+
+@app.command("diagnose")
+def diagnose_cmd(
+    merchant_id: str = typer.Argument(..., help="Merchant id, e.g. m00034."),
+    period_a: str = typer.Option("", help="Baseline START:END (YYYY-MM-DD:YYYY-MM-DD); default: before period b."),
+    period_b: str = typer.Option("", help="Period to explain START:END; default: the last 7 days of data."),
+    model: bool = typer.Option(True, help="Explain with the ranking model (SHAP)."),
+    as_json: bool = typer.Option(False, "--json", help="Also print the report as JSON on stdout."),
+) -> None:
+    """Diagnose a merchant's GMV change and write the HTML report; prints its path."""
+    from pydantic import ValidationError
+
+    from merchant_growth.diagnosis import diagnose
+    from merchant_growth.errors import MerchantGrowthError
+    from merchant_growth.report import write_report
+    from platform_common.settings import get_settings
+
+    settings = get_settings()
+    try:
+        report = diagnose(merchant_id, period_a or None, period_b or None, settings, explain_with_model=model)
+    except (ValidationError, MerchantGrowthError) as exc:
+        console.print(f"[red]diagnosis failed:[/] {exc}")
+        raise typer.Exit(2) from exc
+    fc, note = None, None
+    try:
+        from merchant_growth.forecasting import forecast
+
+        fc = forecast(report.merchant_id, settings, source="offline")
+    except Exception as exc:  # the report stands without a forecast
+        note = f"forecast skipped: {type(exc).__name__}: {exc}"
+    path = write_report(settings, report, fc, note)
+    console.print(f"primary cause: [bold]{report.primary_cause}[/]. {report.summary}")
+    if as_json:
+        print(report.model_dump_json(indent=2))
+    print(path)
+
+
+@app.command("forecast")
+def forecast_cmd(
+    merchant_id: str = typer.Argument(...),
+    source: str = typer.Option("auto", help="auto, online or offline features."),
+) -> None:
+    """Print the champion's next-7-day GMV forecast of a merchant as JSON."""
+    from pydantic import ValidationError
+
+    from merchant_growth.errors import MerchantGrowthError
+    from merchant_growth.forecasting import forecast
+
+    try:
+        print(forecast(merchant_id, source=source).model_dump_json(indent=2))
+    except (ValidationError, MerchantGrowthError) as exc:
+        console.print(f"[red]forecast failed:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command("train-forecast")
+def train_cmd() -> None:
+    """Point-in-time dataset from Feast, rolling-origin backtest vs seasonal naive, log and register in MLflow."""
+    from merchant_growth.forecasting import train_forecast
+
+    result = train_forecast()
+    console.print_json(data={"run_id": result.run_id, "version": result.model_version, "metrics": result.metrics})
+
+
+@app.command("promote-forecast")
+def promote_cmd(
+    min_wape_gain: float = typer.Option(0.0, help="WAPE the candidate must gain over the champion."),
+) -> None:
+    """Make the newest forecast version champion if there is none or it beats the champion on the same rows."""
+    from merchant_growth.forecasting import promote_forecast
+
+    try:
+        decision = promote_forecast(min_wape_gain=min_wape_gain)
+    except LookupError as exc:
+        console.print(f"[red]promotion failed:[/] {exc}")
+        raise typer.Exit(2) from exc
+    colour = "green" if decision.promoted else "yellow"
+    console.print(f"[{colour}]{'PROMOTED' if decision.promoted else 'NOT PROMOTED'}[/]: {decision.reason}")
+
+
+if __name__ == "__main__":
+    app()

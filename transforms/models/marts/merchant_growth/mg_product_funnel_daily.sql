@@ -1,0 +1,69 @@
+-- GMV funnel per product x day x surface (sparse: only the product-days-surfaces with impressions),
+-- attributed by impression like mg_merchant_funnel_daily, which sums these rows per merchant.
+{%- set mg_dir = env_var('SHOPRANK_HOME') ~ '/merchant_growth' %}
+{{ config(
+    materialized='external',
+    location=mg_dir ~ '/mg_product_funnel_daily.parquet',
+    pre_hook="copy (select 1 as _partition, 1 as _unused where false) to '" ~ mg_dir
+        ~ "' (format parquet, partition_by (_partition), overwrite_or_ignore true)"
+) }}
+
+with impressions as (
+    select impression_id, {{ utc_date('event_ts') }} as activity_date, product_id, surface
+    from {{ ref('stg_impressions') }}
+),
+
+products as (
+    select product_id, merchant_id, category_l1
+    from {{ ref('stg_products') }}
+),
+
+clicked_impressions as (
+    select distinct impression_id
+    from {{ ref('stg_clicks') }}
+),
+
+impression_orders as (
+    select impression_id, count(*) as orders, sum(gmv) as gmv
+    from {{ ref('stg_orders') }}
+    group by impression_id
+),
+
+data_bounds as (
+    select data_end_date from {{ ref('int_data_bounds') }}
+),
+
+funnel as (
+    select
+        impressions.product_id,
+        products.merchant_id,
+        products.category_l1,
+        impressions.activity_date,
+        impressions.surface,
+        count(*) as impressions,
+        count(clicked_impressions.impression_id) as clicks,
+        coalesce(sum(impression_orders.orders), 0) as orders,
+        coalesce(sum(impression_orders.gmv), 0.0) as gmv
+    from impressions
+    inner join products on impressions.product_id = products.product_id
+    cross join data_bounds
+    left join clicked_impressions on impressions.impression_id = clicked_impressions.impression_id
+    left join impression_orders on impressions.impression_id = impression_orders.impression_id
+    where impressions.activity_date <= data_bounds.data_end_date
+    group by all
+)
+
+select
+    product_id,
+    merchant_id,
+    category_l1,
+    activity_date,
+    surface,
+    cast(impressions as bigint) as impressions,
+    cast(clicks as bigint) as clicks,
+    cast(orders as bigint) as orders,
+    cast(gmv as double) as gmv,
+    {{ safe_rate('clicks', 'impressions') }} as ctr,
+    {{ safe_rate('orders', 'clicks') }} as cvr,
+    {{ safe_rate('gmv', 'orders') }} as aov
+from funnel
