@@ -20,6 +20,14 @@ from typing import Any
 import bentoml
 from starlette.responses import Response
 
+from merchant_growth import (
+    DiagnoseRequest,
+    ForecastRequest,
+    MerchantGrowthError,
+    diagnose_request,
+    forecast_request,
+    http_status,
+)
 from platform_common.feast_config import get_feature_store
 from platform_common.settings import get_settings
 from serving.calendar import load_campaign_days
@@ -44,7 +52,8 @@ SHADOW = os.environ.get("SHOPRANK_SHADOW", "").lower() in {"1", "true", "yes"}
 
 @bentoml.service(
     name="shoprank",
-    workers=int(os.environ.get("SHOPRANK_WORKERS", "1")),
+    # Two worker processes on two cores: measured in docs/benchmarks.md ("Serving", tuning table).
+    workers=int(os.environ.get("SHOPRANK_WORKERS", str(min(2, os.cpu_count() or 1)))),
     threads=int(os.environ.get("SHOPRANK_THREADS", "8")),
     traffic={"timeout": 10},
     **http_tuning(),  # access log and /rank tracing off unless asked for (serving/observability.py)
@@ -136,6 +145,26 @@ class Ranker:
         self.telemetry.served(active.model, active.reader, trace, perf_counter() - started)
         # Serialized by pydantic in one call (Rust), not dumped to a dict for BentoML to re-validate and encode.
         return Response(response.model_dump_json(), media_type="application/json")
+
+    @bentoml.api(route="/merchant/diagnose", input_spec=DiagnoseRequest)
+    def merchant_diagnose(self, ctx: bentoml.Context, **fields: Any) -> Any:
+        """Why a merchant's GMV moved between two periods: exact funnel attribution, causes, model explanation."""
+        request = DiagnoseRequest.model_construct(**fields)
+        return self._merchant_call(ctx, lambda: diagnose_request(request, self.settings))
+
+    @bentoml.api(route="/merchant/forecast", input_spec=ForecastRequest)
+    def merchant_forecast(self, ctx: bentoml.Context, **fields: Any) -> Any:
+        """Next-7-day GMV forecast of a merchant from the champion forecast model."""
+        request = ForecastRequest.model_construct(**fields)
+        return self._merchant_call(ctx, lambda: forecast_request(request, self.settings))
+
+    def _merchant_call(self, ctx: bentoml.Context, call: Any) -> Any:
+        try:
+            result = call()
+        except MerchantGrowthError as exc:  # unknown merchant 404, bad period 400, model not trained 503
+            ctx.response.status_code = http_status(exc)
+            return {"error": str(exc)}
+        return Response(result.model_dump_json(), media_type="application/json")
 
     def _score_shadow(self, active: Active, request: RankRequest, response: Any, now: datetime, campaign: bool) -> None:
         try:
