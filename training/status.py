@@ -36,8 +36,8 @@ def model_status(settings: Settings) -> list[dict[str, Any]]:
 
 
 def feature_status(settings: Settings) -> list[dict[str, Any]]:
-    if not (settings.feast_dir / "registry.db").exists():
-        return []
+    if settings.profile == "local" and not (settings.feast_dir / "registry.db").exists():
+        return []  # nothing applied yet (the prod registry lives in PostgreSQL and is always asked)
     store = get_feature_store(settings)
     views = []
     for fv in sorted(store.list_feature_views(), key=lambda v: v.name):

@@ -1,104 +1,126 @@
 """Faults of the prod profile: Redis restarted in the middle of materialization, PostgreSQL away during promote.
 
-These run after test_pipeline.py (file order): restarting Redis empties it for everyone using it.
+The Redis restart happens on a private redis-server started for the test on a free port (same binary and
+options as CI's: no persistence, so a restart loses everything), not on the shared server: parallel runs and
+other deployments on this machine never see it.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 import pytest
 import redis
 import yaml
 
-from platform_common.connections import redis_client, redis_project_keys
-from platform_common.settings import FEATURE_REPO_DIR
+from platform_common.connections import redis_project_keys
+from platform_common.settings import FEATURE_REPO_DIR, Settings
 from serving.launcher import free_port
 from tests.prod.conftest import Deployment, deployment, make, make_ok, teardown
 
 pytestmark = [pytest.mark.prod, pytest.mark.e2e]
 
-REDIS_START = [
-    "redis-server",
-    "--daemonize",
-    "yes",
-    "--bind",
-    "127.0.0.1 -::1",
-    "--port",
-    "6379",
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-    "--dir",
-    "/var/lib/redis",
-    "--logfile",
-    "/var/log/redis/ci.log",
-]
 
+@dataclass
+class PrivateRedis:
+    """A redis-server of this test only: `--save "" --appendonly no`, like CI's, so a restart empties it."""
 
-def redis_up(dep: Deployment) -> bool:
-    client = redis_client(dep.settings, socket_timeout=2)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
+    folder: Path
+    port: int
 
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
 
-def wait_redis(dep: Deployment, up: bool, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if redis_up(dep) == up:
+    def up(self) -> bool:
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def wait(self, up: bool, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.up() == up:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"private Redis on {self.port} still {'down' if up else 'up'} after {timeout:.0f}s")
+
+    def start(self) -> None:
+        if self.up():
             return
-        time.sleep(0.1)
-    raise AssertionError(f"Redis still {'down' if up else 'up'} after {timeout:.0f}s")
+        subprocess.run(
+            [
+                "redis-server",
+                "--daemonize", "yes",
+                "--bind", "127.0.0.1",
+                "--port", str(self.port),
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(self.folder),
+                "--logfile", str(self.folder / "redis.log"),
+                "--pidfile", str(self.folder / "redis.pid"),
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        self.wait(up=True)
 
-
-def start_redis(dep: Deployment) -> None:
-    if not redis_up(dep):
-        subprocess.run(REDIS_START, check=True, capture_output=True)
-        wait_redis(dep, up=True)
-
-
-def stop_redis(dep: Deployment) -> None:
-    subprocess.run(["redis-cli", "-p", str(dep.settings.redis_port), "shutdown", "nosave"], capture_output=True)
-    wait_redis(dep, up=False)
+    def stop(self) -> None:
+        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "nosave"], capture_output=True)
+        self.wait(up=False)
 
 
 @pytest.fixture
-def restartable_redis(prod_platform):
-    """Always leaves a running Redis behind, whatever the test did to it."""
-    dep, _ = prod_platform
-    if dep.settings.redis_host not in ("127.0.0.1", "localhost", "::1") or dep.settings.redis_port != 6379:
-        pytest.fail("the Redis restart test restarts the local server on 6379: unset SHOPRANK_REDIS_URL to run it")
+def private_redis(tmp_path):
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.fail(
+            "the Redis restart test starts its own redis-server: install it (Debian: apt-get install -y redis-server)",
+            pytrace=False,
+        )
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    server = PrivateRedis(folder, free_port())
+    server.start()
     try:
-        yield
+        yield server
     finally:
-        start_redis(dep)
+        server.stop()
 
 
 @pytest.fixture
-def fault_deployment(prod_platform, run_id, tmp_path):
-    """A second, freshly applied deployment on the same marts, never materialized."""
+def fault_deployment(prod_platform, run_id, tmp_path, private_redis):
+    """A second deployment on the same marts and PostgreSQL but the private Redis, applied, never materialized."""
     main, _ = prod_platform
     home = tmp_path / "home"
     home.mkdir()
     for source in main.home.iterdir():  # the marts (and any other exported sources), not the deployment's state
         if source.is_dir() and source.name not in ("feast", "mlflow", "logs", "datasets", "dbt"):
             (home / source.name).symlink_to(source)
-    dep = deployment(home, f"shoprank_test_{run_id}_f", main.password)
+    name = f"shoprank_test_{run_id}_f"
+    dep = deployment(home, name, main.password)
+    dep = Deployment(
+        home,
+        Settings(**(dep.settings.model_dump() | {"redis_url": private_redis.url})),
+        dep.env | {"SHOPRANK_REDIS_URL": private_redis.url},
+        dep.password,
+    )
     try:
         make_ok(dep, "apply")
         yield dep
     finally:
-        start_redis(dep)
+        private_redis.start()
         teardown(dep)
 
 
@@ -159,7 +181,7 @@ def assert_store_complete(dep: Deployment, end: datetime) -> int:
     return checked
 
 
-def test_redis_restart_mid_materialization_then_rerun_is_complete(fault_deployment, restartable_redis, monkeypatch):
+def test_redis_restart_mid_materialization_then_rerun_is_complete(fault_deployment, private_redis, monkeypatch):
     from feast import FeatureStore
 
     from platform_common.feast_config import render_feature_store_yaml
@@ -189,13 +211,13 @@ def test_redis_restart_mid_materialization_then_rerun_is_complete(fault_deployme
         assert worker.is_alive(), f"materialization ended before writing anything: {errors}"
         assert time.monotonic() < deadline, "materialization wrote nothing to Redis within 180s"
         time.sleep(0.02)
-    stop_redis(dep)
+    private_redis.stop()
     worker.join(timeout=120)
     assert not worker.is_alive(), "materialization hangs after Redis went away"
     assert errors, "materialization finished before Redis went away: nothing was interrupted"
     assert isinstance(errors[0], redis.ConnectionError | OSError), repr(errors[0])
 
-    start_redis(dep)
+    private_redis.start()
     assert not any(True for _ in redis_project_keys(dep.settings)), "a restarted Redis without persistence is empty"
     from platform_common.feast_config import get_feature_store
 
