@@ -26,8 +26,8 @@ def sample_request(n_candidates: int = 10) -> dict:
         products = [
             r[0]
             for r in con.execute(
-                "select product_id from read_parquet(?) order by hash(product_id) limit ?",
-                [str(marts / "product_features.parquet"), n_candidates * 20],
+                "select distinct product_id from read_parquet(?) order by hash(product_id) limit ?",
+                [str(marts / "product_features.parquet"), n_candidates],
             ).fetchall()
         ]
     products = list(dict.fromkeys(products))[:n_candidates]
@@ -48,10 +48,18 @@ def main() -> None:
         title=f"{body['user_id']} on {body['surface']} - {body['model']['name']} "
         f"v{body['model']['version']} (known user: {body['known_user']})"
     )
-    for col in ("rank", "product_id", "pctr", "known_product"):
+    for col in ("rank", "product_id", "expected_gmv", "pctr", "pcvr", "new_merchant", "known_product"):
         table.add_column(col)
     for item in body["ranking"]:
-        table.add_row(str(item["rank"]), item["product_id"], f"{item['pctr']:.4f}", str(item["known_product"]))
+        table.add_row(
+            str(item["rank"]),
+            item["product_id"],
+            f"{item['expected_gmv']:.4f}",
+            f"{item['pctr']:.4f}",
+            f"{item['pcvr']:.4f}",
+            str(item["new_merchant"]),
+            str(item["known_product"]),
+        )
     console.print(table)
 
 
