@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
 from feast import FeatureStore
 from feast.types import String
@@ -138,11 +137,3 @@ def save_test_set(ts: TrainingSet, settings: Settings) -> Path:
     test["event_timestamp"] = test["event_timestamp"].astype("datetime64[us, UTC]")
     test.to_parquet(out, index=False)
     return out
-
-
-def day_range(start: date, end: date) -> list[date]:
-    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
-
-
-def positive_rate(y: np.ndarray) -> float:
-    return float(np.mean(y)) if len(y) else float("nan")
