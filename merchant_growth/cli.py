@@ -49,6 +49,41 @@ def diagnose_cmd(
     print(path)
 
 
+@app.command("check-planted")
+def check_planted_cmd(
+    days: int = typer.Option(7, help="Days of each period around the change date."),
+    model: bool = typer.Option(False, help="Also run the model explanation (slower)."),
+) -> None:
+    """Evaluation only: diagnose every merchant of oracle/planted_causes.json, the week before its change date
+    vs the week from it, and print whether the primary cause is the planted one. Exit 1 on any miss."""
+    import json
+    from datetime import date, timedelta
+
+    from merchant_growth.data import data_bounds
+    from merchant_growth.diagnosis import diagnose
+    from platform_common.settings import get_settings
+
+    settings = get_settings()
+    planted = json.loads((settings.oracle_dir / "planted_causes.json").read_text())
+    _, end = data_bounds(settings)
+    hits = 0
+    for plant in planted:
+        change = date.fromisoformat(plant["change_date"])
+        a = (change - timedelta(days=days), change - timedelta(days=1))
+        b = (change, min(end, change + timedelta(days=days - 1)))
+        report = diagnose(plant["merchant_id"], a, b, settings, explain_with_model=model)
+        hit = report.primary_cause == plant["cause"]
+        hits += hit
+        strength = report.findings[0].strength if report.findings else 0.0
+        print(
+            f"{plant['merchant_id']}  planted {plant['cause']:<15} on {change}  diagnosed {report.primary_cause:<15} "
+            f"(strength {strength:.2f})  {'ok' if hit else 'MISS'}"
+        )
+    print(f"{hits} of {len(planted)} planted causes named")
+    if hits < len(planted):
+        raise typer.Exit(1)
+
+
 @app.command("forecast")
 def forecast_cmd(
     merchant_id: str = typer.Argument(...),

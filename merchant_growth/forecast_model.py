@@ -83,15 +83,13 @@ def derive(raw: pd.DataFrame, scale_floor: float, extra_numeric: tuple[str, ...]
     out["rating_change"] = num["mg_rating_7d"] - num["mg_rating_28d"]
     out["live_share_7d"] = num["mg_live_days_7d"] / days.clip(upper=7)
     out["live_share_28d"] = num["mg_live_days_28d"] / days
-    for c in (
-        "mg_campaign_days_last7",
-        "mg_mega_days_last7",
-        "mg_campaign_days_last28",
-        "mg_mega_days_last28",
-        "mg_campaign_days_next7",
-        "mg_mega_days_next7",
-    ):
-        out[c.removeprefix("mg_")] = num[c]
+    # Disjoint counts: mega days, and the other campaign days (payday, double days). With "all campaign days"
+    # next to "mega days", a model trained before any payday fell in a target week could not tell which of the
+    # two the lift came from, and gave a payday week the lift of a mega sale.
+    for window in ("last7", "last28", "next7"):
+        mega = num[f"mg_mega_days_{window}"]
+        out[f"mega_days_{window}"] = mega
+        out[f"minor_campaign_days_{window}"] = num[f"mg_campaign_days_{window}"] - mega
     for c in extra_numeric:
         out[c] = pd.to_numeric(raw[c], errors="coerce").astype(float)
     return out

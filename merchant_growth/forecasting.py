@@ -60,7 +60,9 @@ PIP_REQUIREMENTS = [f"xgboost=={xgb.__version__}", f"pandas=={pd.__version__}", 
 class ForecastConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    warmup_days: int = Field(6, ge=0, description="Origins start this many days after the data starts.")
+    warmup_days: int = Field(
+        0, ge=0, description="Origins start this many days after the data starts (short windows are an input)."
+    )
     n_folds: int = Field(4, ge=1, description="Folds of the rolling-origin backtest (the newest = holdout).")
     fold_days: int = Field(7, ge=1, le=HORIZON_DAYS, description="Origins per fold (a week).")
     min_train_rows: int = Field(50, ge=1)
@@ -77,9 +79,9 @@ class ForecastConfig(BaseModel):
 
     @classmethod
     def for_scale(cls, scale: str) -> ForecastConfig:
-        """tiny (21 days) cannot hold weekly folds after a warm-up: 2 folds of 3 origins, no warm-up."""
+        """tiny (21 days) cannot hold 4 weekly folds: 2 folds of 3 origins."""
         if scale == "tiny":
-            return cls(warmup_days=0, n_folds=2, fold_days=3, min_train_rows=30)
+            return cls(n_folds=2, fold_days=3, min_train_rows=30)
         return cls()
 
     def booster_params(self) -> dict[str, Any]:
@@ -397,16 +399,27 @@ def promote_forecast(settings: Settings | None = None, min_wape_gain: float = 0.
     else:
         rows = pd.read_parquet(candidate.tags["holdout_set_path"])
         cand = wape(rows["label"], load_version(candidate.version).predict_quantiles(rows)[:, 1])
-        champ = wape(rows["label"], load_version(champion.version).predict_quantiles(rows)[:, 1])
-        promoted = bool(cand < champ - min_wape_gain)
-        verdict = "beats" if promoted else "does not beat"
-        decision = ForecastDecision(
-            promoted,
-            candidate.version,
-            champion.version,
-            f"v{candidate.version} {verdict} champion v{champion.version} on the same {len(rows):,} holdout rows: "
-            f"WAPE {cand:.4f} vs {champ:.4f} (required gain > {min_wape_gain:.4f})",
-        )
+        try:
+            champ = wape(rows["label"], load_version(champion.version).predict_quantiles(rows)[:, 1])
+        except (KeyError, ValueError, TypeError) as exc:
+            # A champion whose inputs the current feature code no longer produces could not serve either.
+            decision = ForecastDecision(
+                True,
+                candidate.version,
+                champion.version,
+                f"champion v{champion.version} cannot score the current features ({type(exc).__name__}: {exc}); "
+                f"v{candidate.version} (holdout WAPE {cand:.4f}) replaces it",
+            )
+        else:
+            promoted = bool(cand < champ - min_wape_gain)
+            verdict = "beats" if promoted else "does not beat"
+            decision = ForecastDecision(
+                promoted,
+                candidate.version,
+                champion.version,
+                f"v{candidate.version} {verdict} champion v{champion.version} on the same {len(rows):,} holdout "
+                f"rows: WAPE {cand:.4f} vs {champ:.4f} (required gain > {min_wape_gain:.4f})",
+            )
     tags = {
         "promotion_decision": "promoted" if decision.promoted else "refused",
         "promotion_reason": decision.reason,
