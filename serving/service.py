@@ -52,8 +52,9 @@ SHADOW = os.environ.get("SHOPRANK_SHADOW", "").lower() in {"1", "true", "yes"}
 
 @bentoml.service(
     name="shoprank",
-    # Two worker processes on two cores: measured in docs/benchmarks.md ("Serving", tuning table).
-    workers=int(os.environ.get("SHOPRANK_WORKERS", str(min(2, os.cpu_count() or 1)))),
+    # SHOPRANK_WORKERS=2 serves ~1.6x more on 2 cores (docs/benchmarks.md, "Serving", tuning table); one is the
+    # default because workers started on a fresh SHOPRANK_HOME race to create MLflow's database.
+    workers=int(os.environ.get("SHOPRANK_WORKERS", "1")),
     threads=int(os.environ.get("SHOPRANK_THREADS", "8")),
     traffic={"timeout": 10},
     **http_tuning(),  # access log and /rank tracing off unless asked for (serving/observability.py)
