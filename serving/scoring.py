@@ -5,8 +5,7 @@
 `cvr` head. An in-place prediction of 100 rows costs a few hundred microseconds, mostly fixed per call, so
 skipping the unread head saves a third of the scoring time. The outputs go through the bundle's own
 `combine`, so the scores are identical to `score_matrix` (tests/serving/test_fast_features.py checks it on
-the served model). `combine` only checks that a `cvr` output exists before it picks the method, so for
-`ctcvr_over_ctr` the unread slot is filled with the `ctcvr` output it never reads.
+the served model).
 
 `inplace_predict(validate_features=False)` skips XGBoost's per-call feature-count query; the count is checked
 once per booster instead (the matrix always has the spec's columns, in the spec's order).
@@ -39,5 +38,4 @@ def score_matrix(bundle: Any, x: np.ndarray) -> dict[str, np.ndarray]:
         return bundle.score_matrix(x)
     _check_width(bundle, x.shape[1])
     raw = {h: bundle.boosters[h].inplace_predict(x, validate_features=False).astype(np.float64) for h in heads}
-    raw.setdefault("cvr", raw["ctcvr"] if "ctcvr" in raw else raw["ctr"])  # present, never read (see above)
     return bundle.combine(raw)

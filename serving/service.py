@@ -52,9 +52,10 @@ SHADOW = os.environ.get("SHOPRANK_SHADOW", "").lower() in {"1", "true", "yes"}
 
 @bentoml.service(
     name="shoprank",
-    # SHOPRANK_WORKERS=2 serves ~1.6x more on 2 cores (docs/benchmarks.md, "Serving", tuning table); one is the
-    # default because workers started on a fresh SHOPRANK_HOME race to create MLflow's database.
-    workers=int(os.environ.get("SHOPRANK_WORKERS", "1")),
+    # One worker per core: scoring is CPU-bound and a worker is one Python process (docs/benchmarks.md,
+    # "Serving", tuning table). Workers may start on a fresh SHOPRANK_HOME: training/registry.py serializes the
+    # creation of MLflow's database.
+    workers=int(os.environ.get("SHOPRANK_WORKERS", "2")),
     threads=int(os.environ.get("SHOPRANK_THREADS", "8")),
     traffic={"timeout": 10},
     **http_tuning(),  # access log and /rank tracing off unless asked for (serving/observability.py)

@@ -76,7 +76,10 @@ class RankerBundle(mlflow.pyfunc.PythonModel):
         """pctr, pcvr, pctcvr from the raw head outputs, by the bundle's (or the given) CVR method."""
         method = method or self.config.cvr_method
         out = {"pctr": raw["ctr"]}
-        if "cvr" not in raw:
+        if method not in ("clicked_only", "ctcvr_over_ctr"):
+            raise ValueError(f"unknown CVR method {method!r}")
+        needed = "cvr" if method == "clicked_only" else "ctcvr"
+        if needed not in raw:  # a CTR-only bundle: no conversion scores to form
             return out
         if method == "clicked_only":
             out["pcvr"] = raw["cvr"]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
@@ -11,6 +15,8 @@ from platform_common.settings import Settings
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+
+_INITIALIZED: set[str] = set()  # tracking URIs whose schema this process has already made sure of
 
 
 def connect(settings: Settings) -> MlflowClient:
@@ -30,7 +36,40 @@ def connect(settings: Settings) -> MlflowClient:
         ensure_postgres(settings)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    if settings.tracking_uri in _INITIALIZED:
+        return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    # MLflow creates and migrates its schema when a client first opens the store; two processes doing that at
+    # once (two BentoML workers on a fresh SHOPRANK_HOME, say) collide on "table already exists". One at a time.
+    with _schema_lock(settings):
+        client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)
+    _INITIALIZED.add(settings.tracking_uri)
+    return client
+
+
+@contextmanager
+def _schema_lock(settings: Settings) -> Iterator[None]:
+    if settings.tracking_uri.startswith("postgresql"):
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(settings.tracking_uri)
+        try:
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text("select pg_advisory_lock(hashtext('shoprank-mlflow-schema'))"))
+                try:
+                    yield
+                finally:
+                    conn.execute(sqlalchemy.text("select pg_advisory_unlock(hashtext('shoprank-mlflow-schema'))"))
+        finally:
+            engine.dispose()
+        return
+    with open(settings.mlflow_dir / "schema.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def ensure_experiment(settings: Settings) -> str:

@@ -66,6 +66,19 @@ class Traffic:
         raise AssertionError(f"answers did not switch to v{version} within {SWITCH_DEADLINE}s")
 
 
+def every_worker_shadows(url: str, version: str, in_a_row: int = 16) -> None:
+    """Each BentoML worker follows the registry on its own: wait until `in_a_row` answers on fresh connections
+    (spread over the workers by the kernel) all report the shadow version."""
+    deadline = time.monotonic() + SWITCH_DEADLINE
+    streak = 0
+    while streak < in_a_row:
+        assert time.monotonic() < deadline, f"not every worker shadows v{version} within {SWITCH_DEADLINE}s"
+        shadow = httpx.get(f"{url}/readyz").json().get("shadow")
+        streak = streak + 1 if shadow is not None and shadow["version"] == version else 0
+        if not streak:
+            time.sleep(0.5)
+
+
 def served_version(url: str) -> str:
     return httpx.get(f"{url}/readyz").json()["model"]["version"]
 
@@ -104,14 +117,14 @@ def test_shadow_mode_scores_the_challenger_without_returning_it(live):
     champion = str(version_by_alias(client, settings.model_name, CHAMPION).version)
     challenger = clone_champion(settings, client)
     assert not promote(settings).promoted  # refused: it stays `challenger`
-    deadline = time.monotonic() + SWITCH_DEADLINE
-    while httpx.get(f"{url}/readyz").json().get("shadow") is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert httpx.get(f"{url}/readyz").json()["shadow"]["version"] == challenger
+    every_worker_shadows(url, challenger)
+    shadow_log = settings.logs_dir / "shadow_scores.jsonl"
+    before = len(shadow_log.read_text().splitlines()) if shadow_log.exists() else 0
     r = httpx.post(f"{url}/rank", json={"user_id": "u0000002", "product_ids": ["p000004", "p000005"]})
     assert r.status_code == 200 and r.json()["model"]["version"] == champion
     assert "challenger" not in r.text
-    lines = (settings.logs_dir / "shadow_scores.jsonl").read_text().splitlines()
+    lines = shadow_log.read_text().splitlines()
+    assert len(lines) == before + 1, "the request's shadow scores were not logged"
     record = json.loads(lines[-1])
     assert (record["champion"], record["challenger"]) == (champion, challenger)
     assert {s["product_id"] for s in record["scores"]} == {"p000004", "p000005"}
