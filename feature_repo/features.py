@@ -37,6 +37,16 @@ user_features = FeatureView(
         Field(name="user_orders_30d", dtype=Int64),
         Field(name="user_spend_30d", dtype=Float64, description="GMV the user paid over 30 days (USD)."),
         Field(name="user_days_since_signup", dtype=Int64),
+        Field(
+            name="user_clicked_log_price_rel_30d",
+            dtype=Float64,
+            description="Mean ln(price / category median) of the products the user clicked over 30 days.",
+        ),
+        Field(
+            name="user_price_lift_30d",
+            dtype=Float64,
+            description="Clicked minus shown mean log relative price over 30 days: revealed price sensitivity.",
+        ),
     ],
     source=user_features_source,
     online=True,

@@ -25,7 +25,9 @@ class XGBConfig(BaseModel):
 
     # Shallow, slow and patient: conversions are rare (a few hundred per validation window), so a fast
     # learning rate with short patience stops the CVR head after a handful of trees (measured in
-    # docs/benchmarks.md: GMV@10 87.4% -> 89.5% of the oracle at SCALE=small).
+    # docs/benchmarks.md: GMV@10 87.4% -> 89.5% of the oracle at SCALE=small). Early stopping watches the
+    # validation log loss, not AUC: AUC over a few hundred orders is noisy and stopped the CVR head at ~14
+    # trees; log loss is also what calibration needs.
     max_depth: int = Field(4, ge=1, le=16)
     eta: float = Field(0.05, gt=0, le=1)
     subsample: float = Field(0.9, gt=0, le=1)
@@ -36,11 +38,17 @@ class XGBConfig(BaseModel):
     early_stopping_rounds: int = Field(60, ge=1)
     nthread: int = Field(2, ge=1)
     seed: int = 7
+    refit_on_valid: bool = Field(
+        True,
+        description="After early stopping, refit each head on train + valid days with its tree count scaled "
+        "by the rows added: the newest days are the closest to serving, and the choices made on the validation "
+        "days (trees, CVR method) are made before they are trained on.",
+    )
 
     def booster_params(self, objective: str = "binary:logistic") -> dict[str, object]:
         return {
             "objective": objective,
-            "eval_metric": ["logloss", "auc"],
+            "eval_metric": ["auc", "logloss"],  # the last one drives early stopping
             "tree_method": "hist",
             "max_depth": self.max_depth,
             "eta": self.eta,

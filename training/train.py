@@ -52,9 +52,7 @@ class TrainResult:
 
 def fit_head(spec: FeatureSpec, train: pd.DataFrame, valid: pd.DataFrame, label: str, cfg: XGBConfig) -> xgb.Booster:
     """Early-stopped booster, cut at its best iteration so every consumer uses the right trees."""
-    names = list(spec.columns)
-    dtrain = xgb.DMatrix(spec.frame_matrix(train), label=train[label].to_numpy(), feature_names=names)
-    dvalid = xgb.DMatrix(spec.frame_matrix(valid), label=valid[label].to_numpy(), feature_names=names)
+    dtrain, dvalid = _dmatrix(spec, train, label), _dmatrix(spec, valid, label)
     booster = xgb.train(
         cfg.booster_params(),
         dtrain,
@@ -64,6 +62,20 @@ def fit_head(spec: FeatureSpec, train: pd.DataFrame, valid: pd.DataFrame, label:
         verbose_eval=False,
     )
     return booster[: booster.best_iteration + 1]
+
+
+def refit_head(
+    spec: FeatureSpec, train: pd.DataFrame, valid: pd.DataFrame, label: str, cfg: XGBConfig, stopped: xgb.Booster
+) -> xgb.Booster:
+    """Refit on train + valid with the early-stopped tree count scaled by the rows added (no early stopping:
+    the validation days are now training rows)."""
+    rows = pd.concat([train, valid], ignore_index=True)
+    n_trees = max(1, round(stopped.num_boosted_rounds() * len(rows) / max(len(train), 1)))
+    return xgb.train(cfg.booster_params(), _dmatrix(spec, rows, label), num_boost_round=n_trees, verbose_eval=False)
+
+
+def _dmatrix(spec: FeatureSpec, rows: pd.DataFrame, label: str) -> xgb.DMatrix:
+    return xgb.DMatrix(spec.frame_matrix(rows), label=rows[label].to_numpy(), feature_names=list(spec.columns))
 
 
 def model_signature(spec: FeatureSpec, output_example: pd.DataFrame) -> ModelSignature:
@@ -138,9 +150,16 @@ def train(
         bundle = RankerBundle()
         bundle.load_from_paths(write_artifacts(Path(tmp) / "probe", spec, boosters))
         method, method_metrics = choose_cvr_method(bundle, valid_df)
-        bands, units = units_by_price_band(train_df)
+        method_metrics |= {f"{h}_trees_early_stopped": float(b.num_boosted_rounds()) for h, b in boosters.items()}
+        fit_rows = train_df
+        if cfg.xgb.refit_on_valid:
+            for head, (rows, label) in HEAD_TASKS.items():
+                with console.status(f"Refitting {head} head on the train and validation days"):
+                    boosters[head] = refit_head(spec, rows(train_df), rows(valid_df), label, cfg.xgb, boosters[head])
+            fit_rows = pd.concat([train_df, valid_df], ignore_index=True)
+        bands, units = units_by_price_band(fit_rows)
         config = BundleConfig(
-            cvr_method=method, units_per_order=units_per_order(train_df), price_bands=bands, units_by_band=units
+            cvr_method=method, units_per_order=units_per_order(fit_rows), price_bands=bands, units_by_band=units
         )
         artifacts = write_artifacts(Path(tmp) / "bundle", spec, boosters, config)
         bundle.load_from_paths(artifacts)

@@ -34,6 +34,8 @@ def user_row(
     clicks_30d: int = 0,
     orders_30d: int = 0,
     spend_30d: float = 0.0,
+    clicked_log_price_rel_30d: float = 0.0,
+    price_lift_30d: float = 0.0,
 ) -> dict[str, object]:
     country, device, signup = next((c, d, s) for u, c, d, s in USERS if u == user)
     return {
@@ -48,6 +50,8 @@ def user_row(
         "user_orders_30d": orders_30d,
         "user_spend_30d": spend_30d,
         "user_days_since_signup": _days(signup.date(), feature_date),
+        "user_clicked_log_price_rel_30d": clicked_log_price_rel_30d,
+        "user_price_lift_30d": price_lift_30d,
     }
 
 

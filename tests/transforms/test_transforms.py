@@ -46,6 +46,8 @@ MART_COLUMNS: dict[str, list[str]] = {
             "user_orders_30d",
             "user_spend_30d",
             "user_days_since_signup",
+            "user_clicked_log_price_rel_30d",
+            "user_price_lift_30d",
         ],
     ],
     "user_category_features": [

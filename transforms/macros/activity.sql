@@ -9,8 +9,8 @@
 {#- Rolling activity of an entity: its dense day spine (`days_model`: keys + feature_date) left-joined to
     its daily activity by known date (`activity_model`: keys + known_date + daily measures), so a quiet
     day is a zero, then summed over range windows ending on each feature_date.
-    `windows` maps a window length in days to the measures summed over it (impressions, clicks, orders:
-    bigint; gmv: double), giving <measure>_<N>d. Only the windows asked for are computed: each one is a
+    `windows` maps a window length in days to the measures summed over it (counts: bigint; gmv and *_sum:
+    double), giving <measure>_<N>d. Only the windows asked for are computed: each one is a
     pass over the dense rows. -#}
 {% macro rolling_activity(days_model, activity_model, keys, windows) -%}
     {%- set partition_by = keys | join(', ') -%}
@@ -37,7 +37,7 @@ dense_daily_activity as (
         {%- endfor %}
         entity_days.feature_date,
         {%- for measure in measures %}
-        coalesce(daily_activity.{{ measure }}, {{ '0.0' if measure == 'gmv' else '0' }}) as {{ measure }}
+        coalesce(daily_activity.{{ measure }}, {{ '0.0' if is_double_measure(measure) else '0' }}) as {{ measure }}
         {{- ',' if not loop.last }}
         {%- endfor %}
     from entity_days
@@ -55,10 +55,14 @@ select
     {%- for days, window_measures in windows.items() %}
     {%- set outer_loop = loop %}
     {%- for measure in window_measures %}
-    {{ rolling_sum(measure, days, partition_by, cast_as='double' if measure == 'gmv' else 'bigint') }}
+    {{ rolling_sum(measure, days, partition_by, cast_as='double' if is_double_measure(measure) else 'bigint') }}
         as {{ measure }}_{{ days }}d
     {{- ',' if not (loop.last and outer_loop.last) }}
     {%- endfor %}
     {%- endfor %}
 from dense_daily_activity
+{%- endmacro %}
+
+{% macro is_double_measure(measure) -%}
+    {{ return(measure == 'gmv' or measure.endswith('_sum')) }}
 {%- endmacro %}
