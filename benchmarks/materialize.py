@@ -129,6 +129,22 @@ def feast(settings: Settings, run: Run, *args: str) -> tuple[float, float, dict[
     return wall, cpu, timings
 
 
+def reset_store(settings: Settings, run: Run) -> None:
+    """Empty the run's online store before another attempt."""
+    if run.store == "redis":
+        drop_keys(settings, run.project)
+        return
+    import sqlite3
+
+    con = sqlite3.connect(run.yaml_path.parent / "online_store.db", isolation_level=None)
+    try:
+        for (table,) in con.execute("select name from sqlite_master where type = 'table'").fetchall():
+            con.execute(f'delete from "{table}"')
+        con.execute("vacuum")  # the file shrinks back to empty tables, as `feast apply` left it
+    finally:
+        con.close()
+
+
 def redis_cpu(settings: Settings) -> float:
     client = redis_client(settings)
     try:
@@ -281,6 +297,7 @@ def render_section(
     end: datetime,
     settings: Settings,
     left_out: list[str] | None = None,
+    repeat: int = 1,
 ) -> str:
     import feast
 
@@ -299,8 +316,10 @@ def render_section(
         + ". *Materialize* is the time inside `FeatureStore.materialize` in that CLI process (the CLI runs through "
         "`benchmarks/timed_feast.py`, which only wraps that method with a timer): wall, and CPU of all the "
         "process's threads plus, for Redis, what redis-server spent meanwhile. *Whole CLI* adds the fixed "
-        "start-up of the `feast` process (imports, registry), the same for every path. Ratios are against Feast's "
-        "default path on the same store.",
+        "start-up of the `feast` process (imports, registry), the same for every path. Each path ran "
+        f"{repeat} time(s) into an emptied store, after a `sync` so that no earlier run's writes were still being "
+        "flushed; the best attempt is shown, for every path alike. Ratios are against Feast's default path on "
+        "the same store.",
         "",
         "| store | path | materialize wall s | rows/s | vs default | materialize CPU s | vs default "
         "| whole CLI wall s | vs default |",
@@ -319,15 +338,21 @@ def render_section(
         "`materialization.online_write_batch_size: 10000` (and `skip_dedup: true` on Redis); `fast` is the batch "
         "engine `platform_common.feast_fast_engine.FastComputeEngine` (`batch_engine:` in feature_store.yaml; the "
         "prod profile uses it): latest row per entity in one DuckDB query, Feast's byte format built per column, "
-        "one `executemany` into SQLite, raw pipelined HSETs into Redis (after the same stored-timestamp check Feast "
-        "does). Reads are Feast's unchanged online stores.",
+        "Feast's own upsert into SQLite as 500-row statements in primary-key order in one transaction, raw "
+        "pipelined HSETs into Redis on a second connection while the next chunk is built (after the same "
+        "stored-timestamp check Feast does). Reads are Feast's unchanged online stores.",
         "",
-        "Where the fast path's remaining time goes (profiled): for Redis, DuckDB reading every mart row once, "
-        "Python assembling one RESP cell per (entity, feature), and redis-server's own work on the HSETs, which "
-        "Feast's path pays too; for SQLite, SQLite's B-tree inserts of one row per (entity, feature) into Feast's "
-        "table and its two indexes, a floor for anything that writes Feast's SQLite layout (inserting in "
-        "primary-key order, as the fast path does, halves it compared with Feast's order). Wall times on a shared "
-        "machine move with the other load on it (see the load average); the CPU ratios are the steadier measure.",
+        "Where the fast path's remaining time goes (profiled): for SQLite, about two thirds is SQLite itself "
+        "inserting one row per (entity, feature) into Feast's table and its two indexes, a floor for anything "
+        "that writes Feast's SQLite layout, and the commit's fsync of a ~100 MB file is a large and variable "
+        "part of that (the same run with `PRAGMA synchronous=OFF` took 2.5-2.9 s instead of 2.7-4.1 s: a "
+        "durability trade-off this engine does not make for you); the rest is DuckDB reading every mart row once "
+        "and laying out the parameters. For Redis, redis-server's own work on the HSETs (which Feast's path pays "
+        "too), DuckDB's read "
+        "and Python assembling one RESP cell per (entity, feature). Both paths also pay Feast's fixed per-view "
+        "work (registry updates) and a re-encoding of the first 64 rows of every view with Feast's own functions, "
+        "compared byte for byte before anything is written. Wall times move with other load on the machine (see "
+        "the load average); the side-by-side ratios much less.",
         "",
         f"Verified in the same run: `get_online_features` for {verified_rows(runs[0]):,} "
         "entity rows (a seeded sample of every view, plus an unknown entity per view) returns identical values "
@@ -355,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=300, help="entities per view read back and compared")
     parser.add_argument("--doc", type=Path, default=DOC, help="markdown file to update ('-' prints only)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder and Redis keys")
+    parser.add_argument("--repeat", type=int, default=2, help="attempts per path; the best one is reported")
     args = parser.parse_args(argv)
     settings = get_settings()
     stores = [s for s in args.stores.split(",") if s]
@@ -387,18 +413,25 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{sum(counts.values()):,} entity rows per variant {counts}; window {window[0]} .. {window[1]}", flush=True
         )
+        for attempt in range(args.repeat):
+            for run in runs:
+                if attempt:  # an empty store again, as the first attempt found it
+                    reset_store(settings, run)
+                # Dirty pages of the previous run still being written back would slow this run's commit.
+                os.sync()
+                server_before = redis_cpu(settings) if run.store == "redis" else math.nan
+                cli_wall, cli_cpu, timings = feast(settings, run, "materialize", *window, *view_args)
+                server = redis_cpu(settings) - server_before if run.store == "redis" else math.nan
+                print(
+                    f"{run.store:6} {run.variant:13} materialize wall {timings['wall_s']:6.1f}s "
+                    f"{sum(counts.values()) / timings['wall_s']:9,.0f} rows/s; whole CLI {cli_wall:6.1f}s",
+                    flush=True,
+                )
+                if attempt == 0 or timings["wall_s"] < run.wall_s:  # best of the attempts, for every path alike
+                    run.cli_wall_s, run.cli_cpu_s = cli_wall, cli_cpu
+                    run.wall_s, run.cpu_s, run.server_cpu_s = timings["wall_s"], timings["cpu_s"], server
         for run in runs:
-            server_before = redis_cpu(settings) if run.store == "redis" else math.nan
-            run.cli_wall_s, run.cli_cpu_s, timings = feast(settings, run, "materialize", *window, *view_args)
-            run.wall_s, run.cpu_s = timings["wall_s"], timings["cpu_s"]
-            if run.store == "redis":
-                run.server_cpu_s = redis_cpu(settings) - server_before
             read_back(run, settings, entities)
-            print(
-                f"{run.store:6} {run.variant:13} materialize wall {run.wall_s:6.1f}s cpu {run.total_cpu_s:6.1f}s "
-                f"{sum(counts.values()) / run.wall_s:9,.0f} rows/s; whole CLI {run.cli_wall_s:6.1f}s",
-                flush=True,
-            )
         problems: list[str] = []
         reference = next(r for r in runs if r.variant == "default")
         for run in runs:
@@ -413,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             print("READS DIFFER FROM FEAST'S DEFAULT PATH:\n  " + "\n  ".join(problems), file=sys.stderr)
             return 1
-        section = render_section(runs, counts, start, end, settings, missing)
+        section = render_section(runs, counts, start, end, settings, missing, args.repeat)
         print(section)
         if str(args.doc) != "-":
             write_section(section, args.doc)

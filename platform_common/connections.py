@@ -193,9 +193,10 @@ def check_redis(settings: Settings | None = None) -> None:
 
 
 def watermark_key(project: str) -> bytes:
-    """The fast materialization engine's record of how far the online store holds each view (see
-    platform_common/feast_fast_engine.py, RedisWriter.watermark_key)."""
-    return f"shoprank:feast_fast_engine:watermarks:{project}".encode()
+    """The fast materialization engine's record of how far the online store holds each view."""
+    from platform_common.feast_fast_engine import RedisWriter
+
+    return RedisWriter.watermark_key(project)
 
 
 def key_project(key: bytes) -> bytes | None:

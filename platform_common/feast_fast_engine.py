@@ -39,13 +39,17 @@ reads are identical to the default path's.
 from __future__ import annotations
 
 import logging
+import operator
 import os
+import sqlite3
 import struct
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from feast import FeatureView, FileSource
@@ -392,8 +396,6 @@ def _encode_column(column: pa.ChunkedArray, vt: ValueType) -> list[bytes]:
 
 
 def _encode_fixed_width(column: pa.ChunkedArray, vt: ValueType) -> list[bytes]:
-    import numpy as np
-
     tag, dtype = _FIXED_WIDTH[vt]
     values = column.to_numpy(zero_copy_only=False).astype(dtype)  # nulls arrive as NaN
     n, width = len(values), len(tag) + np.dtype(dtype).itemsize
@@ -409,15 +411,28 @@ def _encode_fixed_width(column: pa.ChunkedArray, vt: ValueType) -> list[bytes]:
     return out
 
 
+def _picker(index: Sequence[int]) -> Callable[[Sequence[Any]], list[Any]]:
+    """`pick(seq)` = [seq[i] for i in index], in C (operator.itemgetter)."""
+    if len(index) == 0:
+        return lambda seq: []
+    if len(index) == 1:
+        (only,) = index
+        return lambda seq: [seq[only]]
+    getter = operator.itemgetter(*index)
+    return lambda seq: list(getter(seq))
+
+
 def _texts(column: pa.ChunkedArray, vt: ValueType) -> list[str | None]:
     values = column.to_pylist()
     if vt == ValueType.STRING:
         return values
     if vt == ValueType.FLOAT:  # the stored float32, widened back the way protobuf returns it
-        import numpy as np
-
         values = [None if v is None else float(np.float32(v)) for v in values]
-    return [None if v is None or v != v else str(v) for v in values]
+    texts: list[str | None] = list(map(str, values))
+    missing = pc.is_null(column, nan_is_null=True) if pa.types.is_floating(column.type) else column.is_null()
+    for i in np.flatnonzero(missing.to_numpy(zero_copy_only=False)).tolist():
+        texts[i] = None
+    return texts
 
 
 def _feast_text(proto: ValueProto) -> str | None:
@@ -481,10 +496,15 @@ class OnlineWriter:
 
 
 class SqliteWriter(OnlineWriter):
-    """Feast's SqliteOnlineStore upsert, as executemany in one transaction, rows in primary-key order (entity
-    key, feature name) so both of the table's B-tree indexes are filled in order instead of at random."""
+    """Feast's SqliteOnlineStore upsert in one transaction, rows in primary-key order (entity key, feature name)
+    so both of the table's B-tree indexes are filled in order instead of at random, and many rows per
+    statement: one `INSERT ... VALUES (...), (...), ... ON CONFLICT DO UPDATE` of up to ROWS_PER_STATEMENT
+    rows costs SQLite and the sqlite3 module far less per row than one statement per row (the rows are
+    distinct keys, so the result is the same as Feast's row-by-row upsert)."""
 
     timestamp_kind = "sqlite"
+    ROWS_PER_STATEMENT = 500
+    COLUMNS = ("entity_key", "feature_name", "value", "value_text", "event_ts", "created_ts")
 
     def __init__(self, store: SqliteOnlineStore) -> None:
         self.store = store
@@ -492,30 +512,48 @@ class SqliteWriter(OnlineWriter):
     def write(self, config: RepoConfig, fv: FeatureView, rows: EncodedRows, chunk_rows: int) -> None:
         conn = self.store._get_conn(config)
         table_name = compute_table_id(config.project, fv, config.registry.enable_online_feature_view_versioning)
-        quoted = '"' + table_name.replace('"', '""') + '"'
-        upsert = (
-            f"INSERT INTO {quoted} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
-            "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
-            "created_ts = excluded.created_ts;"
-        )
+        width = len(self.COLUMNS)
+        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        per_statement = max(1, min(self.ROWS_PER_STATEMENT, limit // width))
+
+        def upsert(n_rows: int) -> str:
+            tuples = ", ".join(["(" + ", ".join("?" * width) + ")"] * n_rows)
+            return (
+                f"INSERT INTO {_quote(table_name)} ({', '.join(self.COLUMNS)}) VALUES {tuples} "
+                "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
+                "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts;"
+            )
+
         to_ts = _cached(_sqlite_ts)
-        event = [to_ts(us) for us in rows.event_us]
-        created = [to_ts(us) for us in rows.created_us]
-        names = sorted(rows.layout.features)
-        columns = [(name, rows.values[name], rows.texts(name)) for name in names]
         keys = rows.entity_keys
         order = sorted(range(rows.n), key=keys.__getitem__)
+        pick_all = _picker(order)
+        sorted_keys = pick_all(keys)
+        event = [to_ts(us) for us in pick_all(rows.event_us)]
+        created = [to_ts(us) for us in pick_all(rows.created_us)]
+        names = sorted(rows.layout.features)
+        full = upsert(per_statement)
+        stride = len(names) * width  # parameters per entity
+        step = per_statement * width  # parameters per full statement
         with conn:
             for lo in range(0, rows.n, chunk_rows):
-                conn.executemany(
-                    upsert,
-                    [
-                        (keys[i], name, values[i], texts[i], event[i], created[i])
-                        for i in order[lo : lo + chunk_rows]
-                        for name, values, texts in columns
-                    ],
-                )
+                hi = min(lo + chunk_rows, rows.n)
+                # Parameters in row order (entity, then feature), laid out with strided slice assignments.
+                flat: list[Any] = [None] * ((hi - lo) * stride)
+                pick = _picker(order[lo:hi])
+                for j, name in enumerate(names):
+                    base = j * width
+                    flat[base::stride] = sorted_keys[lo:hi]
+                    flat[base + 1 :: stride] = [name] * (hi - lo)
+                    flat[base + 2 :: stride] = pick(rows.values[name])
+                    flat[base + 3 :: stride] = pick(rows.texts(name))
+                    flat[base + 4 :: stride] = event[lo:hi]
+                    flat[base + 5 :: stride] = created[lo:hi]
+                whole = len(flat) // step * step
+                if whole:
+                    conn.executemany(full, (flat[k : k + step] for k in range(0, whole, step)))
+                if whole < len(flat):
+                    conn.execute(upsert((len(flat) - whole) // width), flat[whole:])
 
 
 class RedisWriter(OnlineWriter):
@@ -525,6 +563,38 @@ class RedisWriter(OnlineWriter):
 
     def __init__(self, store: RedisOnlineStore) -> None:
         self.store = store
+
+    @staticmethod
+    def watermark_key(project: str) -> bytes:
+        """A hash per Feast project: view name -> microseconds up to which the store holds the view."""
+        return f"shoprank:feast_fast_engine:watermarks:{project}".encode()
+
+    def resume_from(self, config: RepoConfig, fv: FeatureView, start: datetime, end: datetime) -> datetime:
+        """The requested start, unless the store itself says it holds less: a Redis without persistence that
+        restarted (the watermark went with the data) or one restored from an older snapshot. Then from the
+        watermark, or with none from the TTL horizon (all the history when the view has no TTL), which is the
+        whole window a read can still see."""
+        client = self.store._get_client(config.online_store)
+        stored = client.hget(self.watermark_key(config.project), fv.name)
+        held = _from_micros(int(stored)) if stored else None
+        if held is not None and held >= _utc(start):
+            return start
+        horizon = _utc(end) - fv.ttl if fv.ttl else _EPOCH
+        resume = held if held is not None else horizon
+        if resume < _utc(start):
+            log.warning(
+                "%s: the online store holds it up to %s, though the registry says %s; reading from there",
+                fv.name,
+                held.isoformat(timespec="seconds") if held else "nothing (restarted or flushed)",
+                _utc(start).isoformat(timespec="seconds"),
+            )
+            return resume
+        return start
+
+    def written_up_to(self, config: RepoConfig, fv: FeatureView, end: datetime) -> None:
+        client = self.store._get_client(config.online_store)
+        micros = (_utc(end) - _EPOCH) // timedelta(microseconds=1)
+        client.hset(self.watermark_key(config.project), fv.name, str(micros))
 
     def write(self, config: RepoConfig, fv: FeatureView, rows: EncodedRows, chunk_rows: int) -> None:
         store_config = config.online_store
@@ -537,29 +607,44 @@ class RedisWriter(OnlineWriter):
         # once per column, each key once, then every command is one join.
         hset_head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (len(rows.layout.features) + 1))
         ts_cell = _cached(lambda dt: _bulk(ts_field) + _bulk(_redis_ts(dt)))
-        columns = [_resp_pairs(_bulk(_mmh3(f"{view}:{name}")), rows.values[name]) for name in rows.layout.features]
+        heads = [_bulk(_mmh3(f"{view}:{name}")) for name in rows.layout.features]
+        values = [rows.values[name] for name in rows.layout.features]
         keys = [b"$%d\r\n%s%s\r\n" % (len(k) + len(project), k, project) for k in rows.entity_keys]
         expire = b"$%d\r\n%d\r\n" % (len(str(ttl)), ttl) if ttl else b""
+        # Two connections: while redis-server applies one chunk's HSETs (read back on `sender` by a thread that
+        # waits in recv, without the GIL), this thread checks stored timestamps for the next chunk and builds it.
+        # Chunks hold distinct entity keys (one latest row per entity), so their order between them is free.
         pool = client.connection_pool
-        conn = pool.get_connection()
+        conn, sender = pool.get_connection(), pool.get_connection()
+        in_flight: Future | None = None
         try:
-            for lo in range(0, rows.n, chunk_rows):
-                hi = min(lo + chunk_rows, rows.n)
-                keep: Iterable[int] = range(lo, hi)
-                if not store_config.skip_dedup:
-                    keep = self._newer(conn, keys, ts_field, rows.event_us, lo, hi)
-                out: list[bytes] = []
-                for i in keep:
-                    out.append(b"".join([hset_head, keys[i], ts_cell(rows.event_us[i]), *(c[i] for c in columns)]))
-                    if ttl:
-                        out.append(b"*3\r\n$6\r\nEXPIRE\r\n" + keys[i] + expire)
-                if out:
-                    _roundtrip_integers(conn, b"".join(out), len(out))
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-write") as executor:
+                for lo in range(0, rows.n, chunk_rows):
+                    hi = min(lo + chunk_rows, rows.n)
+                    keep: Sequence[int] = range(lo, hi)
+                    if not store_config.skip_dedup:
+                        keep = self._newer(conn, keys, ts_field, rows.event_us, lo, hi)
+                    columns = [_resp_pairs(head, col[lo:hi]) for head, col in zip(heads, values, strict=True)]
+                    out: list[bytes] = []
+                    for i in keep:
+                        cells = [c[i - lo] for c in columns]
+                        out.append(b"".join([hset_head, keys[i], ts_cell(rows.event_us[i]), *cells]))
+                        if ttl:
+                            out.append(b"*3\r\n$6\r\nEXPIRE\r\n" + keys[i] + expire)
+                    if in_flight is not None:
+                        in_flight.result()  # raises the chunk's error; at most one chunk is in flight
+                        in_flight = None
+                    if out:
+                        in_flight = executor.submit(_roundtrip_integers, sender, b"".join(out), len(out))
+                if in_flight is not None:
+                    in_flight.result()
         except BaseException:
             conn.disconnect()
+            sender.disconnect()
             raise
         finally:
             pool.release(conn)
+            pool.release(sender)
 
     @staticmethod
     def _newer(
@@ -590,8 +675,6 @@ _HGET_ALL = b"local out = {} for i, key in ipairs(KEYS) do out[i] = redis.call('
 
 def _resp_pairs(head: bytes, values: list[bytes]) -> list[bytes]:
     """`head` followed by each value as a RESP bulk string; one numpy pass when the values share a length."""
-    import numpy as np
-
     lengths = {len(v) for v in values}
     if len(lengths - {0}) != 1 or not values:
         return [b"%s$%d\r\n%s\r\n" % (head, len(v), v) for v in values]

@@ -229,6 +229,22 @@ def test_redis_restart_mid_materialization_then_rerun_is_complete(fault_deployme
     assert checked > 1000
 
 
+def test_materialize_after_a_restart_refills_views_the_registry_calls_done(fault_deployment, private_redis):
+    """The deterministic half of the story above: every view materialized, then Redis restarts empty. Feast's
+    registry still records the intervals, so plain incremental materialization would only add the newest
+    rows; the engine's watermark (gone with the data) makes the rerun read the whole TTL window again."""
+    dep = fault_deployment
+    make_ok(dep, "materialize")
+    private_redis.stop()
+    private_redis.start()
+    assert not any(True for _ in redis_project_keys(dep.settings))
+    rerun = make_ok(dep, "materialize")
+    assert "reading from there" in rerun.stderr, rerun.stderr[-3000:]
+    assert assert_store_complete(dep, datetime.now(UTC)) > 1000
+    again = make_ok(dep, "materialize")  # watermarks are back: nothing is re-read
+    assert "reading from there" not in again.stderr, again.stderr[-3000:]
+
+
 def test_promote_without_postgres_fails_clearly_and_moves_no_alias(prod_platform, monkeypatch):
     from training.registry import CHAMPION, connect, version_by_alias
 
