@@ -219,10 +219,10 @@ def _rss_mb(procs: Sequence[psutil.Process]) -> float:
 
 
 TUNING = {
-    "1 worker, 8 threads, sync handler (default)": {},
-    "2 workers, 8 threads": {"SHOPRANK_WORKERS": "2"},
-    "1 worker, 1 thread": {"SHOPRANK_THREADS": "1"},
-    "1 worker, 8 threads, BentoML access log and /rank tracing on": {
+    "2 workers, 8 threads, sync handler (default)": {},
+    "1 worker, 8 threads": {"SHOPRANK_WORKERS": "1"},
+    "2 workers, 1 thread": {"SHOPRANK_THREADS": "1"},
+    "2 workers, 8 threads, BentoML access log and /rank tracing on": {
         "SHOPRANK_ACCESS_LOG": "1",
         "SHOPRANK_TRACE_RANK": "1",
     },
@@ -439,10 +439,11 @@ entities (user, product, user x category, merchant), two of them through keys re
   (`SHOPRANK_ACCESS_LOG=1`, `SHOPRANK_TRACE_RANK=1` turn them on). The Prometheus metrics and the sampled
   request log cover what they told.
 - `gc.freeze()` after each snapshot load keeps full garbage collections from walking its objects.
-- Workers and threads: see the tuning table. One worker with 8 threads is the default
-  (`SHOPRANK_WORKERS`, `SHOPRANK_THREADS`): on 2 shared cores a second worker doubles memory (each holds the
-  model and the snapshot) and competes with the load generator for the same cores. An `async def` handler
-  (no thread hop) was measured too and served less, not more: the ranking is CPU work under the GIL either way.
+- Workers and threads: see the tuning table. Two workers (one per core, `SHOPRANK_WORKERS`) with 8 threads
+  each (`SHOPRANK_THREADS`) is the default: one process is held to one core by the GIL. Each worker holds its
+  own model and snapshot, so memory doubles. Workers starting together on a fresh SHOPRANK_HOME take turns
+  creating MLflow's database (`training/registry.py`). An `async def` handler (no thread hop) was measured
+  too and served less, not more: the ranking is CPU work under the GIL either way.
 
 ### Bounds, faults, observability
 
@@ -508,7 +509,7 @@ def main(
     typer.echo("in process, pass 2")
     ip2 = paths.run(bodies, in_process_n)
     pooled = {k: ip1[k] + ip2[k] for k in ip1}
-    workers = os.environ.get("SHOPRANK_WORKERS", "1")
+    workers = os.environ.get("SHOPRANK_WORKERS", "default (2)")
     threads = os.environ.get("SHOPRANK_THREADS", "default")
     report = {
         "at": at,
