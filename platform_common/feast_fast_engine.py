@@ -41,11 +41,15 @@ from __future__ import annotations
 import logging
 import operator
 import os
+import queue
 import sqlite3
 import struct
+import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -54,7 +58,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from feast import FeatureView, FileSource
 from feast.data_format import ParquetFormat
-from feast.infra.common.materialization_job import MaterializationJobStatus, MaterializationTask
+from feast.infra.common.materialization_job import (
+    MaterializationJob,
+    MaterializationJobStatus,
+    MaterializationTask,
+)
 from feast.infra.compute_engines.local.compute import LocalComputeEngine
 from feast.infra.compute_engines.local.job import LocalMaterializationJob
 from feast.infra.key_encoding_utils import serialize_entity_key
@@ -107,6 +115,8 @@ class FallBackToFeast(Exception):
 
 
 class FastComputeEngine(LocalComputeEngine):
+    QUEUE_CHUNKS = 4  # chunks read ahead of the writes: bounds the memory the reading thread may hold
+
     def __init__(
         self,
         *,
@@ -127,37 +137,129 @@ class FastComputeEngine(LocalComputeEngine):
 
     # --- the job ---------------------------------------------------------------------------------------------
 
-    def _materialize_one(self, registry: BaseRegistry, task: MaterializationTask, **kwargs: Any):
+    @property
+    def supports_batch(self) -> bool:
+        """Feast then hands every view of a run to `materialize` in one call (FeatureStore._materialize_fvs_batch),
+        so the reading of the next views overlaps the writing of this one."""
+        return True
+
+    def materialize(
+        self, registry: BaseRegistry, tasks: MaterializationTask | list[MaterializationTask], **kwargs: Any
+    ) -> list[MaterializationJob]:
+        """One job per task, in task order. A reading thread reads, encodes and lays out the views in chunks and
+        hands them over a bounded queue to this thread, which writes them: the next chunk's DuckDB, numpy and
+        Python work overlaps the store's own work on this one (SQLite's inserts and redis-server's replies both
+        run without the GIL), and a view's writes start after its first chunk rather than its last."""
+        tasks = [tasks] if isinstance(tasks, MaterializationTask) else list(tasks)
+        channel: queue.Queue[Any] = queue.Queue(maxsize=self.QUEUE_CHUNKS)
+        stop = threading.Event()
+        reader = threading.Thread(
+            target=self._read_views, args=(tasks, channel, stop), name="materialize-read", daemon=True
+        )
+        # The writer needs the GIL back after every statement; by default a thread busy in Python keeps it up to
+        # 5 ms, far longer than SQLite takes for one statement, which would starve the writes during the reads.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, 0.0005))
+        reader.start()
+        try:
+            return [self._write_view(registry, task, channel, **kwargs) for task in tasks]
+        finally:
+            stop.set()
+            sys.setswitchinterval(switch)
+            reader.join()
+
+    # The reading thread puts, per view: the ReadView (or the exception that stopped it), then for a ReadView its
+    # chunks and a _ViewEnd.
+
+    def _read_views(self, tasks: list[MaterializationTask], channel: queue.Queue[Any], stop: threading.Event) -> None:
+        def put(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    channel.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        for task in tasks:
+            try:
+                view, chunks = self._read_view(task)
+            except BaseException as exc:  # FallBackToFeast or a failure: the writer reports it for this view
+                if not put(exc):
+                    return
+                continue
+            if not put(view):
+                return
+            error: BaseException | None = None
+            try:
+                for chunk in chunks:
+                    if not put(_Chunk(chunk)):
+                        return
+            except BaseException as exc:
+                error = exc
+            if not put(_ViewEnd(error)):
+                return
+
+    def _read_view(self, task: MaterializationTask) -> tuple[ReadView, Iterator[Any]]:
+        fv = task.feature_view
+        started = time.perf_counter()
+        writer = self._writer_for(fv, task)
+        layout = ViewLayout.of(fv)
+        start = writer.resume_from(self.repo_config, fv, task.start_time, task.end_time)
+        table = self._latest_rows(layout, start, task.end_time)
+        version = self.repo_config.entity_key_serialization_version
+        if version != 3:
+            raise FallBackToFeast(f"entity_key_serialization_version {version}")
+        if table.num_rows == 0:
+            return ReadView(writer, start, 0, time.perf_counter() - started), iter(())
+        keys = _entity_keys(table, layout)
+        if writer.in_key_order:
+            order = sorted(range(table.num_rows), key=keys.__getitem__)
+            table, keys = table.take(order), _picker(order)(keys)
+        if self.verify_rows:
+            head = EncodedRows.build(table.slice(0, self.verify_rows), layout, keys[: self.verify_rows])
+            head.verify_against_feast(fv, writer.timestamp_kind)
+        plan = writer.plan(self.repo_config, fv, layout)
+        step = self.chunk_rows if writer.in_key_order else table.num_rows  # the Redis writer chunks by itself
+        chunks = (
+            plan(EncodedRows.build(table.slice(lo, step), layout, keys[lo : lo + step]))
+            for lo in range(0, table.num_rows, step)
+        )
+        return ReadView(writer, start, table.num_rows, time.perf_counter() - started), chunks
+
+    def _write_view(
+        self, registry: BaseRegistry, task: MaterializationTask, channel: queue.Queue[Any], **kwargs: Any
+    ) -> MaterializationJob:
         fv = task.feature_view
         job_id = f"{fv.name}-{task.start_time}-{task.end_time}"
-        try:
-            writer = self._writer_for(fv, task)
-            layout = ViewLayout.of(fv)
-            started = time.perf_counter()
-            start = writer.resume_from(self.repo_config, fv, task.start_time, task.end_time)
-            table = self._latest_rows(layout, start, task.end_time)
-            if table.num_rows == 0:
-                writer.written_up_to(self.repo_config, fv, task.end_time)
-                return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.SUCCEEDED)
-            encoded = EncodedRows.build(table, layout, self.repo_config.entity_key_serialization_version)
-            if self.verify_rows:
-                encoded.verify_against_feast(table.slice(0, self.verify_rows), fv, writer.timestamp_kind)
-            read_s = time.perf_counter() - started
-            writer.write(self.repo_config, fv, encoded, self.chunk_rows)
-            writer.written_up_to(self.repo_config, fv, task.end_time)
-            log.info(
-                "%s: %d entity rows from %s (read+encode %.2fs, write %.2fs)",
-                fv.name,
-                table.num_rows,
-                _utc(start).isoformat(timespec="seconds"),
-                read_s,
-                time.perf_counter() - started - read_s,
-            )
-        except FallBackToFeast as reason:
-            log.warning("%s: Feast's local engine takes this view (%s)", fv.name, reason)
+        waited = time.perf_counter()
+        read = channel.get()
+        started = time.perf_counter()
+        if isinstance(read, FallBackToFeast):
+            log.warning("%s: Feast's local engine takes this view (%s)", fv.name, read)
             return super()._materialize_one(registry, task, **kwargs)
-        except Exception as exc:  # reported the way Feast's engine reports it: the CLI raises it, exit != 0
+        if isinstance(read, BaseException):  # reported the way Feast's engine reports it: the CLI raises it
+            return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.ERROR, error=read)
+        chunks = _ViewChunks(channel)
+        try:
+            read.writer.write(self.repo_config, fv, iter(chunks), self.chunk_rows)
+            chunks.drain()  # raises the reading thread's error, if the writer stopped short of it
+            read.writer.written_up_to(self.repo_config, fv, task.end_time)
+        except Exception as exc:
             return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.ERROR, error=exc)
+        finally:
+            chunks.drain(quietly=True)
+        log.info(
+            "%s: %d entity rows from %s (read %.2fs, the writes waited %.2fs for it; write %.2fs, of which %.2fs "
+            "waiting for chunks)",
+            fv.name,
+            read.rows,
+            _utc(read.start).isoformat(timespec="seconds"),
+            read.seconds,
+            started - waited,
+            time.perf_counter() - started,
+            chunks.waited,
+        )
         return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.SUCCEEDED)
 
     def _writer_for(self, fv: Any, task: MaterializationTask) -> OnlineWriter:
@@ -301,11 +403,10 @@ class EncodedRows:
         self._texts: dict[str, list[str | None]] = {}
 
     @classmethod
-    def build(cls, table: pa.Table, layout: ViewLayout, key_version: int) -> EncodedRows:
-        if key_version != 3:
-            raise FallBackToFeast(f"entity_key_serialization_version {key_version}")
+    def build(cls, table: pa.Table, layout: ViewLayout, entity_keys: list[bytes]) -> EncodedRows:
+        """`entity_keys`: the table's keys in Feast's v3 serialisation (`_entity_keys`)."""
         rows = cls(table, layout)
-        rows.entity_keys = _entity_keys(table, layout)
+        rows.entity_keys = entity_keys
         for name, vt in layout.feature_types.items():
             rows.values[name] = _encode_column(table.column(name), vt)
         rows.event_us = _micros(table.column(layout.timestamp_field))
@@ -320,11 +421,11 @@ class EncodedRows:
             self._texts[name] = _texts(self.table.column(name), self.layout.feature_types[name])
         return self._texts[name]
 
-    def verify_against_feast(self, sample: pa.Table, fv: FeatureView, timestamp_kind: str) -> None:
-        """Re-encode the leading rows with Feast's own code; any difference hands the view back to Feast."""
-        if sample.num_rows == 0:
+    def verify_against_feast(self, fv: FeatureView, timestamp_kind: str) -> None:
+        """Re-encode these rows with Feast's own code; any difference hands the view back to Feast."""
+        if self.n == 0:
             return
-        expected = _convert_arrow_to_proto(sample, fv, self.layout.join_key_types)
+        expected = _convert_arrow_to_proto(self.table, fv, self.layout.join_key_types)
         for i, (key, values, event_ts, created_ts) in enumerate(expected):
             if serialize_entity_key(key, entity_key_serialization_version=3) != self.entity_keys[i]:
                 raise FallBackToFeast(f"entity key of row {i} differs from Feast's encoding")
@@ -488,7 +589,15 @@ class OnlineWriter:
         """Where this run must start reading so the store ends up complete (the requested start by default)."""
         return start
 
-    def write(self, config: RepoConfig, fv: FeatureView, rows: EncodedRows, chunk_rows: int) -> None:
+    in_key_order = False  # whether the rows reach `plan` sorted by entity key, in chunks of `chunk_rows`
+
+    def plan(self, config: RepoConfig, fv: FeatureView, layout: ViewLayout) -> Callable[[EncodedRows], Any]:
+        """The part of the write that needs no connection, applied to each chunk on the reading thread."""
+        return lambda rows: rows
+
+    def write(self, config: RepoConfig, fv: FeatureView, chunks: Iterator[Any], chunk_rows: int) -> None:
+        """Write the planned chunks, as they arrive, in one go: a failure leaves the store as it was, or (where
+        the store has no transactions) holding a prefix of the rows, each one complete."""
         raise NotImplementedError
 
     def written_up_to(self, config: RepoConfig, fv: FeatureView, end: datetime) -> None:
@@ -498,62 +607,144 @@ class OnlineWriter:
 class SqliteWriter(OnlineWriter):
     """Feast's SqliteOnlineStore upsert in one transaction, rows in primary-key order (entity key, feature name)
     so both of the table's B-tree indexes are filled in order instead of at random, and many rows per
-    statement: one `INSERT ... VALUES (...), (...), ... ON CONFLICT DO UPDATE` of up to ROWS_PER_STATEMENT
-    rows costs SQLite and the sqlite3 module far less per row than one statement per row (the rows are
-    distinct keys, so the result is the same as Feast's row-by-row upsert)."""
+    statement: one `INSERT ... VALUES (...), (...), ... ON CONFLICT DO UPDATE` of about ROWS_PER_STATEMENT
+    rows costs SQLite and the sqlite3 module far less per row than one statement per row. The rows of an
+    entity share its key and timestamps through numbered parameters and the feature names are literals of the
+    statement, so an entity binds 3 + 2 x features values instead of 6 x features (the rows are distinct keys,
+    so the result is the same as Feast's row-by-row upsert; tests/platform_common checks it byte for byte)."""
 
     timestamp_kind = "sqlite"
-    ROWS_PER_STATEMENT = 500
+    ROWS_PER_STATEMENT = 200  # (entity, feature) rows; measured: a few hundred is best, thousands are slow
     COLUMNS = ("entity_key", "feature_name", "value", "value_text", "event_ts", "created_ts")
 
     def __init__(self, store: SqliteOnlineStore) -> None:
         self.store = store
 
-    def write(self, config: RepoConfig, fv: FeatureView, rows: EncodedRows, chunk_rows: int) -> None:
-        conn = self.store._get_conn(config)
-        table_name = compute_table_id(config.project, fv, config.registry.enable_online_feature_view_versioning)
-        width = len(self.COLUMNS)
-        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        per_statement = max(1, min(self.ROWS_PER_STATEMENT, limit // width))
+    in_key_order = True
 
-        def upsert(n_rows: int) -> str:
-            tuples = ", ".join(["(" + ", ".join("?" * width) + ")"] * n_rows)
-            return (
-                f"INSERT INTO {_quote(table_name)} ({', '.join(self.COLUMNS)}) VALUES {tuples} "
-                "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
-                "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts;"
-            )
-
+    def plan(self, config: RepoConfig, fv: FeatureView, layout: ViewLayout) -> Callable[[EncodedRows], list[Batch]]:
+        names = sorted(layout.features)
+        per_entity = 3 + 2 * len(names)  # key, event, created, then value and text per feature
+        limit = _sqlite_variable_limit()
+        if per_entity > limit:
+            raise FallBackToFeast(f"{len(names)} features exceed SQLite's {limit} parameters per statement")
+        per_statement = max(1, min(self.ROWS_PER_STATEMENT // max(1, len(names)), limit // per_entity))
+        table = _quote(compute_table_id(config.project, fv, config.registry.enable_online_feature_view_versioning))
+        statements: dict[int, str] = {}
         to_ts = _cached(_sqlite_ts)
-        keys = rows.entity_keys
-        order = sorted(range(rows.n), key=keys.__getitem__)
-        pick_all = _picker(order)
-        sorted_keys = pick_all(keys)
-        event = [to_ts(us) for us in pick_all(rows.event_us)]
-        created = [to_ts(us) for us in pick_all(rows.created_us)]
-        names = sorted(rows.layout.features)
-        full = upsert(per_statement)
-        stride = len(names) * width  # parameters per entity
-        step = per_statement * width  # parameters per full statement
+
+        def upsert(n_entities: int) -> str:
+            if n_entities not in statements:
+                statements[n_entities] = _sqlite_upsert(table, self.COLUMNS, names, n_entities)
+            return statements[n_entities]
+
+        def batches(rows: EncodedRows) -> list[Batch]:
+            if not names:
+                return []
+            # Parameters in statement order, laid out with strided slice assignments. Blobs as bytearray: the
+            # sqlite3 module binds int, float, str and bytearray directly but sends `bytes` through its adapter
+            # lookup first, which took ~0.5 us a value, a third of SQLite's whole insert time.
+            flat: list[Any] = [None] * (rows.n * per_entity)
+            flat[0::per_entity] = list(map(bytearray, rows.entity_keys))
+            flat[1::per_entity] = [to_ts(us) for us in rows.event_us]
+            flat[2::per_entity] = [to_ts(us) for us in rows.created_us]
+            for j, name in enumerate(names):
+                flat[3 + 2 * j :: per_entity] = list(map(bytearray, rows.values[name]))
+                flat[4 + 2 * j :: per_entity] = rows.texts(name)
+            step = per_statement * per_entity  # parameters per full statement
+            whole = len(flat) // step * step
+            out: list[Batch] = []
+            if whole:
+                out.append((upsert(per_statement), [flat[k : k + step] for k in range(0, whole, step)]))
+            if whole < len(flat):
+                out.append((upsert((len(flat) - whole) // per_entity), [flat[whole:]]))
+            return out
+
+        return batches
+
+    def write(self, config: RepoConfig, fv: FeatureView, chunks: Iterator[list[Batch]], chunk_rows: int) -> None:
+        conn = self.store._get_conn(config)
         with conn:
-            for lo in range(0, rows.n, chunk_rows):
-                hi = min(lo + chunk_rows, rows.n)
-                # Parameters in row order (entity, then feature), laid out with strided slice assignments.
-                flat: list[Any] = [None] * ((hi - lo) * stride)
-                pick = _picker(order[lo:hi])
-                for j, name in enumerate(names):
-                    base = j * width
-                    flat[base::stride] = sorted_keys[lo:hi]
-                    flat[base + 1 :: stride] = [name] * (hi - lo)
-                    flat[base + 2 :: stride] = pick(rows.values[name])
-                    flat[base + 3 :: stride] = pick(rows.texts(name))
-                    flat[base + 4 :: stride] = event[lo:hi]
-                    flat[base + 5 :: stride] = created[lo:hi]
-                whole = len(flat) // step * step
-                if whole:
-                    conn.executemany(full, (flat[k : k + step] for k in range(0, whole, step)))
-                if whole < len(flat):
-                    conn.execute(upsert((len(flat) - whole) // width), flat[whole:])
+            for batches in chunks:
+                for sql, params in batches:
+                    conn.executemany(sql, params)
+
+
+Batch = tuple[str, list[list[Any]]]  # a statement, and the parameters of each of its executions
+
+
+def _sqlite_upsert(table: str, columns: Sequence[str], names: Sequence[str], n_entities: int) -> str:
+    """Feast's upsert for `n_entities` entities of the view's features, numbered parameters per entity."""
+    per_entity = 3 + 2 * len(names)
+    literals = ["'" + name.replace("'", "''") + "'" for name in names]
+    tuples = []
+    for e in range(n_entities):
+        base = e * per_entity
+        for j, name in enumerate(literals):
+            tuples.append(f"(?{base + 1}, {name}, ?{base + 4 + 2 * j}, ?{base + 5 + 2 * j}, ?{base + 2}, ?{base + 3})")
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join(tuples)} "
+        "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
+        "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts;"
+    )
+
+
+def _sqlite_variable_limit() -> int:
+    """The most parameters a statement may have in this process's SQLite (the limit Feast's connection has)."""
+    con = sqlite3.connect(":memory:")
+    try:
+        return con.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    finally:
+        con.close()
+
+
+@dataclass(frozen=True)
+class ReadView:
+    """A view read and ready to be written chunk by chunk."""
+
+    writer: OnlineWriter
+    start: datetime
+    rows: int
+    seconds: float  # from the start of the read until its chunks can be laid out
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    payload: Any
+
+
+@dataclass(frozen=True)
+class _ViewEnd:
+    error: BaseException | None  # what stopped the reading thread short of the view's last chunk
+
+
+class _ViewChunks:
+    """One view's chunks, taken off the queue as the writer asks for them; `drain` takes the rest."""
+
+    def __init__(self, channel: queue.Queue[Any]) -> None:
+        self.channel = channel
+        self.done = False
+        self.waited = 0.0  # seconds the writer spent waiting for chunks
+
+    def __iter__(self) -> Iterator[Any]:
+        while not self.done:
+            asked = time.perf_counter()
+            item = self.channel.get()
+            self.waited += time.perf_counter() - asked
+            if isinstance(item, _ViewEnd):
+                self.done = True
+                if item.error is not None:
+                    raise item.error
+                return
+            yield item.payload
+
+    def drain(self, quietly: bool = False) -> None:
+        try:
+            for _ in self:
+                pass
+        except BaseException:
+            if not quietly:
+                raise
 
 
 class RedisWriter(OnlineWriter):
@@ -596,7 +787,11 @@ class RedisWriter(OnlineWriter):
         micros = (_utc(end) - _EPOCH) // timedelta(microseconds=1)
         client.hset(self.watermark_key(config.project), fv.name, str(micros))
 
-    def write(self, config: RepoConfig, fv: FeatureView, rows: EncodedRows, chunk_rows: int) -> None:
+    def write(self, config: RepoConfig, fv: FeatureView, chunks: Iterator[EncodedRows], chunk_rows: int) -> None:
+        for rows in chunks:
+            self._write_rows(config, fv, rows, chunk_rows)
+
+    def _write_rows(self, config: RepoConfig, fv: FeatureView, rows: EncodedRows, chunk_rows: int) -> None:
         store_config = config.online_store
         client = self.store._get_client(store_config)
         view = compute_versioned_name(fv, config.registry.enable_online_feature_view_versioning)

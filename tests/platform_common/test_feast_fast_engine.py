@@ -58,3 +58,29 @@ def test_fast_sqlite_writes_feasts_bytes(tiny_platform, tmp_path, chunk_rows):  
     assert sum(len(rows) for rows in reference.values()) > 1000
     for name, rows in reference.items():
         assert fast[name] == rows, name
+
+
+def test_a_view_whose_read_fails_mid_stream_is_rolled_back_and_reported(tiny_platform, tmp_path, monkeypatch):
+    """The reading thread fails after the writer has started on a view (its second chunk): that view's
+    transaction rolls back and the run fails naming the cause, while the views around it are written whole."""
+    from platform_common import feast_fast_engine as engine
+
+    reference = tables(materialize(tmp_path / "feast", None))
+    broken, calls = "user_features", {"n": 0}
+    build = engine.EncodedRows.build.__func__
+
+    def failing_build(cls, table, layout, entity_keys):
+        if layout.fv.name == broken:
+            calls["n"] += 1
+            if calls["n"] == 3:  # the verification sample, the first chunk, then this
+                raise OSError("disk gone while reading user_features")
+        return build(cls, table, layout, entity_keys)
+
+    monkeypatch.setattr(engine.EncodedRows, "build", classmethod(failing_build))
+    with pytest.raises(OSError, match="disk gone"):
+        materialize(tmp_path / "fast", ENGINE, chunk_rows=7)
+    assert calls["n"] == 3
+    fast = tables(tmp_path / "fast" / "online.db")
+    assert fast[f"parity_{broken}"] == []
+    written = [name for name in reference if name != f"parity_{broken}"]
+    assert written and all(fast[name] == reference[name] for name in written)

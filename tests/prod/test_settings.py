@@ -133,7 +133,14 @@ def test_fast_engine_encodes_exactly_like_feast():
     from feast.types import Bool, Float32, Float64, Int32, Int64, String
     from feast.utils import _convert_arrow_to_proto
 
-    from platform_common.feast_fast_engine import EncodedRows, ViewLayout, _feast_text, _from_micros, _redis_ts
+    from platform_common.feast_fast_engine import (
+        EncodedRows,
+        ViewLayout,
+        _entity_keys,
+        _feast_text,
+        _from_micros,
+        _redis_ts,
+    )
 
     source = FileSource(name="s", path="/nonexistent.parquet", timestamp_field="ts", created_timestamp_column="c")
     fv = FeatureView(
@@ -174,7 +181,7 @@ def test_fast_engine_encodes_exactly_like_feast():
         }
     )
     layout = ViewLayout(fv)
-    rows = EncodedRows.build(table, layout, 3)
+    rows = EncodedRows.build(table, layout, _entity_keys(table, layout))
     expected = _convert_arrow_to_proto(table, fv, layout.join_key_types)
     for i, (key, values, event_ts, _) in enumerate(expected):
         assert rows.entity_keys[i] == serialize_entity_key(key, entity_key_serialization_version=3)
@@ -182,5 +189,5 @@ def test_fast_engine_encodes_exactly_like_feast():
             assert rows.values[name][i] == proto.SerializeToString(), (name, i)
             assert rows.texts(name)[i] == _feast_text(proto), (name, i)
         assert _redis_ts(_from_micros(rows.event_us[i])) == _redis_ts(event_ts)
-    rows.verify_against_feast(table, fv, "redis")
-    rows.verify_against_feast(table, fv, "sqlite")
+    rows.verify_against_feast(fv, "redis")
+    rows.verify_against_feast(fv, "sqlite")
