@@ -84,3 +84,23 @@ def test_a_view_whose_read_fails_mid_stream_is_rolled_back_and_reported(tiny_pla
     assert fast[f"parity_{broken}"] == []
     written = [name for name in reference if name != f"parity_{broken}"]
     assert written and all(fast[name] == reference[name] for name in written)
+
+
+def test_a_view_the_engine_hands_back_is_written_by_feasts_engine(tiny_platform, tmp_path, monkeypatch, caplog):
+    """A view whose sample does not encode exactly like Feast's goes to Feast's own engine, in the middle of a
+    run whose other views the fast engine writes: the store ends up the same as Feast's engine alone makes it."""
+    from platform_common import feast_fast_engine as engine
+
+    reference = tables(materialize(tmp_path / "feast", None))
+    verify = engine.EncodedRows.verify_against_feast
+
+    def differs_for_product_features(self, fv, timestamp_kind):
+        if fv.name == "product_features":
+            raise engine.FallBackToFeast("made to differ by the test")
+        return verify(self, fv, timestamp_kind)
+
+    monkeypatch.setattr(engine.EncodedRows, "verify_against_feast", differs_for_product_features)
+    with caplog.at_level("WARNING", logger="shoprank.feast_fast_engine"):
+        fast = tables(materialize(tmp_path / "fast", ENGINE, chunk_rows=7))
+    assert "product_features: Feast's local engine takes this view (made to differ by the test)" in caplog.text
+    assert fast == reference
