@@ -104,3 +104,42 @@ def test_a_view_the_engine_hands_back_is_written_by_feasts_engine(tiny_platform,
         fast = tables(materialize(tmp_path / "fast", ENGINE, chunk_rows=7))
     assert "product_features: Feast's local engine takes this view (made to differ by the test)" in caplog.text
     assert fast == reference
+
+
+def test_duckdb_sorts_rows_as_feasts_serialised_entity_keys_sort():
+    """The SQLite writer fills Feast's indexes in key order; DuckDB sorts the rows by (byte length, bytes) of
+    each string join key, which must be the order of the serialised keys (lengths below 256 bytes)."""
+    import duckdb
+    import pyarrow as pa
+    from feast import Entity, FeatureView, Field, FileSource, ValueType
+    from feast.types import Float64, String
+
+    from platform_common.feast_fast_engine import ViewLayout, _entity_keys
+
+    fv = FeatureView(
+        name="v",
+        entities=[
+            Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING),
+            Entity(name="category", join_keys=["category"], value_type=ValueType.STRING),
+        ],
+        schema=[
+            Field(name="user_id", dtype=String),
+            Field(name="category", dtype=String),
+            Field(name="x", dtype=Float64),
+        ],
+        source=FileSource(name="s", path="/nonexistent.parquet", timestamp_field="ts"),
+    )
+    users = ["u9", "u10", "u1", "", "ü", "z", "u0000001", "Ü", "a" * 200, "b" * 17]
+    categories = ["beauty", "é", "", "Books", "toys"]
+    rows = pa.table(
+        {
+            "user_id": [u for u in users for _ in categories],
+            "category": [c for _ in users for c in categories],
+            "x": [float(i) for i in range(len(users) * len(categories))],
+        }
+    )
+    layout = ViewLayout(fv)
+    ordered = duckdb.sql(f"select * from rows order by {layout.key_order_sql()}").to_arrow_table()
+    keys = _entity_keys(ordered, layout)
+    assert keys == sorted(keys)
+    assert sorted(keys) == sorted(_entity_keys(rows, layout))
