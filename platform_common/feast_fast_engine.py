@@ -6,11 +6,12 @@ Select it in feature_store.yaml (the prod profile does):
       type: platform_common.feast_fast_engine.FastComputeEngine
 
 `feast materialize` / `materialize-incremental` stay the entry points: Feast still computes the intervals,
-marks views as materializing and records the materialization in the registry; only the per-view job runs
-here. Profiling Feast's default local engine shows where its time goes: one ValueProto per cell built through
-generic Python type dispatch, one EntityKeyProto per row serialised through protobuf, then one SQLite
-statement per (entity, feature) or one redis-py pipeline call per row. This engine keeps Feast's storage
-format byte for byte and only changes how the bytes are produced and shipped:
+marks views as materializing and records the materialization in the registry; it hands every view of a run to
+this engine at once (its batch path), and one job per view comes back. Profiling Feast's default local engine
+shows where its time goes: one ValueProto per cell built through generic Python type dispatch, one
+EntityKeyProto per row serialised through protobuf, then one SQLite statement per (entity, feature) or one
+redis-py pipeline call per row. This engine keeps Feast's storage format byte for byte and only changes how the
+bytes are produced and shipped:
 
 - read: the latest row per entity in [start, end] in one DuckDB query (`arg_max` over event then created time,
   Feast's tie-break) straight from the FileSource's parquet, instead of pulling every row and deduplicating in
@@ -21,7 +22,8 @@ format byte for byte and only changes how the bytes are produced and shipped:
   distinct value;
 - write: SQLite through `executemany` of Feast's own upsert statement, in primary-key order; Redis as raw RESP
   `HSET`s pipelined in chunks over one connection of the store's client, after reading the stored timestamps of
-  the chunk (one `EVAL` returning them all) so that, as in Feast, a row never overwrites a newer one.
+  the chunk (one `EVAL` returning them all) so that, as in Feast, a row never overwrites a newer one;
+- overlap: a reading thread encodes the next chunks while this thread writes (see `materialize`).
 
 A Redis without persistence that restarts comes back empty while the registry still says the views are
 materialized; `materialize-incremental` would then only add the newest rows. The engine keeps a watermark per

@@ -7,7 +7,6 @@ prod), and `mlflow ui` shows them. `make history` prints them oldest first.
 
 from __future__ import annotations
 
-import fcntl
 import getpass
 import json
 import os
@@ -20,6 +19,7 @@ from typing import Any
 from mlflow import MlflowClient
 
 from platform_common.settings import Settings
+from training.registry import registry_lock
 
 EVENT_KINDS = ("promote", "refuse", "rollback")
 
@@ -101,24 +101,6 @@ def now() -> str:
 
 @contextmanager
 def promotion_lock(settings: Settings) -> Iterator[None]:
-    """One alias change at a time per registry: a file lock for SQLite, an advisory lock for PostgreSQL."""
-    uri = settings.tracking_uri
-    if uri.startswith("postgresql"):
-        import sqlalchemy
-
-        engine = sqlalchemy.create_engine(uri)
-        with engine.connect() as conn:
-            conn.execute(sqlalchemy.text("select pg_advisory_lock(hashtext('shoprank-promotion'))"))
-            try:
-                yield
-            finally:
-                conn.execute(sqlalchemy.text("select pg_advisory_unlock(hashtext('shoprank-promotion'))"))
-        engine.dispose()
-        return
-    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.mlflow_dir / "promotion.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """One alias change at a time per registry."""
+    with registry_lock(settings, "promotion"):
+        yield

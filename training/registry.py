@@ -40,7 +40,7 @@ def connect(settings: Settings) -> MlflowClient:
         return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
     # MLflow creates and migrates its schema when a client first opens the store; two processes doing that at
     # once (two BentoML workers on a fresh SHOPRANK_HOME, say) collide on "table already exists". One at a time.
-    with _schema_lock(settings):
+    with registry_lock(settings, "mlflow-schema"):
         client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
         client.search_experiments(max_results=1)
         client.search_registered_models(max_results=1)
@@ -49,22 +49,26 @@ def connect(settings: Settings) -> MlflowClient:
 
 
 @contextmanager
-def _schema_lock(settings: Settings) -> Iterator[None]:
+def registry_lock(settings: Settings, name: str) -> Iterator[None]:
+    """A lock named `name` shared by every process using this registry: an advisory lock on PostgreSQL, a file
+    lock next to the SQLite database."""
     if settings.tracking_uri.startswith("postgresql"):
         import sqlalchemy
 
+        key = f"shoprank-{name}"
         engine = sqlalchemy.create_engine(settings.tracking_uri)
         try:
             with engine.connect() as conn:
-                conn.execute(sqlalchemy.text("select pg_advisory_lock(hashtext('shoprank-mlflow-schema'))"))
+                conn.execute(sqlalchemy.text("select pg_advisory_lock(hashtext(:key))"), {"key": key})
                 try:
                     yield
                 finally:
-                    conn.execute(sqlalchemy.text("select pg_advisory_unlock(hashtext('shoprank-mlflow-schema'))"))
+                    conn.execute(sqlalchemy.text("select pg_advisory_unlock(hashtext(:key))"), {"key": key})
         finally:
             engine.dispose()
         return
-    with open(settings.mlflow_dir / "schema.lock", "w") as handle:
+    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.mlflow_dir / f"{name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
