@@ -205,17 +205,17 @@ class FastComputeEngine(LocalComputeEngine):
     def _read_view(self, task: MaterializationTask) -> tuple[ReadView, Iterator[Any]]:
         fv = task.feature_view
         started = time.perf_counter()
-        writer = self._writer_for(fv, task)
-        layout = ViewLayout.of(fv)
-        start = writer.resume_from(self.repo_config, fv, task.start_time, task.end_time)
-        sort_in_duckdb = writer.in_key_order and layout.key_order_sql() is not None
-        table = self._latest_rows(layout, start, task.end_time, in_key_order=sort_in_duckdb)
         version = self.repo_config.entity_key_serialization_version
         if version != 3:
             raise FallBackToFeast(f"entity_key_serialization_version {version}")
+        writer = self._writer_for(fv, task)
+        layout = ViewLayout.of(fv)
+        start = writer.resume_from(self.repo_config, fv, task.start_time, task.end_time)
+        order_by = layout.key_order_sql() if writer.in_key_order else None
+        table = self._latest_rows(layout, start, task.end_time, order_by=order_by)
         if table.num_rows == 0:
             return ReadView(writer, start, 0, time.perf_counter() - started), iter(())
-        if writer.in_key_order and not sort_in_duckdb:  # every key first, to sort by
+        if writer.in_key_order and order_by is None:  # every key first, to sort by
             keys = _entity_keys(table, layout)
             order = sorted(range(table.num_rows), key=keys.__getitem__)
             table, keys = table.take(order), _picker(order)(keys)
@@ -291,9 +291,9 @@ class FastComputeEngine(LocalComputeEngine):
             return RedisWriter(store)
         raise FallBackToFeast(f"online store {type(store).__name__}")
 
-    def _latest_rows(self, layout: ViewLayout, start: datetime, end: datetime, in_key_order: bool = False) -> pa.Table:
-        """The latest row per entity with start <= event time <= end (Feast's bounds), named as Feast names them;
-        with `in_key_order`, sorted as Feast's serialised entity keys sort (ViewLayout.key_order_sql)."""
+    def _latest_rows(self, layout: ViewLayout, start: datetime, end: datetime, order_by: str | None = None) -> pa.Table:
+        """The latest row per entity with start <= event time <= end (Feast's bounds), named as Feast names them,
+        sorted by `order_by` if given (ViewLayout.key_order_sql: as Feast's serialised entity keys sort)."""
         import duckdb
 
         con = duckdb.connect()
@@ -318,8 +318,8 @@ class FastComputeEngine(LocalComputeEngine):
                 relation, params = "pulled", {}
             params |= {"start": _utc(start), "end": _utc(end)}
             sql = layout.latest_sql(relation)
-            if in_key_order:
-                sql += f" order by {layout.key_order_sql()}"
+            if order_by is not None:
+                sql += f" order by {order_by}"
             table = con.sql(sql, params=params).to_arrow_table()
         finally:
             con.close()
