@@ -14,16 +14,18 @@ redis-py pipeline call per row. This engine keeps Feast's storage format byte fo
 bytes are produced and shipped:
 
 - read: the latest row per entity in [start, end] in one DuckDB query (`arg_max` over event then created time,
-  Feast's tie-break) straight from the FileSource's parquet, instead of pulling every row and deduplicating in
-  pandas; sources that are not local parquet go through the configured offline store's
-  `pull_all_from_table_or_query` and the same query runs on the Arrow table;
+  Feast's tie-break, ranked as one 128-bit integer for microsecond timestamps) straight from the FileSource's
+  parquet, instead of pulling every row and deduplicating in pandas; sources that are not local parquet go
+  through the configured offline store's `pull_all_from_table_or_query` and the same query runs on the Arrow
+  table;
 - encode: entity keys in Feast's v3 layout built from the join-key bytes; float columns serialised for the whole
   column at once with numpy, other scalars once per distinct value through protobuf; timestamps once per
   distinct value;
 - write: SQLite through `executemany` of Feast's own upsert statement, in primary-key order; Redis as raw RESP
   `HSET`s pipelined in chunks over one connection of the store's client, after reading the stored timestamps of
   the chunk (one `EVAL` returning them all) so that, as in Feast, a row never overwrites a newer one;
-- overlap: a reading thread encodes the next chunks while this thread writes (see `materialize`).
+- overlap: a reading thread encodes the next chunks while this thread writes, and the largest view's query
+  starts at once on a third thread (see `materialize`).
 
 A Redis without persistence that restarts comes back empty while the registry still says the views are
 materialized; `materialize-incremental` would then only add the newest rows. The engine keeps a watermark per
@@ -152,11 +154,20 @@ class FastComputeEngine(LocalComputeEngine):
         hands them over a bounded queue to this thread, which writes them: the next chunk's DuckDB, numpy and
         Python work overlaps the store's own work on this one (SQLite's inserts and redis-server's replies both
         run without the GIL), and a view's writes start after its first chunk rather than its last."""
+        import duckdb
+
         tasks = [tasks] if isinstance(tasks, MaterializationTask) else list(tasks)
         channel: queue.Queue[Any] = queue.Queue(maxsize=self.QUEUE_CHUNKS)
         stop = threading.Event()
+        # One in-process DuckDB for the run, a cursor per query: a new database per view cost ~20 ms each.
+        self._duckdb = duckdb.connect()
+        # The largest view's query is the longest wait before its first chunk; it starts at once on its own
+        # thread, while the reading thread goes through the views before it and the writer writes them.
+        ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="materialize-query")
+        largest = _largest_source(tasks)
+        prefetched = {largest: ahead.submit(self._query_view, tasks[largest])} if largest else {}
         reader = threading.Thread(
-            target=self._read_views, args=(tasks, channel, stop), name="materialize-read", daemon=True
+            target=self._read_views, args=(tasks, prefetched, channel, stop), name="materialize-read", daemon=True
         )
         # The writer needs the GIL back after every statement; by default a thread busy in Python keeps it up to
         # 5 ms, far longer than SQLite takes for one statement, which would starve the writes during the reads.
@@ -169,11 +180,19 @@ class FastComputeEngine(LocalComputeEngine):
             stop.set()
             sys.setswitchinterval(switch)
             reader.join()
+            ahead.shutdown(wait=True, cancel_futures=True)
+            self._duckdb.close()
 
     # The reading thread puts, per view: the ReadView (or the exception that stopped it), then for a ReadView its
     # chunks and a _ViewEnd.
 
-    def _read_views(self, tasks: list[MaterializationTask], channel: queue.Queue[Any], stop: threading.Event) -> None:
+    def _read_views(
+        self,
+        tasks: list[MaterializationTask],
+        prefetched: dict[int, Future[QueriedView]],
+        channel: queue.Queue[Any],
+        stop: threading.Event,
+    ) -> None:
         def put(item: Any) -> bool:
             while not stop.is_set():
                 try:
@@ -183,9 +202,10 @@ class FastComputeEngine(LocalComputeEngine):
                     continue
             return False
 
-        for task in tasks:
+        for i, task in enumerate(tasks):
             try:
-                view, chunks = self._read_view(task)
+                queried = prefetched[i].result() if i in prefetched else self._query_view(task)
+                view, chunks = self._read_view(task, queried)
             except BaseException as exc:  # FallBackToFeast or a failure: the writer reports it for this view
                 if not put(exc):
                     return
@@ -202,7 +222,8 @@ class FastComputeEngine(LocalComputeEngine):
             if not put(_ViewEnd(error)):
                 return
 
-    def _read_view(self, task: MaterializationTask) -> tuple[ReadView, Iterator[Any]]:
+    def _query_view(self, task: MaterializationTask) -> QueriedView:
+        """The view's latest row per entity, in the order its writer wants them."""
         fv = task.feature_view
         started = time.perf_counter()
         version = self.repo_config.entity_key_serialization_version
@@ -213,9 +234,13 @@ class FastComputeEngine(LocalComputeEngine):
         start = writer.resume_from(self.repo_config, fv, task.start_time, task.end_time)
         order_by = layout.key_order_sql() if writer.in_key_order else None
         table = self._latest_rows(layout, start, task.end_time, order_by=order_by)
+        return QueriedView(writer, layout, start, table, order_by is not None, started)
+
+    def _read_view(self, task: MaterializationTask, queried: QueriedView) -> tuple[ReadView, Iterator[Any]]:
+        fv, writer, layout, table = task.feature_view, queried.writer, queried.layout, queried.table
         if table.num_rows == 0:
-            return ReadView(writer, start, 0, time.perf_counter() - started), iter(())
-        if writer.in_key_order and order_by is None:  # every key first, to sort by
+            return ReadView(writer, queried.start, 0, time.perf_counter() - queried.started), iter(())
+        if writer.in_key_order and not queried.sorted:  # every key first, to sort by
             keys = _entity_keys(table, layout)
             order = sorted(range(table.num_rows), key=keys.__getitem__)
             table, keys = table.take(order), _picker(order)(keys)
@@ -236,7 +261,7 @@ class FastComputeEngine(LocalComputeEngine):
             for lo in range(0, table.num_rows, self.chunk_rows)
             for part in [table.slice(lo, self.chunk_rows)]
         )
-        return ReadView(writer, start, table.num_rows, time.perf_counter() - started), chunks
+        return ReadView(writer, queried.start, table.num_rows, time.perf_counter() - queried.started), chunks
 
     def _write_view(
         self, registry: BaseRegistry, task: MaterializationTask, channel: queue.Queue[Any], **kwargs: Any
@@ -294,9 +319,7 @@ class FastComputeEngine(LocalComputeEngine):
     def _latest_rows(self, layout: ViewLayout, start: datetime, end: datetime, order_by: str | None = None) -> pa.Table:
         """The latest row per entity with start <= event time <= end (Feast's bounds), named as Feast names them,
         sorted by `order_by` if given (ViewLayout.key_order_sql: as Feast's serialised entity keys sort)."""
-        import duckdb
-
-        con = duckdb.connect()
+        con = self._duckdb.cursor()
         try:
             con.execute("set TimeZone = 'UTC'")
             source = layout.source
@@ -316,7 +339,11 @@ class FastComputeEngine(LocalComputeEngine):
                 ).to_arrow()
                 con.register("pulled", pulled)
                 relation, params = "pulled", {}
+            stamps = [_quote(c) for c in (layout.timestamp_field, layout.created_field) if c]
+            types = con.sql(f"select {', '.join(stamps)} from {relation} limit 0", params=params).types
             params |= {"start": _utc(start), "end": _utc(end)}
+            if any(str(t) not in _MICROSECOND_TYPES for t in types):
+                raise FallBackToFeast(f"timestamp columns of types {', '.join(map(str, types))}")
             sql = layout.latest_sql(relation)
             if order_by is not None:
                 sql += f" order by {order_by}"
@@ -327,6 +354,29 @@ class FastComputeEngine(LocalComputeEngine):
             if table.column(key).null_count:
                 raise FallBackToFeast(f"null values in join key {key}")
         return table.combine_chunks()
+
+
+# DuckDB types of the timestamp columns read here: whole microseconds (ViewLayout.latest_sql's integer rank);
+# finer ones (TIMESTAMP_NS) would tie where Feast tells them apart, so such views go to Feast's engine.
+_MICROSECOND_TYPES = {"TIMESTAMP", "TIMESTAMP WITH TIME ZONE"}
+
+
+def _largest_source(tasks: Sequence[MaterializationTask]) -> int | None:
+    """Index of the task whose source has the most rows, from the parquet footers (local parquet only); None when
+    it is the first task anyway (the reading thread starts with it) or no source's size is known."""
+    import pyarrow.parquet as pq
+
+    sizes: list[int] = []
+    for task in tasks:
+        source = getattr(task.feature_view, "batch_source", None)
+        try:
+            sizes.append(pq.read_metadata(source.path).num_rows if _is_local_parquet(source) else 0)
+        except (OSError, pa.ArrowException):
+            sizes.append(0)
+    if not sizes or max(sizes) == 0:
+        return None
+    largest = sizes.index(max(sizes))
+    return largest or None
 
 
 def _is_local_parquet(source: Any) -> bool:
@@ -385,20 +435,27 @@ class ViewLayout:
         """Latest row per entity: arg_max over (event time, created time), a hash aggregate instead of a sort.
 
         Same choice as Feast's dedup (sort by event then created timestamp, descending, nulls last): a null
-        created timestamp ranks below any real one."""
+        created timestamp ranks below any real one. For microsecond timestamps (the only ones read here) the pair
+        ranks as one 128-bit integer, event microseconds in the high 64 bits and created ones offset into the low
+        64, which DuckDB compares far faster than a struct of the two (0.23 s vs 0.37 s for 4.7 million rows)."""
         ts = _quote(self.timestamp_field)
         keys = [_quote(self.source_column(k)) for k in self.join_keys]
         payload = [f"{_quote(f)} := {_quote(self.source_column(f))}" for f in self.features]
         payload.append(f"{ts} := {ts}")
-        rank = f"{ts}"
+        # The event times are finite (between $start and $end) and |epoch_us| < 2^63, so the sum fits a hugeint.
+        rank = f"epoch_us({ts})::hugeint * {1 << 64}"
         if self.created_field:
             created = _quote(self.created_field)
             payload.append(f"{created} := {created}")
-            rank += f", coalesce({created}, '-infinity'::timestamptz)"
+            # -1 for null and -infinity (whose epoch_us is null), 2^64 - 1 for +infinity, else in [0, 2^64 - 2].
+            rank += (
+                f" + case when {created} = 'infinity' then {(1 << 64) - 1} "
+                f"else coalesce(epoch_us({created})::hugeint + {1 << 63}, -1) end"
+            )
         key_names = [f"{k} as {_quote(name)}" for k, name in zip(keys, self.join_keys, strict=True)]
         return (
             f"select {', '.join(_quote(k) for k in self.join_keys)}, unnest(latest) from ("
-            f"select {', '.join(key_names)}, arg_max(struct_pack({', '.join(payload)}), ({rank})) as latest "
+            f"select {', '.join(key_names)}, arg_max(struct_pack({', '.join(payload)}), {rank}) as latest "
             f"from {relation} where {ts} >= $start and {ts} <= $end group by all)"
         )
 
@@ -721,6 +778,18 @@ def _sqlite_variable_limit() -> int:
         return con.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
     finally:
         con.close()
+
+
+@dataclass(frozen=True)
+class QueriedView:
+    """A view's latest rows, as queried (FastComputeEngine._query_view)."""
+
+    writer: OnlineWriter
+    layout: ViewLayout
+    start: datetime
+    table: pa.Table
+    sorted: bool  # already in the writer's key order
+    started: float  # perf_counter at the start of the query
 
 
 @dataclass(frozen=True)

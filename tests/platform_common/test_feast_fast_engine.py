@@ -143,3 +143,82 @@ def test_duckdb_sorts_rows_as_feasts_serialised_entity_keys_sort():
     keys = _entity_keys(ordered, layout)
     assert keys == sorted(keys)
     assert sorted(keys) == sorted(_entity_keys(rows, layout))
+
+
+def _view_over(path: Path):
+    from feast import Entity, FeatureView, Field, FileSource, ValueType
+    from feast.types import Int64, String
+
+    return FeatureView(
+        name="v",
+        entities=[Entity(name="thing", join_keys=["thing_id"], value_type=ValueType.STRING)],
+        schema=[Field(name="thing_id", dtype=String), Field(name="x", dtype=Int64)],
+        source=FileSource(name="s", path=str(path), timestamp_field="ts", created_timestamp_column="created"),
+    )
+
+
+def _latest(path: Path, start: datetime, end: datetime) -> dict[str, int]:
+    import duckdb
+
+    from platform_common.feast_fast_engine import FastComputeEngine, ViewLayout
+
+    engine = FastComputeEngine.__new__(FastComputeEngine)  # only the query: no store, no registry
+    engine._duckdb = duckdb.connect()
+    table = engine._latest_rows(ViewLayout(_view_over(path)), start, end)
+    return dict(zip(table.column("thing_id").to_pylist(), table.column("x").to_pylist(), strict=True))
+
+
+def _source(tmp_path: Path, precision: str, rows: list[tuple]) -> Path:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    con.execute(f"create table t (thing_id varchar, x bigint, ts {precision}, created {precision})")
+    con.executemany("insert into t values (?, ?, ?, ?)", rows)
+    path = tmp_path / f"{precision}.parquet"
+    con.execute(f"copy t to '{path}' (format parquet)")
+    return path
+
+
+WINDOW = (datetime(2026, 9, 30, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("precision", ["timestamptz", "timestamp"])
+def test_latest_row_per_entity_breaks_ties_as_feast_does(tmp_path, precision):
+    """Feast keeps, per entity, the row with the latest event time, then the latest created time, a null created
+    time ranking last. The query ranks the pair as one 128-bit integer: every corner of that encoding."""
+    rows = [  # thing, x, event, created
+        ("later_created", 1, "2026-10-01 10:00:00", "2026-10-01 11:00:00"),
+        ("later_created", 2, "2026-10-01 10:00:00", "2026-10-01 12:00:00"),
+        ("null_created_last", 3, "2026-10-01 10:00:00", None),
+        ("null_created_last", 4, "2026-10-01 10:00:00", "1970-01-01 00:00:00"),
+        ("before_1970_beats_null", 5, "2026-10-01 10:00:00", "1900-01-01 00:00:00"),
+        ("before_1970_beats_null", 6, "2026-10-01 10:00:00", None),
+        ("infinite_created_first", 7, "2026-10-01 10:00:00", "infinity"),
+        ("infinite_created_first", 8, "2026-10-01 10:00:00", "294246-12-31 00:00:00"),
+        ("one_microsecond_later_event_wins", 9, "2026-10-01 10:00:00.000001", None),
+        ("one_microsecond_later_event_wins", 10, "2026-10-01 10:00:00", "294246-12-31 00:00:00"),
+        ("window_bounds", 11, "2026-11-01 00:00:00.000001", "2026-11-02 00:00:00"),  # after the end: not read
+        ("window_bounds", 12, "2026-09-30 00:00:00", "2026-09-30 00:00:00"),  # the first instant: read
+    ]
+    expected = {
+        "later_created": 2,
+        "null_created_last": 4,
+        "before_1970_beats_null": 5,
+        "infinite_created_first": 7,
+        "one_microsecond_later_event_wins": 9,
+        "window_bounds": 12,
+    }
+    assert _latest(_source(tmp_path, precision, rows), *WINDOW) == expected
+
+
+def test_nanosecond_timestamps_go_to_feasts_engine(tmp_path):
+    """Microseconds would tie two events Feast tells apart by a nanosecond: such a view is handed back."""
+    from platform_common.feast_fast_engine import FallBackToFeast
+
+    rows = [
+        ("nanoseconds", 1, "2026-10-01 10:00:00.000000002", None),
+        ("nanoseconds", 2, "2026-10-01 10:00:00.000000001", "2026-10-02 00:00:00"),
+    ]
+    with pytest.raises(FallBackToFeast, match="TIMESTAMP_NS"):
+        _latest(_source(tmp_path, "timestamp_ns", rows), *WINDOW)
