@@ -360,7 +360,7 @@ def render_section(
         "chunks only in the first ~0.1 s, so the whole run is those writes plus Feast's per-view bookkeeping. "
         "Measured and not kept (no gain beyond the run-to-run noise, or slower): statements of 3,000 plain-`?` "
         "rows (fewer GIL hand-overs, more binds), numbered parameters in statements of thousands of rows "
-        "(SQLite resolves `?NNN` by a linear search while preparing: 12,000 rows a statement took 23 s), one "
+        "(the whole run took 23 s at 12,000 rows a statement; SQLite looks `?NNN` names up linearly), one "
         "`INSERT ... SELECT` per chunk slicing one bound blob (SQLite's per-row expressions cost more than the "
         "binds they save), a writer process with its own GIL (pickling the chunks to it cost what the GIL "
         "contention cost), DuckDB serialising the entity keys, a plain INSERT into an empty table, a 500 MB page "
