@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,28 +23,37 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(
-    base_url: str, proc: subprocess.Popen, timeout: float, log_path: Path, path: str, in_a_row: int = 16
-) -> None:
-    """Until `path` answers 200 `in_a_row` times in a row. Every BentoML worker loads the champion on its own and
-    answers 503 until it has. The workers share one listening socket and each request here opens a fresh
-    connection, taken by whichever worker accepts first: one 200 says one worker is ready, sixteen in a row that
-    the others very likely are too."""
+def holds_in_a_row(check: Callable[[], bool], timeout: float, in_a_row: int = 16, pause: float = 0.5) -> bool:
+    """Whether `check()` holds `in_a_row` times in a row within `timeout` seconds (pausing `pause` after a miss).
+    Every BentoML worker loads the champion, follows the registry and heals on its own clock. The workers share one
+    listening socket and each fresh connection is taken by whichever worker accepts first: one success says one
+    worker got there, sixteen in a row that the others very likely did too."""
     deadline = time.monotonic() + timeout
     streak = 0
     while time.monotonic() < deadline:
+        streak = streak + 1 if check() else 0
+        if streak >= in_a_row:
+            return True
+        if not streak:
+            time.sleep(pause)
+    return False
+
+
+def wait_ready(
+    base_url: str, proc: subprocess.Popen, timeout: float, log_path: Path, path: str, in_a_row: int = 16
+) -> None:
+    """Until `path` answers 200 `in_a_row` times in a row (every worker answers 503 until it has the champion)."""
+
+    def ready() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"bentoml serve exited with {proc.returncode}; log: {log_path}")
         try:
-            ok = httpx.get(f"{base_url}{path}", timeout=2).status_code == 200
+            return httpx.get(f"{base_url}{path}", timeout=2).status_code == 200
         except httpx.HTTPError:
-            ok = False
-        streak = streak + 1 if ok else 0
-        if streak >= in_a_row:
-            return
-        if not ok:
-            time.sleep(0.5)
-    raise TimeoutError(f"{path} not 200 {in_a_row} times in a row after {timeout:.0f}s; log: {log_path}")
+            return False
+
+    if not holds_in_a_row(ready, timeout, in_a_row):
+        raise TimeoutError(f"{path} not 200 {in_a_row} times in a row after {timeout:.0f}s; log: {log_path}")
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from platform_common.settings import Settings
-from serving.launcher import running_service
+from serving.launcher import holds_in_a_row, running_service
 from tests.training.test_promotion import clone_champion
 from training.promotion import promote, rollback
 from training.registry import CHAMPION, connect, version_by_alias
@@ -69,13 +69,11 @@ class Traffic:
 def every_worker(url: str, holds, what: str, in_a_row: int = 16) -> None:
     """Each BentoML worker follows the registry on its own: wait until `holds(/readyz answer)` for `in_a_row`
     answers in a row on fresh connections (spread over the workers by the kernel)."""
-    deadline = time.monotonic() + SWITCH_DEADLINE
-    streak = 0
-    while streak < in_a_row:
-        assert time.monotonic() < deadline, f"not every worker {what} within {SWITCH_DEADLINE}s"
-        streak = streak + 1 if holds(httpx.get(f"{url}/readyz").json()) else 0
-        if not streak:
-            time.sleep(0.5)
+
+    def check() -> bool:
+        return holds(httpx.get(f"{url}/readyz").json())
+
+    assert holds_in_a_row(check, SWITCH_DEADLINE, in_a_row), f"not every worker {what} within {SWITCH_DEADLINE}s"
 
 
 def every_worker_shadows(url: str, version: str) -> None:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from platform_common.settings import Settings
-from serving.launcher import running_service
+from serving.launcher import holds_in_a_row, running_service
 
 TIMEOUT = 8.0  # per request; the service must never take longer than this
 ENV = {
@@ -73,18 +73,9 @@ def _rank(url: str, body: dict) -> tuple[int, dict]:
 
 
 def _wait(check: Callable[[], bool], what: str, timeout: float = 40.0, in_a_row: int = 16) -> None:
-    """Wait until `check` holds `in_a_row` times in a row. Each BentoML worker heals on its own retry clock, and
-    every request here opens a fresh connection that the kernel hands to either worker: one success says one
-    worker got there, sixteen in a row that (barring a 1-in-30,000 draw) both did."""
-    deadline = time.monotonic() + timeout
-    streak = 0
-    while time.monotonic() < deadline:
-        streak = streak + 1 if check() else 0
-        if streak >= in_a_row:
-            return
-        if not streak:
-            time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for: {what} ({in_a_row} times in a row)")
+    """Wait until `check` holds `in_a_row` times in a row: each BentoML worker heals on its own retry clock."""
+    if not holds_in_a_row(check, timeout, in_a_row, pause=0.3):
+        raise AssertionError(f"timed out waiting for: {what} ({in_a_row} times in a row)")
 
 
 class _Away:
