@@ -23,7 +23,7 @@ VENV_STAMP := .venv/.synced-$(shell cat uv.lock pyproject.toml | cksum | cut -d'
 FEAST_YAML = $$($(RUN) python -m platform_common.feast_config)
 FEAST = cd feature_repo && FEAST_FS_YAML_FILE_PATH=$(FEAST_YAML) $(RUN) feast
 
-.PHONY: help install data features apply materialize train promote rollback history evaluate skew-check serve status demo test lint format clean
+.PHONY: help install data features apply materialize train promote rollback history evaluate skew-check serve status demo test test-fast lint format clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -79,9 +79,13 @@ demo: $(VENV_STAMP) ## everything from nothing, then one real /rank request agai
 test: $(VENV_STAMP) ## the test suite (unit, data, model behaviour, end to end at SCALE=tiny)
 	$(RUN) pytest
 
-lint: $(VENV_STAMP) ## ruff lint and format check
+test-fast: $(VENV_STAMP) ## the inner loop: every test that does not build a whole platform (pytest -m "not e2e")
+	$(RUN) pytest -m "not e2e"
+
+lint: $(VENV_STAMP) ## ruff lint and format check, the type checker (mypy), the SQL linter (sqlfluff)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) mypy
 
 format: $(VENV_STAMP) ## ruff fix and format
 	$(RUN) ruff check --fix .

@@ -13,6 +13,20 @@ from platform_common.settings import REPO_ROOT, Settings
 
 PIPELINE_TARGETS = ("data", "features", "apply", "materialize", "train", "promote")
 
+# A test is end to end when it needs a whole platform built through make (or the soak); everything else is the
+# fast inner loop, `make test-fast` (pytest -m "not e2e"). Marked here from the fixtures a test uses, so a new test
+# on `tiny_platform` cannot forget the marker.
+PLATFORM_FIXTURES = frozenset({"tiny_platform", "prod_platform"})
+E2E_FOLDERS = frozenset({"e2e", "prod", "stress"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = Path(str(item.path)).relative_to(REPO_ROOT / "tests").parts[0]
+        if folder in E2E_FOLDERS or PLATFORM_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
 
 def run_make(home: Path, *targets: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ) | {"SHOPRANK_HOME": str(home), "SCALE": "tiny"} | (extra_env or {})
