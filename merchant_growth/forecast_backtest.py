@@ -46,7 +46,7 @@ def fit(ds: ForecastDataset, rows: pd.DataFrame, cfg: ForecastConfig) -> tuple[x
         weight=base / base.mean(),
         feature_names=list(spec.columns),
     )
-    booster = xgb.train(cfg.booster_params(), dtrain, num_boost_round=cfg.num_boost_round)
+    booster = xgb.train(cfg.booster_params(), dtrain, num_boost_round=cfg.xgb.num_boost_round)
     recipe = ForecastRecipe(
         feature_service=FEATURE_SERVICE,
         raw_columns=ds.raw_columns,
