@@ -105,7 +105,7 @@ def forecast_cmd(
 @app.command("train-forecast")
 def train_cmd() -> None:
     """Point-in-time dataset from Feast, rolling-origin backtest vs seasonal naive, log and register in MLflow."""
-    from merchant_growth.forecasting import train_forecast
+    from merchant_growth.forecast_registry import train_forecast
 
     result = train_forecast()
     console.print_json(data={"run_id": result.run_id, "version": result.model_version, "metrics": result.metrics})
@@ -116,7 +116,7 @@ def promote_cmd(
     min_wape_gain: float = typer.Option(0.0, help="WAPE the candidate must gain over the champion."),
 ) -> None:
     """Make the newest forecast version champion if there is none or it beats the champion on the same rows."""
-    from merchant_growth.forecasting import promote_forecast
+    from merchant_growth.forecast_registry import promote_forecast
 
     try:
         decision = promote_forecast(min_wape_gain=min_wape_gain)

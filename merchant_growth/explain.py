@@ -19,15 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import xgboost as xgb
 
 from merchant_growth.data import mart_path, query
 from merchant_growth.schemas import GroupContribution, ModelExplanation, Period
+from platform_common.registry import CHAMPION, load_bundle
 from platform_common.settings import Settings
-from training.registry import CHAMPION, connect, version_by_alias
+from training.bundle import RankerBundle
 
 ENTITY_COLUMNS = ("impression_id", "event_timestamp", "user_id", "product_id", "merchant_id", "category_l1")
 
@@ -68,19 +68,17 @@ def feature_group(name: str) -> str:
 class Ranker:
     name: str
     version: str
-    bundle: Any  # training.bundle.RankerBundle: .spec (FeatureSpec) and .boosters {"ctr": Booster, ["cvr": ...]}
+    bundle: RankerBundle  # .spec (FeatureSpec) and .boosters {"ctr": Booster, ["cvr": ...]}
 
 
 def load_ranker(settings: Settings) -> Ranker:
-    client = connect(settings)
-    version = version_by_alias(client, settings.model_name, CHAMPION)
-    if version is None:
-        raise LookupError(f"{settings.model_name} has no '{CHAMPION}' alias: run `make train promote`")
-    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version.version}")
-    bundle = model.unwrap_python_model()
-    if getattr(bundle, "spec", None) is None or "ctr" not in getattr(bundle, "boosters", {}):
-        raise TypeError(f"{settings.model_name} v{version.version} is not a ranker bundle with a ctr head")
-    return Ranker(settings.model_name, str(version.version), bundle)
+    try:
+        loaded = load_bundle(settings, settings.model_name, CHAMPION, RankerBundle)
+    except LookupError as exc:
+        raise LookupError(f"{exc}: run `make train promote`") from exc
+    if loaded.bundle.spec is None or "ctr" not in loaded.bundle.boosters:
+        raise TypeError(f"{settings.model_name} v{loaded.version} is not a ranker bundle with a ctr head")
+    return Ranker(settings.model_name, loaded.version, loaded.bundle)
 
 
 def sample_impressions(

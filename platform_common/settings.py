@@ -125,7 +125,7 @@ class Settings(BaseSettings):
         """MLflow tracking and model registry: SQLite under `home` (local) or PostgreSQL schema `mlflow` (prod).
 
         The PostgreSQL URI never contains the password: libpq reads it from PGPASSWORD, which
-        `training.registry.connect` sets from SHOPRANK_PG_PASSWORD in its own process only.
+        `platform_common.registry.connect` sets from SHOPRANK_PG_PASSWORD in its own process only.
         """
         if self.profile == "prod":
             return self.pg_url("postgresql", MLFLOW_SCHEMA)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import mlflow.pyfunc
-
+from platform_common.registry import CHAMPION, load_bundle
 from platform_common.settings import Settings
 from training.bundle import RankerBundle
-from training.registry import CHAMPION, connect, version_by_alias
 
 
 @dataclass(frozen=True)
@@ -19,16 +17,15 @@ class LoadedModel:
 
 
 def load_version(settings: Settings, version: str) -> LoadedModel:
-    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
-    bundle = model.unwrap_python_model()
-    if not isinstance(bundle, RankerBundle) or bundle.spec is None:
-        raise TypeError(f"{settings.model_name} v{version} is not a ranker bundle")
-    return LoadedModel(settings.model_name, str(version), bundle)
+    """`version` is a number or an alias; the result names the number it resolved to."""
+    loaded = load_bundle(settings, settings.model_name, str(version), RankerBundle)
+    if loaded.bundle.spec is None:  # a bundle whose artifacts never loaded cannot build a feature matrix
+        raise TypeError(f"{settings.model_name} v{loaded.version} is a ranker bundle without a feature spec")
+    return LoadedModel(settings.model_name, loaded.version, loaded.bundle)
 
 
 def load_champion(settings: Settings) -> LoadedModel:
-    client = connect(settings)
-    version = version_by_alias(client, settings.model_name, CHAMPION)
-    if version is None:
-        raise LookupError(f"registered model {settings.model_name} has no '{CHAMPION}' alias: run `make promote`")
-    return load_version(settings, str(version.version))
+    try:
+        return load_version(settings, CHAMPION)
+    except LookupError as exc:
+        raise LookupError(f"{exc}: run `make promote`") from exc

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from platform_common.registry import CHALLENGER, CHAMPION, connect, version_by_alias
 from platform_common.settings import Settings
 from serving.champion import LoadedModel, load_version
-from training.registry import CHALLENGER, CHAMPION, connect, version_by_alias
 
 log = logging.getLogger("shoprank.serving.watcher")
 

@@ -21,7 +21,6 @@ from datetime import datetime
 
 import duckdb
 import httpx
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import typer
@@ -30,10 +29,11 @@ from rich.console import Console
 from rich.table import Table
 
 from platform_common.feast_config import get_feature_store
+from platform_common.registry import connect, load_bundle
 from platform_common.settings import Settings, get_settings
 from serving.champion import load_champion
 from serving.launcher import running_service
-from training.registry import connect
+from training.bundle import RankerBundle
 
 console = Console()
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -123,8 +123,8 @@ def offline_scores(
     settings: Settings, store: FeatureStore, request: dict, answer: dict, at: datetime
 ) -> dict[str, dict[str, float]]:
     """Scores of one answered request, recomputed from historical features with the same model version."""
-    model = mlflow.pyfunc.load_model(f"models:/{answer['model']['name']}/{answer['model']['version']}")
-    bundle = model.unwrap_python_model()
+    loaded = load_bundle(settings, answer["model"]["name"], str(answer["model"]["version"]), RankerBundle)
+    bundle = loaded.bundle
     product_keys = pd.DataFrame({"product_id": request["product_ids"]})
     routing = historical(
         store, product_keys, ["product_features:product_merchant_id", "product_features:product_category_l1"], at
@@ -146,7 +146,7 @@ def offline_scores(
         is_campaign_day=ctx["is_campaign_day"],
     )
     numeric = list(bundle.spec.numeric)
-    preds = model.predict(frame.astype({c: "float64" for c in numeric}))
+    preds = loaded.pyfunc.predict(frame.astype({c: "float64" for c in numeric}))
     return {pid: preds.iloc[i].to_dict() for i, pid in enumerate(request["product_ids"])}
 
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 import getpass
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from mlflow import MlflowClient
 
+from platform_common.registry import ensure_experiment
 from platform_common.settings import Settings
-from training.registry import registry_lock
 
 EVENT_KINDS = ("promote", "refuse", "rollback")
 
@@ -42,17 +40,9 @@ def actor() -> str:
     return os.environ.get("SHOPRANK_ACTOR") or os.environ.get("USER") or getpass.getuser()
 
 
-def _experiment_id(client: MlflowClient, settings: Settings) -> str:
-    name = f"{settings.experiment_name}-promotions"
-    existing = client.get_experiment_by_name(name)
-    if existing is not None:
-        return existing.experiment_id
-    return client.create_experiment(name, artifact_location=(settings.artifact_root / "promotions").as_uri())
-
-
 def record(client: MlflowClient, settings: Settings, event: Event) -> None:
     run = client.create_run(
-        _experiment_id(client, settings),
+        ensure_experiment(settings, f"{settings.experiment_name}-promotions", settings.artifact_root / "promotions"),
         run_name=f"{event.kind} {event.model} {event.from_version or '-'} -> {event.to_version or '-'}",
         tags={
             "event": event.kind,
@@ -97,10 +87,3 @@ def history(client: MlflowClient, settings: Settings, model: str | None = None) 
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-@contextmanager
-def promotion_lock(settings: Settings) -> Iterator[None]:
-    """One alias change at a time per registry."""
-    with registry_lock(settings, "promotion"):
-        yield

@@ -88,9 +88,9 @@ def history_cmd() -> None:
     """Every promotion, refusal and rollback, oldest first."""
     from rich.table import Table
 
+    from platform_common.registry import connect
     from platform_common.settings import get_settings
     from training.audit import history
-    from training.registry import connect
 
     settings = get_settings()
     table = Table(title=f"promotion history of {settings.model_name}")

@@ -5,7 +5,8 @@ leakage guard, a training-data fingerprint, a feature service that still matches
 signature the service expects) and then beat the `champion` on the same frozen test rows by the policy's
 thresholds. Only then does `champion` move, with `previous_champion` kept for rollback. Every decision is
 recorded as tags on the candidate and as an event in the append-only history (training/audit.py). All alias
-moves happen under one lock, so two promotions at once cannot leave the aliases half-moved.
+moves happen inside `platform_common.registry.move_aliases`, under the registry's promotion lock, so two
+promotions at once (of the ranker or of the merchant forecast) cannot leave the aliases half-moved.
 """
 
 from __future__ import annotations
@@ -21,11 +22,19 @@ from mlflow.exceptions import MlflowException
 from pydantic import BaseModel, ConfigDict, Field
 
 from platform_common.feature_spec import CONTEXT_CATEGORICAL, CONTEXT_NUMERIC
+from platform_common.registry import (
+    CHALLENGER,
+    CHAMPION,
+    connect,
+    latest_version,
+    load_bundle,
+    move_aliases,
+    version_by_alias,
+)
 from platform_common.settings import Settings, get_settings
 from training import audit, evaluation, oracle
 from training.bundle import RankerBundle
 from training.metrics import binary_metrics
-from training.registry import CHALLENGER, CHAMPION, connect, latest_version, version_by_alias
 
 PREVIOUS_CHAMPION = "previous_champion"
 SERVED_OUTPUTS = frozenset({"pctr", "pcvr", "pctcvr"})
@@ -58,12 +67,8 @@ class PromotionError(RuntimeError):
     """Promotion could not run (no registry, no versions, unreadable test set): nothing was changed."""
 
 
-def load_bundle(settings: Settings, version: str) -> RankerBundle:
-    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
-    bundle = model.unwrap_python_model()
-    if not isinstance(bundle, RankerBundle):
-        raise TypeError(f"version {version} is not a ranker bundle")
-    return bundle
+def load_ranker(settings: Settings, version: str) -> RankerBundle:
+    return load_bundle(settings, settings.model_name, version, RankerBundle).bundle
 
 
 def score_on(bundle: RankerBundle, rows: pd.DataFrame, settings: Settings | None = None) -> dict[str, float]:
@@ -189,7 +194,7 @@ def promote(
     policy = policy or PromotionPolicy()
     client = connect(settings)
     name = settings.model_name
-    with audit.promotion_lock(settings):
+    with move_aliases(settings, name) as aliases:
         candidate = client.get_model_version(name, version) if version else latest_version(client, name)
         if candidate is None:
             raise PromotionError(f"no version of {name} is registered: run `make train` first")
@@ -198,9 +203,9 @@ def promote(
         cand_v, champ_v = str(candidate.version), (str(champion.version) if champion else None)
         if champion is not None and champ_v == cand_v:
             return Decision(False, cand_v, champ_v, f"v{cand_v} is already champion")
-        client.set_registered_model_alias(name, CHALLENGER, cand_v)
+        aliases.set(CHALLENGER, cand_v)
 
-        cand_bundle = load_bundle(settings, cand_v)
+        cand_bundle = load_ranker(settings, cand_v)
         checks = integrity_checks(settings, candidate, cand_bundle)
         cand_m: dict[str, float] = {}
         champ_m: dict[str, float] = {}
@@ -214,7 +219,7 @@ def promote(
                 raise PromotionError(f"cannot read the frozen test set {test_path}: {exc}") from exc
             cand_m = score_on(cand_bundle, rows, settings)
             if champion is not None:
-                champ_m = score_on(load_bundle(settings, champ_v), rows, settings)
+                champ_m = score_on(load_ranker(settings, champ_v), rows, settings)
                 checks += gate(policy, cand_m, champ_m)
 
         failed = [f"{c}: {d}" for c, ok, d in checks if not ok]
@@ -245,10 +250,10 @@ def promote(
         )
         if promoted:
             if champion is not None:
-                client.set_registered_model_alias(name, PREVIOUS_CHAMPION, champ_v)
+                aliases.set(PREVIOUS_CHAMPION, champ_v)
                 _tag(client, name, champ_v, {"replaced_by": cand_v, "replaced_at": stamp})
-            client.set_registered_model_alias(name, CHAMPION, cand_v)
-            client.delete_registered_model_alias(name, CHALLENGER)
+            aliases.set(CHAMPION, cand_v)
+            aliases.delete(CHALLENGER)
         audit.record(
             client,
             settings,
@@ -272,7 +277,7 @@ def rollback(settings: Settings | None = None) -> audit.Event:
     settings = settings or get_settings()
     client = connect(settings)
     name = settings.model_name
-    with audit.promotion_lock(settings):
+    with move_aliases(settings, name) as aliases:
         current = version_by_alias(client, name, CHAMPION)
         if current is None:
             raise PromotionError(f"{name} has no champion to roll back")
@@ -284,8 +289,8 @@ def rollback(settings: Settings | None = None) -> audit.Event:
             raise PromotionError(f"v{cur_v} was the first champion: there is nothing to roll back to")
         target = installed_by.from_version
         stamp = audit.now()
-        client.set_registered_model_alias(name, CHAMPION, target)
-        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, cur_v)
+        aliases.set(CHAMPION, target)
+        aliases.set(PREVIOUS_CHAMPION, cur_v)
         _tag(client, name, cur_v, {"rolled_back_at": stamp, "rolled_back_by": audit.actor()})
         _tag(client, name, target, {"restored_at": stamp})
         event = audit.Event(

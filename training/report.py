@@ -18,10 +18,10 @@ import pandas as pd  # noqa: E402
 from rich.console import Console  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
+from platform_common.registry import CHAMPION, connect, latest_version, version_by_alias  # noqa: E402
 from platform_common.settings import Settings, get_settings  # noqa: E402
 from training import evaluation, oracle  # noqa: E402
-from training.promotion import load_bundle  # noqa: E402
-from training.registry import CHAMPION, connect, latest_version, version_by_alias  # noqa: E402
+from training.promotion import load_ranker  # noqa: E402
 
 console = Console(stderr=True)
 
@@ -148,7 +148,7 @@ def evaluate(settings: Settings | None = None, version: str | None = None) -> Pa
     )
     if mv is None:
         raise LookupError(f"no version of {settings.model_name} to evaluate: run `make train`")
-    bundle = load_bundle(settings, mv.version)
+    bundle = load_ranker(settings, str(mv.version))
     rows = pd.read_parquet(mv.tags["test_set_path"])
     truth = oracle.load_truth(settings, rows["impression_id"])
     eta = oracle.examination_eta(settings)

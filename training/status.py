@@ -8,8 +8,8 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 
 from platform_common.feast_config import get_feature_store
+from platform_common.registry import CHAMPION, connect, version_by_alias
 from platform_common.settings import Settings, get_settings
-from training.registry import CHAMPION, connect, version_by_alias
 
 TEST_METRICS = ("test_auc", "test_logloss", "test_ece", "oracle_auc", "normalized_lift")
 

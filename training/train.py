@@ -19,6 +19,7 @@ from rich.console import Console
 
 from platform_common.feast_config import get_feature_store
 from platform_common.feature_spec import FeatureSpec
+from platform_common.registry import connect, ensure_experiment
 from platform_common.settings import Settings, get_settings
 from training import evaluation, oracle
 from training.bundle import BundleConfig, RankerBundle, write_artifacts
@@ -26,7 +27,6 @@ from training.config import TrainConfig, XGBConfig
 from training.dataset import build_training_set, save_test_set
 from training.guards import leakage_guard
 from training.metrics import binary_metrics
-from training.registry import connect, ensure_experiment
 
 console = Console(stderr=True)
 

@@ -10,11 +10,11 @@ import time
 import httpx
 import pytest
 
+from platform_common.registry import CHAMPION, connect, version_by_alias
 from platform_common.settings import Settings
 from serving.launcher import holds_in_a_row, running_service
 from tests.training.test_promotion import clone_champion
 from training.promotion import promote, rollback
-from training.registry import CHAMPION, connect, version_by_alias
 
 RELOAD_SECONDS = 2
 SWITCH_DEADLINE = 45  # reload interval + loading a bundle on a busy 2-core box

@@ -9,9 +9,10 @@ import pytest
 
 from merchant_growth import NotReadyError, UnknownMerchantError, forecast
 from merchant_growth.data import data_bounds
-from merchant_growth.forecasting import MODEL_NAME, promote_forecast
+from merchant_growth.forecast_config import MODEL_NAME
+from merchant_growth.forecast_registry import promote_forecast
+from platform_common.registry import CHAMPION, connect, version_by_alias
 from tests.conftest import run_make
-from training.registry import CHAMPION, connect, version_by_alias
 
 
 def test_forecast_needs_a_champion(growth_home):

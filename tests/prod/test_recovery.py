@@ -246,7 +246,7 @@ def test_materialize_after_a_restart_refills_views_the_registry_calls_done(fault
 
 
 def test_promote_without_postgres_fails_clearly_and_moves_no_alias(prod_platform, monkeypatch):
-    from training.registry import CHAMPION, connect, version_by_alias
+    from platform_common.registry import CHAMPION, connect, version_by_alias
 
     dep, _ = prod_platform
     monkeypatch.delenv("PGPASSWORD", raising=False)  # connect() hands the password to libpq in this process

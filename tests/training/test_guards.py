@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from platform_common.registry import CHAMPION, connect, version_by_alias
 from platform_common.settings import Settings
 from training.guards import leakage_guard
 from training.promotion import promote
-from training.registry import CHAMPION, connect, version_by_alias
 from training.train import train
 
 

@@ -8,10 +8,10 @@ import threading
 import mlflow
 import pytest
 
+from platform_common.registry import CHALLENGER, CHAMPION, connect, version_by_alias
 from platform_common.settings import Settings
 from training import audit
 from training.promotion import PREVIOUS_CHAMPION, PromotionError, PromotionPolicy, promote, rollback
-from training.registry import CHALLENGER, CHAMPION, connect, version_by_alias
 
 COPIED_TAGS = ("leakage_guard", "leakage_guard_reason", "data_fingerprint", "test_set_path", "feature_service")
 
