@@ -40,8 +40,10 @@ from benchmarks import loadgen
 from platform_common.feast_config import get_feature_store
 from platform_common.settings import REPO_ROOT, Settings, get_settings
 from serving.champion import load_champion
+from serving.features.factory import make_reader
+from serving.features.feast import FeastReader
+from serving.features.routing import ROUTES, ROUTING_FEATURES, Lookup
 from serving.launcher import running_service
-from serving.online_features import UNKNOWN_KEY, OnlineFeatureReader, make_reader
 from serving.ranking import rank
 from serving.schemas import RankRequest
 from serving.scoring import score_matrix
@@ -68,7 +70,9 @@ class StoreFloor:
         path = Path(store.config.online_store.path)
         self.con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         versioning = store.config.registry.enable_online_feature_view_versioning
-        self.tables = {v: compute_table_id(store.project, store.get_feature_view(v), versioning) for v in self.views}
+        views = {v: store.get_feature_view(v) for v in self.views}
+        self.tables = {v: compute_table_id(store.project, fv, versioning) for v, fv in views.items()}
+        self.join_keys = {v: [c.name for c in fv.entity_columns] for v, fv in views.items()}
         self.version = store.config.entity_key_serialization_version
         self.col = {name: j for j, name in enumerate(self.spec.columns)}
         self.vocab = {c: {v: float(i) for i, v in enumerate(self.spec.vocabularies[c])} for c in self.spec.categorical}
@@ -108,20 +112,17 @@ class StoreFloor:
         ukey = self._key(["user_id"], [user_id])
         self._fill(x, slice(None), self._rows("user_features", [ukey]).get(ukey))
         pkeys = [self._key(["product_id"], [p]) for p in product_ids]
-        prows = self._rows("product_features", pkeys)
-        cats, merchants = [], []
-        for i, k in enumerate(pkeys):
-            row = prows.get(k) or {}
+        stored = self._rows("product_features", pkeys)
+        prows = [stored.get(k) or {} for k in pkeys]
+        for i, row in enumerate(prows):
             self._fill(x, i, row)
-            cats.append(row.get("product_category_l1") or UNKNOWN_KEY)
-            merchants.append(row.get("product_merchant_id") or UNKNOWN_KEY)
-        uckeys = [self._key(["category_l1", "user_id"], [c, user_id]) for c in cats]
-        ucrows = self._rows("user_category_features", list(set(uckeys)))
-        mkeys = [self._key(["merchant_id"], [m]) for m in merchants]
-        mrows = self._rows("merchant_features", list(set(mkeys)))
-        for i in range(n):
-            self._fill(x, i, ucrows.get(uckeys[i]))
-            self._fill(x, i, mrows.get(mkeys[i]))
+        lookup = Lookup.route(user_id, product_ids, {f: [row.get(f) for row in prows] for f in ROUTING_FEATURES})
+        for r in ROUTES:
+            names = self.join_keys[r.view]
+            keys = [self._key(names, values) for values in zip(*(lookup.column(k) for k in names), strict=True)]
+            found = self._rows(r.view, list(set(keys)))
+            for i, k in enumerate(keys):
+                self._fill(x, i, found.get(k))
         x[:, self.col["position"]] = 1
         x[:, self.col["hour_of_day"]] = 12
         x[:, self.col["is_campaign_day"]] = 0
@@ -154,7 +155,7 @@ class InProcess:
         store = get_feature_store(settings)
         self.model = load_champion(settings)
         fs = self.model.bundle.spec.feature_service
-        self.feast_reader = OnlineFeatureReader(store, fs)
+        self.feast_reader = FeastReader(store, fs)
         self.floor = StoreFloor(store, self.model)
         self.reader = make_reader(lambda: get_feature_store(settings), fs, mode="snapshot")
 
@@ -413,7 +414,7 @@ NOTES = """
 The service reads the feature service, its views, join keys, value types and TTLs from Feast's registry and
 loads every row of those views from Feast's SQLite online store into memory, decoded the way
 `SqliteOnlineStore.online_read` decodes them (Feast's table naming, entity-key deserializer, ValueProto and
-value converter), in one read transaction (`serving/fast_features.py`). A background thread polls the
+value converter), in one read transaction (`serving/features/`). A background thread polls the
 registry every `SHOPRANK_SNAPSHOT_POLL_SECONDS` (5 s) and swaps in a new snapshot, whole, when a view's
 materialization or definition changed; between a materialization and the next poll the previous values are
 served. The TTL rule is applied per request exactly as before (a row older than its view's TTL is missing and

@@ -10,7 +10,7 @@ import numpy as np
 
 from platform_common.feature_spec import SERVING_POSITION
 from serving.champion import LoadedModel
-from serving.online_features import FeatureVectors, OnlineFeatureReader
+from serving.features.base import FeatureReader, FeatureVectors
 from serving.schemas import (
     NEW_MERCHANT_DAYS,
     RankRequest,
@@ -52,7 +52,7 @@ def objective_score(scores: dict[str, np.ndarray], objective: str) -> np.ndarray
 def rank(
     request: RankRequest,
     model: LoadedModel,
-    reader: OnlineFeatureReader,
+    reader: FeatureReader,
     now: datetime | None = None,
     is_campaign_day: bool = False,
     trace: dict[str, Any] | None = None,

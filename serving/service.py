@@ -32,10 +32,11 @@ from platform_common.feast_config import get_feature_store
 from platform_common.settings import get_settings
 from serving.calendar import load_campaign_days
 from serving.champion import LoadedModel
+from serving.features.base import DEFAULT_POLL_SECONDS, DEFAULT_READ_MODE, FeatureStoreUnavailable
+from serving.features.factory import make_reader
 from serving.guard import RequestGuard
 from serving.model_watcher import Active, RegistryWatcher
 from serving.observability import get_telemetry, http_tuning
-from serving.online_features import FeatureStoreUnavailable, make_reader
 from serving.ranking import rank, score_candidates
 from serving.readiness import ReadinessMiddleware, set_status_provider
 from serving.request_log import RequestLog
@@ -88,7 +89,11 @@ class Ranker:
         self.campaign_days = load_campaign_days(self.settings.marts_dir)
         previous = self.active.reader if self.active is not None else None
         return make_reader(
-            lambda: get_feature_store(self.settings), model.bundle.spec.feature_service, previous=previous
+            lambda: get_feature_store(self.settings),
+            model.bundle.spec.feature_service,
+            mode=os.environ.get("SHOPRANK_FEATURE_READ", DEFAULT_READ_MODE),
+            poll_seconds=float(os.environ.get("SHOPRANK_SNAPSHOT_POLL_SECONDS", DEFAULT_POLL_SECONDS)),
+            previous=previous,
         )
 
     def _activate(self, active: Active) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import math
 import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -13,8 +15,12 @@ import pytest
 from platform_common.feast_config import get_feature_store
 from platform_common.settings import Settings
 from serving.champion import load_champion
-from serving.fast_features import DirectReader, SnapshotReader
-from serving.online_features import FeatureStoreUnavailable, OnlineFeatureReader, make_reader
+from serving.features.base import UNKNOWN_KEY, FeatureStoreUnavailable
+from serving.features.direct import DirectReader
+from serving.features.factory import make_reader
+from serving.features.feast import FeastReader
+from serving.features.routing import Lookup, check_views
+from serving.features.snapshot import SnapshotReader
 from serving.ranking import context_columns
 from serving.scoring import score_matrix
 
@@ -86,7 +92,7 @@ def test_every_reader_serves_the_same_vectors(tiny_platform, store, snapshot, sa
     """Snapshot and direct reads equal the reference reader (Feast + TTL rule), fresh and expired."""
     users, products = sample
     now = _newest(store) + timedelta(days=days_after)
-    reference = OnlineFeatureReader(store, SERVICE)
+    reference = FeastReader(store, SERVICE)
     direct = DirectReader(get_feature_store(tiny_platform), SERVICE)
     for user in users[:4] + ["u_nobody"]:
         expected = reference.fetch(user, products, now=now)
@@ -109,7 +115,7 @@ def test_fast_model_matrix_and_scores_equal_the_reference(tiny_platform, store, 
     model = load_champion(tiny_platform)
     spec = model.bundle.spec
     now = datetime.now(UTC)
-    reference = OnlineFeatureReader(store, SERVICE)
+    reference = FeastReader(store, SERVICE)
     for user in users[:3] + ["u_nobody"]:
         context = context_columns("search", len(products), now, True)
         slow = reference.fetch(user, products, now=now).model_matrix(spec, context, len(products))
@@ -139,3 +145,100 @@ def test_readers_fail_with_a_reason_when_the_store_is_missing(tiny_platform, tmp
     (home / "feast" / "online_store.db").write_bytes(b"this is not a database" * 100)
     with pytest.raises(FeatureStoreUnavailable, match="corrupt"):
         make_reader(lambda: get_feature_store(settings), SERVICE, mode="snapshot")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The package itself: the routing table, argument checks, reuse, no import cycle (no platform needed but one)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_the_lookup_routes_by_the_stored_product_row():
+    stored = {"product_category_l1": ["shoes", None, ""], "product_merchant_id": ["m1", None, "m2"]}
+    lookup = Lookup.route("u1", ["p1", "p2", "p3"], stored)
+    assert lookup.known_products == [True, False, True]
+    assert lookup.keys(("user_id", "category_l1")) == [("u1", "shoes"), ("u1", UNKNOWN_KEY), ("u1", UNKNOWN_KEY)]
+    assert lookup.keys(("merchant_id",)) == ["m1", UNKNOWN_KEY, "m2"]
+    assert lookup.keys(("product_id",)) == ["p1", "p2", "p3"]
+    rows = lookup.second_step_rows()
+    assert rows[1] == {"user_id": "u1", "category_l1": UNKNOWN_KEY, "merchant_id": UNKNOWN_KEY}
+    assert [list(r) for r in rows] == [["user_id", "category_l1", "merchant_id"]] * 3
+
+
+def test_a_feature_service_without_what_the_lookup_needs_is_refused():
+    with pytest.raises(ValueError, match=r"lacks views the service needs: \['product_features'\]"):
+        check_views("svc", {"user_features": ["country"]})
+    with pytest.raises(ValueError, match=r"product_features lacks the routing features \['product_merchant_id'\]"):
+        check_views("svc", {"user_features": [], "product_features": ["price", "product_category_l1"]})
+    check_views("svc", {"user_features": [], "product_features": ["product_category_l1", "product_merchant_id"]})
+
+
+def _no_store():
+    raise AssertionError("the store must not be opened for a bad argument")
+
+
+def test_an_unknown_read_mode_is_refused_naming_the_valid_ones():
+    with pytest.raises(ValueError, match="SHOPRANK_FEATURE_READ='fast': expected one of snapshot, direct, feast"):
+        make_reader(_no_store, SERVICE, mode="fast")
+
+
+@pytest.mark.parametrize("poll", [0.0, -1.0, math.nan, math.inf])
+def test_a_snapshot_poll_interval_must_be_a_positive_number(poll):
+    with pytest.raises(ValueError, match="poll interval must be a positive number of seconds"):
+        SnapshotReader(_no_store, SERVICE, poll_seconds=poll)
+
+
+def test_make_reader_keeps_a_reader_of_the_same_mode_and_service(tiny_platform):
+    first = make_reader(lambda: get_feature_store(tiny_platform), SERVICE, mode="direct")
+    assert make_reader(_no_store, SERVICE, mode="direct", previous=first) is first
+    other = make_reader(lambda: get_feature_store(tiny_platform), SERVICE, mode="feast", previous=first)
+    assert other is not first and other.mode == "feast" and other.requested_mode == "feast"
+
+
+def _module_imports(root: Path, module: str) -> set[str]:
+    """Modules of `serving` a module imports when it is loaded (module level only, with their packages)."""
+    path = root / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = root / module.replace(".", "/") / "__init__.py"
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:  # not under `if TYPE_CHECKING:` nor inside functions
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    found: set[str] = set()
+    for name in names:
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a and a.b first
+            candidate = ".".join(parts[:i])
+            base = root / candidate.replace(".", "/")
+            if parts[0] == "serving" and (base.with_suffix(".py").exists() or (base / "__init__.py").exists()):
+                found.add(candidate)
+    found.discard(module)
+    return found
+
+
+def test_the_feature_package_has_no_import_cycle():
+    root = Path(__file__).resolve().parents[2]
+    start = ["serving.features"] + [f"serving.features.{p.stem}" for p in (root / "serving/features").glob("*.py")]
+    graph: dict[str, set[str]] = {}
+    todo = list(start)
+    while todo:
+        module = todo.pop()
+        if module not in graph:
+            graph[module] = _module_imports(root, module)
+            todo.extend(graph[module])
+    assert "serving.features.snapshot" in graph["serving.features.factory"]  # the parse sees the imports
+
+    def cycle_from(module: str, path: list[str]) -> list[str] | None:
+        if module in path:
+            return [*path[path.index(module) :], module]
+        for nxt in sorted(graph[module]):
+            found = cycle_from(nxt, [*path, module])
+            if found:
+                return found
+        return None
+
+    for module in sorted(graph):
+        cycle = cycle_from(module, [])
+        assert cycle is None, " -> ".join(cycle)

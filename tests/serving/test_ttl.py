@@ -7,12 +7,12 @@ from datetime import timedelta
 import duckdb
 
 from platform_common.feast_config import get_feature_store
-from serving.online_features import OnlineFeatureReader
+from serving.features.feast import FeastReader
 
 
 def test_values_older_than_their_ttl_are_served_as_missing(tiny_platform):
     store = get_feature_store(tiny_platform)
-    reader = OnlineFeatureReader(store, "ctr_model_v1")
+    reader = FeastReader(store, "ctr_model_v1")
     with duckdb.connect() as con:
         user, product = con.execute(
             "select user_id, product_id from read_parquet(?) order by event_timestamp desc limit 1",
