@@ -63,11 +63,11 @@ def test_fast_sqlite_writes_feasts_bytes(tiny_platform, tmp_path, chunk_rows):  
 def test_a_view_whose_read_fails_mid_stream_is_rolled_back_and_reported(tiny_platform, tmp_path, monkeypatch):
     """The reading thread fails after the writer has started on a view (its second chunk): that view's
     transaction rolls back and the run fails naming the cause, while the views around it are written whole."""
-    from platform_common import feast_fast_engine as engine
+    from platform_common.feast_fast_engine import encode
 
     reference = tables(materialize(tmp_path / "feast", None))
     broken, calls = "user_features", {"n": 0}
-    build = engine.EncodedRows.build.__func__
+    build = encode.EncodedRows.build.__func__
 
     def failing_build(cls, table, layout, entity_keys):
         if layout.fv.name == broken:
@@ -76,7 +76,7 @@ def test_a_view_whose_read_fails_mid_stream_is_rolled_back_and_reported(tiny_pla
                 raise OSError("disk gone while reading user_features")
         return build(cls, table, layout, entity_keys)
 
-    monkeypatch.setattr(engine.EncodedRows, "build", classmethod(failing_build))
+    monkeypatch.setattr(encode.EncodedRows, "build", classmethod(failing_build))
     with pytest.raises(OSError, match="disk gone"):
         materialize(tmp_path / "fast", ENGINE, chunk_rows=7)
     assert calls["n"] == 3
@@ -89,17 +89,17 @@ def test_a_view_whose_read_fails_mid_stream_is_rolled_back_and_reported(tiny_pla
 def test_a_view_the_engine_hands_back_is_written_by_feasts_engine(tiny_platform, tmp_path, monkeypatch, caplog):
     """A view whose sample does not encode exactly like Feast's goes to Feast's own engine, in the middle of a
     run whose other views the fast engine writes: the store ends up the same as Feast's engine alone makes it."""
-    from platform_common import feast_fast_engine as engine
+    from platform_common.feast_fast_engine import FallBackToFeast, encode
 
     reference = tables(materialize(tmp_path / "feast", None))
-    verify = engine.EncodedRows.verify_against_feast
+    verify = encode.EncodedRows.verify_against_feast
 
     def differs_for_product_features(self, fv, timestamp_kind):
         if fv.name == "product_features":
-            raise engine.FallBackToFeast("made to differ by the test")
+            raise FallBackToFeast("made to differ by the test")
         return verify(self, fv, timestamp_kind)
 
-    monkeypatch.setattr(engine.EncodedRows, "verify_against_feast", differs_for_product_features)
+    monkeypatch.setattr(encode.EncodedRows, "verify_against_feast", differs_for_product_features)
     with caplog.at_level("WARNING", logger="shoprank.feast_fast_engine"):
         fast = tables(materialize(tmp_path / "fast", ENGINE, chunk_rows=7))
     assert "product_features: Feast's local engine takes this view (made to differ by the test)" in caplog.text
@@ -114,7 +114,9 @@ def test_duckdb_sorts_rows_as_feasts_serialised_entity_keys_sort():
     from feast import Entity, FeatureView, Field, FileSource, ValueType
     from feast.types import Float64, String
 
-    from platform_common.feast_fast_engine import ViewLayout, _entity_keys
+    from platform_common.feast_fast_engine.encode import encode_entity_keys
+    from platform_common.feast_fast_engine.layout import ViewLayout
+    from platform_common.feast_fast_engine.query import key_order_sql
 
     fv = FeatureView(
         name="v",
@@ -139,10 +141,10 @@ def test_duckdb_sorts_rows_as_feasts_serialised_entity_keys_sort():
         }
     )
     layout = ViewLayout(fv)
-    ordered = duckdb.sql(f"select * from rows order by {layout.key_order_sql()}").to_arrow_table()
-    keys = _entity_keys(ordered, layout)
+    ordered = duckdb.sql(f"select * from rows order by {key_order_sql(layout)}").to_arrow_table()
+    keys = encode_entity_keys(ordered, layout)
     assert keys == sorted(keys)
-    assert sorted(keys) == sorted(_entity_keys(rows, layout))
+    assert sorted(keys) == sorted(encode_entity_keys(rows, layout))
 
 
 def _view_over(path: Path):
@@ -160,11 +162,11 @@ def _view_over(path: Path):
 def _latest(path: Path, start: datetime, end: datetime) -> dict[str, int]:
     import duckdb
 
-    from platform_common.feast_fast_engine import FastComputeEngine, ViewLayout
+    from platform_common.feast_fast_engine.layout import ViewLayout
+    from platform_common.feast_fast_engine.query import latest_rows
 
-    engine = FastComputeEngine.__new__(FastComputeEngine)  # only the query: no store, no registry
-    engine._duckdb = duckdb.connect()
-    table = engine._latest_rows(ViewLayout(_view_over(path)), start, end)
+    # Only the query: local parquet needs neither the offline store nor the repo config.
+    table = latest_rows(duckdb.connect(), None, None, ViewLayout(_view_over(path)), start, end)
     return dict(zip(table.column("thing_id").to_pylist(), table.column("x").to_pylist(), strict=True))
 
 

@@ -133,14 +133,14 @@ def test_fast_engine_encodes_exactly_like_feast():
     from feast.types import Bool, Float32, Float64, Int32, Int64, String
     from feast.utils import _convert_arrow_to_proto
 
-    from platform_common.feast_fast_engine import (
+    from platform_common.feast_fast_engine.encode import (
         EncodedRows,
-        ViewLayout,
-        _entity_keys,
-        _feast_text,
-        _from_micros,
-        _redis_ts,
+        encode_entity_keys,
+        feast_text,
+        from_micros,
+        redis_ts,
     )
+    from platform_common.feast_fast_engine.layout import ViewLayout
 
     source = FileSource(name="s", path="/nonexistent.parquet", timestamp_field="ts", created_timestamp_column="c")
     fv = FeatureView(
@@ -181,13 +181,13 @@ def test_fast_engine_encodes_exactly_like_feast():
         }
     )
     layout = ViewLayout(fv)
-    rows = EncodedRows.build(table, layout, _entity_keys(table, layout))
+    rows = EncodedRows.build(table, layout, encode_entity_keys(table, layout))
     expected = _convert_arrow_to_proto(table, fv, layout.join_key_types)
     for i, (key, values, event_ts, _) in enumerate(expected):
         assert rows.entity_keys[i] == serialize_entity_key(key, entity_key_serialization_version=3)
         for name, proto in values.items():
             assert rows.values[name][i] == proto.SerializeToString(), (name, i)
-            assert rows.texts(name)[i] == _feast_text(proto), (name, i)
-        assert _redis_ts(_from_micros(rows.event_us[i])) == _redis_ts(event_ts)
+            assert rows.texts(name)[i] == feast_text(proto), (name, i)
+        assert redis_ts(from_micros(rows.event_us[i])) == redis_ts(event_ts)
     rows.verify_against_feast(fv, "redis")
     rows.verify_against_feast(fv, "sqlite")
