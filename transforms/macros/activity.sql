@@ -3,7 +3,7 @@
     count(*) filter (where event_type = 'impression') as impressions,
     count(*) filter (where event_type = 'click') as clicks,
     count(*) filter (where event_type = 'order') as orders,
-    coalesce(sum(gmv) filter (where event_type = 'order'), 0.0) as gmv
+    coalesce({{ exact_sum('gmv', filter="event_type = 'order'") }}, 0.0) as gmv
 {%- endmacro %}
 
 {#- Rolling activity of an entity: its dense day spine (`days_model`: keys + feature_date) left-joined to

@@ -32,3 +32,5 @@ select
     else 0.0 end as user_price_lift_30d
 from user_rolling
 inner join users on user_rolling.user_id = users.user_id
+-- a fixed row order, so the same raw data gives a byte-identical parquet file
+order by user_rolling.user_id, user_rolling.feature_date

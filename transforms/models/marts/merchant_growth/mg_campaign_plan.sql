@@ -59,3 +59,5 @@ select
 from ruled
 cross join data_bounds
 left join landed on ruled.plan_date = landed.calendar_date
+-- a fixed row order, so the same raw data gives a byte-identical parquet file
+order by ruled.plan_date
