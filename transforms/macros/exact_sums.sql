@@ -6,16 +6,12 @@
     bits below 2^-60, about 1e-18. Totals up to 2^67 (1.5e20) fit; beyond, DuckDB raises an overflow error
     rather than a wrong number. Sums of integers are exact already and need none of this. -#}
 
-{% macro fixed_point_scale() -%}
-    {{ return(2 ** 60) }}
-{%- endmacro %}
-
 {% macro fixed_point(expression) -%}
-    cast(({{ expression }}) * {{ fixed_point_scale() }} as hugeint)
+    cast(({{ expression }}) * {{ 2 ** 60 }} as hugeint)
 {%- endmacro %}
 
 {% macro from_fixed_point(expression) -%}
-    cast({{ expression }} as double) / {{ fixed_point_scale() }}
+    cast({{ expression }} as double) / {{ 2 ** 60 }}
 {%- endmacro %}
 
 {#- sum(expression) [filter (where filter)] [over over] as a double, independent of the summing order. -#}

@@ -48,19 +48,17 @@ product_prices as (
 plan as (
     select
         plan_date,
-        cast(sum(is_campaign_day) over (order by plan_date range between interval 6 days preceding and current row)
-            as bigint) as campaign_days_last7,
-        cast(sum(is_mega_sale) over (order by plan_date range between interval 6 days preceding and current row)
-            as bigint) as mega_days_last7,
-        cast(sum(is_campaign_day) over (order by plan_date range between interval 27 days preceding and current row)
-            as bigint) as campaign_days_last28,
-        cast(sum(is_mega_sale) over (order by plan_date range between interval 27 days preceding and current row)
-            as bigint) as mega_days_last28,
-        cast(sum(is_campaign_day) over (order by plan_date range between interval 1 day following and interval 7 days following)
-            as bigint) as campaign_days_next7,
-        cast(sum(is_mega_sale) over (order by plan_date range between interval 1 day following and interval 7 days following)
-            as bigint) as mega_days_next7
+        cast(sum(is_campaign_day) over last7 as bigint) as campaign_days_last7,
+        cast(sum(is_mega_sale) over last7 as bigint) as mega_days_last7,
+        cast(sum(is_campaign_day) over last28 as bigint) as campaign_days_last28,
+        cast(sum(is_mega_sale) over last28 as bigint) as mega_days_last28,
+        cast(sum(is_campaign_day) over next7 as bigint) as campaign_days_next7,
+        cast(sum(is_mega_sale) over next7 as bigint) as mega_days_next7
     from {{ ref('mg_campaign_plan') }}
+    window
+        last7 as (order by plan_date range between interval 6 days preceding and current row),
+        last28 as (order by plan_date range between interval 27 days preceding and current row),
+        next7 as (order by plan_date range between interval 1 day following and interval 7 days following)
 )
 
 select
