@@ -3,7 +3,7 @@
     count(*) filter (where event_type = 'impression') as impressions,
     count(*) filter (where event_type = 'click') as clicks,
     count(*) filter (where event_type = 'order') as orders,
-    coalesce(sum(gmv) filter (where event_type = 'order'), 0.0) as gmv
+    coalesce({{ exact_sum('gmv', filter="event_type = 'order'") }}, 0.0) as gmv
 {%- endmacro %}
 
 {#- Rolling activity of an entity: its dense day spine (`days_model`: keys + feature_date) left-joined to
@@ -20,6 +20,10 @@
             {%- do measures.append(measure) -%}
         {%- endfor -%}
     {%- endfor -%}
+    {%- set double_measures = [] -%}
+    {%- for measure in measures if measure == 'gmv' or measure.endswith('_sum') -%}
+        {%- do double_measures.append(measure) -%}
+    {%- endfor -%}
 with entity_days as (
     select {{ partition_by }}, feature_date
     from {{ ref(days_model) }}
@@ -33,18 +37,18 @@ daily_activity as (
 dense_daily_activity as (
     select
         {%- for key in keys %}
-        entity_days.{{ key }},
+            entity_days.{{ key }},
         {%- endfor %}
         entity_days.feature_date,
         {%- for measure in measures %}
-        coalesce(daily_activity.{{ measure }}, {{ '0.0' if is_double_measure(measure) else '0' }}) as {{ measure }}
-        {{- ',' if not loop.last }}
+            coalesce(daily_activity.{{ measure }}, {{ '0.0' if measure in double_measures else '0' }}) as {{ measure }}
+            {{- ',' if not loop.last }}
         {%- endfor %}
     from entity_days
     left join daily_activity
         on
         {%- for key in keys %}
-        entity_days.{{ key }} = daily_activity.{{ key }} and
+            entity_days.{{ key }} = daily_activity.{{ key }} and
         {%- endfor %}
         entity_days.feature_date = daily_activity.known_date
 )
@@ -53,16 +57,12 @@ select
     {{ partition_by }},
     feature_date,
     {%- for days, window_measures in windows.items() %}
-    {%- set outer_loop = loop %}
-    {%- for measure in window_measures %}
-    {{ rolling_sum(measure, days, partition_by, cast_as='double' if is_double_measure(measure) else 'bigint') }}
-        as {{ measure }}_{{ days }}d
-    {{- ',' if not (loop.last and outer_loop.last) }}
-    {%- endfor %}
+        {%- set outer_loop = loop %}
+        {%- for measure in window_measures %}
+            {{ rolling_sum(measure, days, partition_by, cast_as='double' if measure in double_measures else 'bigint') }}
+                as {{ measure }}_{{ days }}d
+            {{- ',' if not (loop.last and outer_loop.last) }}
+        {%- endfor %}
     {%- endfor %}
 from dense_daily_activity
-{%- endmacro %}
-
-{% macro is_double_measure(measure) -%}
-    {{ return(measure == 'gmv' or measure.endswith('_sum')) }}
 {%- endmacro %}

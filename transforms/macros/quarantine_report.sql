@@ -7,7 +7,8 @@
     ) -%}
     {%- do log("quarantine report (source_table, reason, rows, landed rows, % of landed):", info=true) -%}
     {%- for row in report.rows -%}
-        {%- do log("  " ~ row[0] ~ "  " ~ row[1] ~ "  " ~ row[2] ~ "  / " ~ row[3] ~ "  (" ~ row[4] ~ "%)", info=true) -%}
+        {%- set line = "  " ~ row[0] ~ "  " ~ row[1] ~ "  " ~ row[2] ~ "  / " ~ row[3] ~ "  (" ~ row[4] ~ "%)" -%}
+        {%- do log(line, info=true) -%}
     {%- endfor -%}
     {%- if report.rows | length == 0 -%}
         {%- do log("  nothing quarantined", info=true) -%}

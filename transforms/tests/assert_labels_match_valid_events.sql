@@ -12,7 +12,14 @@ orders_per_impression as (
     group by impression_id
 )
 
-select impression_labels.*
+select
+    impression_labels.impression_id,
+    impression_labels.clicked,
+    impression_labels.converted,
+    impression_labels.order_gmv,
+    clicks_per_impression.n_clicks,
+    orders_per_impression.n_orders,
+    orders_per_impression.gmv
 from {{ ref('impression_labels') }} as impression_labels
 left join clicks_per_impression on impression_labels.impression_id = clicks_per_impression.impression_id
 left join orders_per_impression on impression_labels.impression_id = orders_per_impression.impression_id

@@ -9,8 +9,10 @@ with row_counts as (
         '{{ table }}' as source_table,
         (select count(*) from {{ source('raw', table) }}) as landed_rows,
         (select count(*) from {{ ref('stg_' ~ table) }}) as staged_rows,
-        (select count(*) from {{ ref('quarantine_events') }} where source_table = '{{ table }}')
-            as quarantined_rows
+        (
+            select count(*) from {{ ref('quarantine_events') }}
+            where source_table = '{{ table }}'
+        ) as quarantined_rows
     {{ 'union all' if not loop.last }}
     {%- endfor %}
 )

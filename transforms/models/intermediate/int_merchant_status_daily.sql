@@ -17,8 +17,8 @@ snapshots as (
         from {{ ref('stg_merchant_daily') }}
     )
     qualify snapshot_date = max(snapshot_date) over (
-        partition by merchant_id order by known_date range between unbounded preceding and current row
-    )
+            partition by merchant_id order by known_date range between unbounded preceding and current row
+        )
 ),
 
 product_creations as (

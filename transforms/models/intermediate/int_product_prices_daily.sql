@@ -23,8 +23,8 @@ prices as (
         from {{ ref('stg_product_prices') }}
     )
     qualify price_date = max(price_date) over (
-        partition by product_id order by known_date range between unbounded preceding and current row
-    )
+            partition by product_id order by known_date range between unbounded preceding and current row
+        )
 ),
 
 prices_as_of_day as (

@@ -25,7 +25,7 @@ select
     {{ daily_activity_measures() }},
     count(log_price_rel) filter (where event_type = 'impression') as priced_impressions,
     count(log_price_rel) filter (where event_type = 'click') as priced_clicks,
-    coalesce(sum(log_price_rel) filter (where event_type = 'impression'), 0.0) as impressed_log_price_rel_sum,
-    coalesce(sum(log_price_rel) filter (where event_type = 'click'), 0.0) as clicked_log_price_rel_sum
+    coalesce({{ exact_sum('log_price_rel', filter="event_type = 'impression'") }}, 0.0) as impressed_log_price_rel_sum,
+    coalesce({{ exact_sum('log_price_rel', filter="event_type = 'click'") }}, 0.0) as clicked_log_price_rel_sum
 from events_priced
 group by user_id, known_date

@@ -16,7 +16,7 @@ clicked_impressions as (
 ),
 
 impression_orders as (
-    select impression_id, sum(gmv) as order_gmv
+    select impression_id, {{ exact_sum('gmv') }} as order_gmv
     from {{ ref('stg_orders') }}
     group by impression_id
 ),
@@ -59,3 +59,5 @@ select labelled_impressions.*
 from labelled_impressions
 cross join data_bounds
 where labelled_impressions.feature_date <= data_bounds.data_end_date
+-- a fixed row order, so the same raw data gives a byte-identical parquet file
+order by labelled_impressions.event_timestamp, labelled_impressions.impression_id

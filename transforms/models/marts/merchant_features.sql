@@ -34,3 +34,5 @@ inner join merchants on merchant_rolling.merchant_id = merchants.merchant_id
 inner join merchant_status
     on merchant_rolling.merchant_id = merchant_status.merchant_id
     and merchant_rolling.feature_date = merchant_status.feature_date
+-- a fixed row order, so the same raw data gives a byte-identical parquet file
+order by merchant_rolling.merchant_id, merchant_rolling.feature_date

@@ -53,3 +53,5 @@ inner join product_prices
     on product_rolling.product_id = product_prices.product_id
     and product_rolling.feature_date = product_prices.feature_date
 inner join global_rates on product_rolling.feature_date = global_rates.feature_date
+-- a fixed row order, so the same raw data gives a byte-identical parquet file
+order by product_rolling.product_id, product_rolling.feature_date

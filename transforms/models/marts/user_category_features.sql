@@ -24,3 +24,8 @@ from user_category_rolling
 inner join user_rolling
     on user_category_rolling.user_id = user_rolling.user_id
     and user_category_rolling.feature_date = user_rolling.feature_date
+-- a fixed row order, so the same raw data gives a byte-identical parquet file
+order by
+    user_category_rolling.user_id,
+    user_category_rolling.category_l1,
+    user_category_rolling.feature_date

@@ -26,9 +26,14 @@ select
     cast(greatest(user_rolling.feature_date - users.signup_date, 0) as bigint) as user_days_since_signup,
     {{ safe_rate('user_rolling.clicked_log_price_rel_sum_30d', 'user_rolling.priced_clicks_30d') }}
         as user_clicked_log_price_rel_30d,
-    case when user_rolling.priced_clicks_30d > 0 and user_rolling.priced_impressions_30d > 0 then
-        user_rolling.clicked_log_price_rel_sum_30d / user_rolling.priced_clicks_30d
-        - user_rolling.impressed_log_price_rel_sum_30d / user_rolling.priced_impressions_30d
-    else 0.0 end as user_price_lift_30d
+    case
+        when user_rolling.priced_clicks_30d > 0 and user_rolling.priced_impressions_30d > 0
+            then
+                user_rolling.clicked_log_price_rel_sum_30d / user_rolling.priced_clicks_30d
+                - user_rolling.impressed_log_price_rel_sum_30d / user_rolling.priced_impressions_30d
+        else 0.0
+    end as user_price_lift_30d
 from user_rolling
 inner join users on user_rolling.user_id = users.user_id
+-- a fixed row order, so the same raw data gives a byte-identical parquet file
+order by user_rolling.user_id, user_rolling.feature_date

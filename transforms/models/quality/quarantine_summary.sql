@@ -33,4 +33,4 @@ select
     cast(rejected_counts.quarantined_rows as double) / landed_counts.landed_rows as quarantined_share
 from rejected_counts
 inner join landed_counts on rejected_counts.source_table = landed_counts.source_table
-order by rejected_counts.source_table, rejected_counts.quarantined_rows desc, rejected_counts.reason
+order by rejected_counts.source_table asc, rejected_counts.quarantined_rows desc, rejected_counts.reason asc

@@ -29,11 +29,12 @@ ruled as (
         plan_date,
         case
             when extract(month from plan_date) = extract(day from plan_date)
-                then cast(extract(month from plan_date) as varchar) || '.' || cast(extract(day from plan_date) as varchar)
+                then cast(extract(month from plan_date) as varchar) || '.'
+                    || cast(extract(day from plan_date) as varchar)
             when extract(day from plan_date) = 25 then 'payday'
         end as rule_campaign_name,
         extract(month from plan_date) = extract(day from plan_date)
-            and extract(month from plan_date) between 9 and 12 as rule_is_mega
+        and extract(month from plan_date) between 9 and 12 as rule_is_mega
     from plan_days
 )
 
@@ -59,3 +60,5 @@ select
 from ruled
 cross join data_bounds
 left join landed on ruled.plan_date = landed.calendar_date
+-- a fixed row order, so the same raw data gives a byte-identical parquet file
+order by ruled.plan_date

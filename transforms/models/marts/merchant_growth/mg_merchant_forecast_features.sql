@@ -21,8 +21,8 @@ status as (
     select
         merchant_id,
         feature_date,
-        avg(rating) over w7 as rating_7d,
-        avg(rating) over w28 as rating_28d,
+        {{ exact_avg('rating', over='w7') }} as rating_7d,
+        {{ exact_avg('rating', over='w28') }} as rating_28d,
         cast(sum(is_live) over w7 as bigint) as live_days_7d,
         cast(sum(is_live) over w28 as bigint) as live_days_28d,
         cast(count(*) over w28 as bigint) as days_observed_28d
@@ -37,8 +37,9 @@ product_prices as (
         products.merchant_id,
         prices.feature_date,
         -- list price (before the day's discount) relative to the catalogue price at listing
-        avg(prices.price / (1.0 - prices.discount_pct) / nullif(products.base_price, 0)) as list_price_index,
-        avg(prices.discount_pct) as discount_avg
+        {{ exact_avg('prices.price / (1.0 - prices.discount_pct) / nullif(products.base_price, 0)') }}
+            as list_price_index,
+        {{ exact_avg('prices.discount_pct') }} as discount_avg
     from {{ ref('int_product_prices_daily') }} as prices
     inner join {{ ref('stg_products') }} as products on prices.product_id = products.product_id
     group by products.merchant_id, prices.feature_date
@@ -47,19 +48,17 @@ product_prices as (
 plan as (
     select
         plan_date,
-        cast(sum(is_campaign_day) over (order by plan_date range between interval 6 days preceding and current row)
-            as bigint) as campaign_days_last7,
-        cast(sum(is_mega_sale) over (order by plan_date range between interval 6 days preceding and current row)
-            as bigint) as mega_days_last7,
-        cast(sum(is_campaign_day) over (order by plan_date range between interval 27 days preceding and current row)
-            as bigint) as campaign_days_last28,
-        cast(sum(is_mega_sale) over (order by plan_date range between interval 27 days preceding and current row)
-            as bigint) as mega_days_last28,
-        cast(sum(is_campaign_day) over (order by plan_date range between interval 1 day following and interval 7 days following)
-            as bigint) as campaign_days_next7,
-        cast(sum(is_mega_sale) over (order by plan_date range between interval 1 day following and interval 7 days following)
-            as bigint) as mega_days_next7
+        cast(sum(is_campaign_day) over last7 as bigint) as campaign_days_last7,
+        cast(sum(is_mega_sale) over last7 as bigint) as mega_days_last7,
+        cast(sum(is_campaign_day) over last28 as bigint) as campaign_days_last28,
+        cast(sum(is_mega_sale) over last28 as bigint) as mega_days_last28,
+        cast(sum(is_campaign_day) over next7 as bigint) as campaign_days_next7,
+        cast(sum(is_mega_sale) over next7 as bigint) as mega_days_next7
     from {{ ref('mg_campaign_plan') }}
+    window
+        last7 as (order by plan_date range between interval 6 days preceding and current row),
+        last28 as (order by plan_date range between interval 27 days preceding and current row),
+        next7 as (order by plan_date range between interval 1 day following and interval 7 days following)
 )
 
 select
@@ -98,3 +97,5 @@ inner join plan on activity.feature_date = plan.plan_date
 left join product_prices
     on activity.merchant_id = product_prices.merchant_id
     and activity.feature_date = product_prices.feature_date
+-- a fixed row order, so the same raw data gives a byte-identical parquet file
+order by activity.merchant_id, activity.feature_date

@@ -63,7 +63,7 @@ merchant_daily as (
         sum(impressions) as impressions,
         sum(clicks) as clicks,
         sum(orders) as orders,
-        sum(gmv) as gmv
+        {{ exact_sum('gmv') }} as gmv
     from product_funnel
     group by merchant_id, activity_date, surface
 ),
@@ -99,3 +99,5 @@ select
     {{ safe_rate('orders', 'clicks') }} as cvr,
     {{ safe_rate('gmv', 'orders') }} as aov
 from dense
+-- a fixed row order, so the same raw data gives a byte-identical parquet file
+order by merchant_id, activity_date, surface

@@ -24,7 +24,7 @@ clicked_impressions as (
 ),
 
 impression_orders as (
-    select impression_id, count(*) as orders, sum(gmv) as gmv
+    select impression_id, count(*) as orders, {{ exact_sum('gmv') }} as gmv
     from {{ ref('stg_orders') }}
     group by impression_id
 ),
@@ -43,7 +43,7 @@ funnel as (
         count(*) as impressions,
         count(clicked_impressions.impression_id) as clicks,
         coalesce(sum(impression_orders.orders), 0) as orders,
-        coalesce(sum(impression_orders.gmv), 0.0) as gmv
+        coalesce({{ exact_sum('impression_orders.gmv') }}, 0.0) as gmv
     from impressions
     inner join products on impressions.product_id = products.product_id
     cross join data_bounds
@@ -67,3 +67,5 @@ select
     {{ safe_rate('orders', 'clicks') }} as cvr,
     {{ safe_rate('gmv', 'orders') }} as aov
 from funnel
+-- a fixed row order, so the same raw data gives a byte-identical parquet file
+order by product_id, activity_date, surface
