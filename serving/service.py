@@ -5,6 +5,10 @@ champion (or a rollback) is picked up within SHOPRANK_RELOAD_SECONDS without a r
 request (serving/model_watcher.py). If nothing can be loaded yet, the service still starts, answers /readyz
 and /rank with 503 and the reason, and keeps retrying in the background. With SHOPRANK_SHADOW=1 the
 `challenger` is scored on live traffic too and both scores are logged, never returned.
+
+Every SHOPRANK_* serving variable is read and validated once, at import (serving/settings.py): a bad value
+stops `bentoml serve` with one line naming it. Over capacity /rank answers 503 with `Retry-After` rather
+than queueing (serving/guard.py, AdmissionControl).
 """
 
 from __future__ import annotations
@@ -32,22 +36,21 @@ from platform_common.feast_config import get_feature_store
 from platform_common.settings import get_settings
 from serving.calendar import load_campaign_days
 from serving.champion import LoadedModel
-from serving.guard import RequestGuard
+from serving.guard import AdmissionControl, RequestGuard, shed_body, waited_too_long
 from serving.model_watcher import Active, RegistryWatcher
-from serving.observability import get_telemetry, http_tuning
+from serving.observability import count_shed, get_telemetry, http_tuning
 from serving.online_features import FeatureStoreUnavailable, make_reader
 from serving.ranking import rank, score_candidates
 from serving.readiness import ReadinessMiddleware, set_status_provider
 from serving.request_log import RequestLog
 from serving.schemas import RankRequest
+from serving.settings import serving_settings_or_exit
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 log = logging.getLogger("shoprank.serving")
 shadow_log = logging.getLogger("shoprank.shadow")
 
-RETRY_SECONDS = float(os.environ.get("SHOPRANK_LOAD_RETRY_SECONDS", "5"))
-RELOAD_SECONDS = float(os.environ.get("SHOPRANK_RELOAD_SECONDS", "30"))
-SHADOW = os.environ.get("SHOPRANK_SHADOW", "").lower() in {"1", "true", "yes"}
+SERVING = serving_settings_or_exit()  # once per process, before the service is declared; exits on a bad value
 
 
 @bentoml.service(
@@ -55,10 +58,10 @@ SHADOW = os.environ.get("SHOPRANK_SHADOW", "").lower() in {"1", "true", "yes"}
     # One worker per core: scoring is CPU-bound and a worker is one Python process (docs/benchmarks.md,
     # "Serving", tuning table). Workers may start on a fresh SHOPRANK_HOME: training/registry.py serializes the
     # creation of MLflow's database.
-    workers=int(os.environ.get("SHOPRANK_WORKERS", "2")),
-    threads=int(os.environ.get("SHOPRANK_THREADS", "8")),
+    workers=SERVING.workers,
+    threads=SERVING.threads,
     traffic={"timeout": 10},
-    **http_tuning(),  # access log and /rank tracing off unless asked for (serving/observability.py)
+    **http_tuning(SERVING),  # access log and /rank tracing off unless asked for (serving/observability.py)
 )
 class Ranker:
     def __init__(self) -> None:
@@ -67,8 +70,13 @@ class Ranker:
         self.not_ready_reason = "starting"
         self.campaign_days: frozenset = frozenset()
         self.telemetry = get_telemetry()
-        self.request_log = RequestLog(self.settings.logs_dir / "requests", on_rows=self.telemetry.log_rows_hook)
-        if SHADOW:
+        self.request_log = RequestLog(
+            self.settings.logs_dir / "requests",
+            rate=SERVING.request_log_rate,
+            flush_seconds=SERVING.request_log_flush_seconds,
+            on_rows=self.telemetry.log_rows_hook,
+        )
+        if SERVING.shadow:
             self._setup_shadow_log()
         self.watcher = RegistryWatcher(
             self.settings,
@@ -76,9 +84,9 @@ class Ranker:
             get_current=lambda: self.active,
             on_change=self._activate,
             on_error=self._not_ready,
-            interval=RELOAD_SECONDS,
-            retry_interval=RETRY_SECONDS,
-            shadow=SHADOW,
+            interval=SERVING.reload_seconds,
+            retry_interval=SERVING.load_retry_seconds,
+            shadow=SERVING.shadow,
         )
         self.watcher.poll()
         self.watcher.start()
@@ -88,7 +96,12 @@ class Ranker:
         self.campaign_days = load_campaign_days(self.settings.marts_dir)
         previous = self.active.reader if self.active is not None else None
         return make_reader(
-            lambda: get_feature_store(self.settings), model.bundle.spec.feature_service, previous=previous
+            lambda: get_feature_store(self.settings),
+            model.bundle.spec.feature_service,
+            mode=SERVING.feature_read,
+            # MERGE (serving/features): add `poll_seconds=SERVING.snapshot_poll_seconds,` here; until then the
+            # snapshot reads SHOPRANK_SNAPSHOT_POLL_SECONDS itself (the same variable, already validated above).
+            previous=previous,
         )
 
     def _activate(self, active: Active) -> None:
@@ -125,6 +138,13 @@ class Ranker:
     def rank(self, ctx: bentoml.Context, **fields: Any) -> dict[str, Any]:
         """Rank candidate products for a user by expected GMV (or the requested objective)."""
         started = perf_counter()
+        waited = waited_too_long(SERVING.queue_deadline_seconds)
+        if waited is not None:  # the answer would come too late to be of use: say so at once, and cheaply
+            count_shed("deadline")
+            ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
+            ctx.response.headers["Retry-After"] = str(SERVING.retry_after_seconds)
+            detail = f"waited {waited:.3f} s before scoring (SHOPRANK_QUEUE_DEADLINE_SECONDS)"
+            return shed_body("deadline", detail)
         active = self.active
         if active is None:
             ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
@@ -201,3 +221,11 @@ class Ranker:
 
 Ranker.add_asgi_middleware(ReadinessMiddleware)
 Ranker.add_asgi_middleware(RequestGuard)  # content type and body size of /rank (serving/guard.py)
+# Inside the guard (BentoML nests them in this order): refused bodies never take a slot, and a shed answer can
+# keep the connection because the guard has read the body.
+Ranker.add_asgi_middleware(
+    AdmissionControl,
+    max_in_flight=SERVING.max_in_flight,
+    retry_after_seconds=SERVING.retry_after_seconds,
+    on_shed=count_shed,
+)
