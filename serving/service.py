@@ -138,6 +138,11 @@ class Ranker:
     def rank(self, ctx: bentoml.Context, **fields: Any) -> dict[str, Any]:
         """Rank candidate products for a user by expected GMV (or the requested objective)."""
         started = perf_counter()
+        active = self.active
+        if active is None:
+            ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
+            self.telemetry.failed("not_ready", perf_counter() - started)
+            return {"error": f"model or feature store not loaded: {self.not_ready_reason}"}
         waited = waited_too_long(SERVING.queue_deadline_seconds)
         if waited is not None:  # the answer would come too late to be of use: say so at once, and cheaply
             count_shed("deadline")
@@ -145,11 +150,6 @@ class Ranker:
             ctx.response.headers["Retry-After"] = str(SERVING.retry_after_seconds)
             detail = f"waited {waited:.3f} s before scoring (SHOPRANK_QUEUE_DEADLINE_SECONDS)"
             return shed_body("deadline", detail)
-        active = self.active
-        if active is None:
-            ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
-            self.telemetry.failed("not_ready", perf_counter() - started)
-            return {"error": f"model or feature store not loaded: {self.not_ready_reason}"}
         request = RankRequest.model_construct(**fields)
         now = datetime.now(UTC)
         campaign = now.date() in self.campaign_days
