@@ -35,3 +35,34 @@ def test_the_target_needs_the_p99_within_2x_and_no_other_error() -> None:
     table = "\n".join(overload_section(good, fixed100))
     assert "| 400 | 200.0 | 2000 (50.0%) | 0 | 19.0 | 19.0 | 10.0 | 2.0 |" in table
     assert overload_rows(None, fixed100) == [] and overload_section(None, fixed100) == []
+
+
+def test_the_closed_loop_waits_retry_after_when_shed() -> None:
+    """Without the wait, 4 connections answered 503 in well under a millisecond would send thousands."""
+    import asyncio
+
+    from aiohttp import web
+
+    from benchmarks.loadgen import max_rate
+
+    async def scenario() -> PhaseResult:
+        async def shed(request: web.Request) -> web.Response:
+            await request.read()
+            return web.json_response({"reason": "in_flight"}, status=503, headers={"Retry-After": "1"})
+
+        app = web.Application()
+        app.router.add_post("/rank", shed)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            return await max_rate(f"http://127.0.0.1:{port}", [b"{}"], seconds=1.5, concurrency=4)
+        finally:
+            await runner.cleanup()
+
+    result = asyncio.run(scenario())
+    assert result.shed == result.sent and result.ok == 0 and result.other_errors == 0
+    assert 4 <= result.sent <= 12, result.sent  # one try per connection per second, not a storm
+    assert result.seconds < 3  # the waits are cut at the end of the phase
