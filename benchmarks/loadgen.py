@@ -11,10 +11,15 @@ Two shapes:
   ones before (no coordinated omission: a slow server cannot slow the offered load down). Latency is measured
   from the due time, so client-side queueing when the server falls behind is counted, as a user would see it.
 * `max_rate`: closed loop. `concurrency` connections each send the next request as soon as the previous one
-  answered; throughput is what the server sustains.
+  answered; throughput is what the server sustains. A connection answered 503 (shed) waits the answer's
+  `Retry-After` first, as a well-behaved client does: without it the excess connections would turn into a
+  storm of rejections that costs the server the CPU it is being measured on.
 
 Bodies are encoded once up front; answers are checked by status code only (parsing 100 ranked products per
 answer would make the client the bottleneck on a 2-core box). Every request loop is bounded in count and time.
+
+Over capacity the service sheds with 503 (serving/guard.py): a phase reports those apart from other errors,
+with how fast they came back, and its latency percentiles are the accepted (200) requests' only.
 """
 
 from __future__ import annotations
@@ -34,6 +39,12 @@ import duckdb
 import numpy as np
 
 HEADERS = {"content-type": "application/json"}
+SHED_STATUS = 503
+
+
+def _p(seconds: Sequence[float], q: float) -> float:
+    """Percentile `q` in milliseconds (nan when there is nothing to measure)."""
+    return float(np.percentile(seconds, q)) * 1e3 if len(seconds) else float("nan")
 
 
 @dataclass
@@ -42,6 +53,7 @@ class PhaseResult:
     offered_rate: float | None  # requests/s asked for (None: closed loop)
     seconds: float
     latencies: list[float] = field(default_factory=list)  # seconds, successful answers only
+    shed_latencies: list[float] = field(default_factory=list)  # seconds, 503 answers (load shed) only
     statuses: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)  # exceptions (timeouts, resets) by type
     client_cpu_seconds: float = 0.0
@@ -59,11 +71,20 @@ class PhaseResult:
         return self.sent - self.ok
 
     @property
+    def shed(self) -> int:
+        return self.statuses.get(SHED_STATUS, 0)
+
+    @property
+    def other_errors(self) -> int:
+        """Failures that are not the documented 503 of load shedding: other statuses, timeouts, resets."""
+        return self.failed - self.shed
+
+    @property
     def throughput(self) -> float:
         return self.ok / self.seconds if self.seconds else 0.0
 
     def pct(self, q: float) -> float:
-        return float(np.percentile(self.latencies, q)) * 1e3 if self.latencies else float("nan")
+        return _p(self.latencies, q)
 
     def summary(self) -> dict:
         return {
@@ -73,6 +94,9 @@ class PhaseResult:
             "sent": self.sent,
             "ok": self.ok,
             "errors": self.failed,
+            "shed": self.shed,
+            "shed_share": round(self.shed / self.sent, 4) if self.sent else 0.0,
+            "other_errors": self.other_errors,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "exceptions": dict(self.errors),
             "throughput_rps": round(self.throughput, 1),
@@ -80,6 +104,7 @@ class PhaseResult:
             "p95_ms": round(self.pct(95), 2),
             "p99_ms": round(self.pct(99), 2),
             "max_ms": round(max(self.latencies) * 1e3, 2) if self.latencies else None,
+            "shed_p99_ms": round(_p(self.shed_latencies, 99), 2) if self.shed_latencies else None,
             "client_cpu_ms_per_request": round(1e3 * self.client_cpu_seconds / max(self.sent, 1), 3),
         }
 
@@ -120,17 +145,30 @@ def _client(connections: int, timeout: float) -> aiohttp.ClientSession:
     )
 
 
-async def _send(client: aiohttp.ClientSession, url: str, body: bytes, due: float, out: PhaseResult) -> None:
+def _retry_after(value: str | None) -> float:
+    try:
+        return max(0.0, float(value)) if value else 1.0
+    except ValueError:
+        return 1.0
+
+
+async def _send(client: aiohttp.ClientSession, url: str, body: bytes, due: float, out: PhaseResult) -> float:
+    """Send one request and record the outcome; returns the seconds to wait if it was shed, else 0."""
     try:
         async with client.post(url, data=body) as r:
             await r.read()
             status = r.status
+            retry_after = r.headers.get("Retry-After")
     except Exception as exc:  # timeouts, resets: counted, never raised
         out.errors[type(exc).__name__] += 1
-        return
+        return 0.0
     out.statuses[status] += 1
     if status == 200:
         out.latencies.append(time.perf_counter() - due)
+    elif status == SHED_STATUS:
+        out.shed_latencies.append(time.perf_counter() - due)
+        return _retry_after(retry_after)
+    return 0.0
 
 
 async def fixed_rate(
@@ -180,7 +218,9 @@ async def max_rate(
         async def worker() -> None:
             while time.perf_counter() < stop:
                 i = next(counter)
-                await _send(client, url, bodies[i % len(bodies)], time.perf_counter(), out)
+                backoff = await _send(client, url, bodies[i % len(bodies)], time.perf_counter(), out)
+                if backoff:
+                    await asyncio.sleep(min(backoff, max(0.0, stop - time.perf_counter())))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         out.seconds = time.perf_counter() - start

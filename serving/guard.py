@@ -12,12 +12,22 @@ middleware answers first, for POST /rank:
 
 Everything else (JSON syntax, nesting depth, types, at most MAX_CANDIDATES unique ids of at most MAX_ID_LENGTH
 characters, NaN and infinities) is the schema's job (serving/schemas.py) and answers 400 with the reason.
+
+Admission control (AdmissionControl below, inside the guard): at most SHOPRANK_MAX_IN_FLIGHT requests to /rank
+are in flight per worker process; one more is answered 503 at once, with a JSON reason and `Retry-After`,
+instead of queueing without bound behind the GIL (the ranking is CPU work: every request admitted past what
+the core keeps up with only makes all of them slower). A request that still waited longer than
+SHOPRANK_QUEUE_DEADLINE_SECONDS before its scoring starts is answered the same way by the handler
+(`waited_too_long`). BentoML's own `traffic.max_concurrency` was not used: it answers 429 without
+`Retry-After`, limits every route (the merchant endpoints too) and is split evenly across workers.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from time import perf_counter
 from typing import Any
 
 MAX_REQUEST_BYTES = 256 * 1024
@@ -41,6 +51,24 @@ async def _answer(send: Send, status: int, error: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+# When this request was admitted (perf_counter), for the handler's deadline check: a context variable, because
+# BentoML runs the sync handler in a thread with a copy of the request's context.
+ADMITTED_AT: ContextVar[float | None] = ContextVar("shoprank_admitted_at", default=None)
+
+
+def shed_body(reason: str, detail: str) -> dict[str, str]:
+    return {"error": f"overloaded: {detail}", "reason": reason}
+
+
+def waited_too_long(deadline_seconds: float) -> float | None:
+    """Seconds this request waited since admission, if more than `deadline_seconds`; else None."""
+    admitted = ADMITTED_AT.get()
+    if admitted is None:
+        return None
+    waited = perf_counter() - admitted
+    return waited if waited > deadline_seconds else None
 
 
 class RequestGuard:
@@ -93,3 +121,54 @@ class RequestGuard:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class AdmissionControl:
+    """At most `max_in_flight` POST /rank requests in flight in this worker; the next is shed with 503.
+
+    One event loop per worker process runs every ASGI call, so a plain counter is exact without a lock.
+    A shed answer keeps the connection open: the guard in front has already read the body.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        max_in_flight: int,
+        retry_after_seconds: int = 1,
+        on_shed: Callable[[str], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.retry_after = str(retry_after_seconds).encode()
+        self.on_shed = on_shed
+        self.in_flight = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http" or scope.get("method") != "POST" or scope.get("path") not in GUARDED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            if self.on_shed is not None:
+                self.on_shed("in_flight")
+            detail = f"{self.in_flight} requests in flight in this worker (SHOPRANK_MAX_IN_FLIGHT)"
+            payload = json.dumps(shed_body("in_flight", detail)).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(payload)).encode()),
+                        (b"retry-after", self.retry_after),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": payload})
+            return
+        self.in_flight += 1
+        token = ADMITTED_AT.set(perf_counter())
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            ADMITTED_AT.reset(token)
+            self.in_flight -= 1

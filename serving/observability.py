@@ -13,6 +13,8 @@
 - `shoprank_feature_store_up` (gauge): 1 if the online store answered the last probe, 0 while serving from the
   last good snapshot
 - `shoprank_request_log_rows_total{result}`: sampled request-log rows `written` or `dropped`
+- `shoprank_shed_requests_total{reason}`: /rank requests answered 503 by admission control (serving/guard.py):
+  `in_flight` (SHOPRANK_MAX_IN_FLIGHT reached) or `deadline` (waited past SHOPRANK_QUEUE_DEADLINE_SECONDS)
 
 BentoML runs workers as separate processes and aggregates with prometheus_client's multiprocess mode; it
 sets PROMETHEUS_MULTIPROC_DIR before the service is built, which is why the metrics are created lazily here.
@@ -20,12 +22,13 @@ sets PROMETHEUS_MULTIPROC_DIR before the service is built, which is why the metr
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Any
 
 import numpy as np
+
+from serving.settings import ServingSettings
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CANDIDATE_BUCKETS = (1, 5, 10, 20, 50, 100, 200, 300, 500)
@@ -34,11 +37,7 @@ _lock = threading.Lock()
 _instance: Telemetry | None = None
 
 
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in {"1", "true", "yes"}
-
-
-def http_tuning() -> dict[str, Any]:
+def http_tuning(settings: ServingSettings) -> dict[str, Any]:
     """BentoML service options that decide what each request costs besides the ranking itself.
 
     Measured on 2 cores (docs/benchmarks.md, "Serving"): BentoML's per-request access-log line and its
@@ -47,8 +46,8 @@ def http_tuning() -> dict[str, Any]:
     log (serving/request_log.py) cover what they told. SHOPRANK_ACCESS_LOG=1 turns the access log back on,
     SHOPRANK_TRACE_RANK=1 the /rank spans (for a configured tracing exporter).
     """
-    options: dict[str, Any] = {"logging": {"access": {"enabled": _flag("SHOPRANK_ACCESS_LOG")}}}
-    if not _flag("SHOPRANK_TRACE_RANK"):
+    options: dict[str, Any] = {"logging": {"access": {"enabled": settings.access_log}}}
+    if not settings.trace_rank:
         options["tracing"] = {"excluded_urls": ["/rank"]}
     return options
 
@@ -97,6 +96,7 @@ class Telemetry:
             "shoprank_feature_store_up", "1 if the online store answered the last probe", multiprocess_mode="livemin"
         )
         self.log_rows = Counter("shoprank_request_log_rows", "Sampled request-log rows", ["result"])
+        self.shed_requests = Counter("shoprank_shed_requests", "/rank requests shed with 503 by reason", ["reason"])
         self._ok = self.rank_seconds.labels("ok")
         self._ok_count = self.requests.labels("ok")
         self._model: tuple[str, str] | None = None
@@ -143,6 +143,9 @@ class Telemetry:
     def log_rows_hook(self, result: str, n: int) -> None:
         self.log_rows.labels(result).inc(n)
 
+    def shed(self, reason: str) -> None:
+        self.shed_requests.labels(reason).inc()
+
     def failed(self, outcome: str, seconds: float) -> None:
         self.rank_seconds.labels(outcome).observe(seconds)
         self.requests.labels(outcome).inc()
@@ -154,6 +157,11 @@ class Telemetry:
             self.snapshot_age.set(time.time() - snapshot.loaded_at.timestamp())
             self.snapshot_rows.set(snapshot.rows)
         self.store_up.set(0 if getattr(reader, "degraded", "") else 1)
+
+
+def count_shed(reason: str) -> None:
+    """For the admission middleware, which is built before the telemetry of its worker."""
+    get_telemetry().shed(reason)
 
 
 def reader_state_hook(reader: Any) -> None:

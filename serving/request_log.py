@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from serving.settings import get_serving_settings
+
 log = logging.getLogger("shoprank.serving.request_log")
 
 FLUSH_ROWS = 20_000
@@ -55,10 +57,9 @@ class RequestLog:
         on_rows: Any = None,
     ) -> None:
         self.directory = directory
-        self.rate = float(os.environ.get("SHOPRANK_REQUEST_LOG_RATE", "0.01")) if rate is None else rate
-        if flush_seconds is None:
-            flush_seconds = float(os.environ.get("SHOPRANK_REQUEST_LOG_FLUSH_SECONDS", "10"))
-        self.flush_seconds = flush_seconds
+        settings = get_serving_settings()
+        self.rate = settings.request_log_rate if rate is None else rate
+        self.flush_seconds = settings.request_log_flush_seconds if flush_seconds is None else flush_seconds
         self.on_rows = on_rows  # callback(result: str, n: int) for metrics
         self.written = 0
         self.dropped = 0

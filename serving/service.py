@@ -5,6 +5,10 @@ champion (or a rollback) is picked up within SHOPRANK_RELOAD_SECONDS without a r
 request (serving/model_watcher.py). If nothing can be loaded yet, the service still starts, answers /readyz
 and /rank with 503 and the reason, and keeps retrying in the background. With SHOPRANK_SHADOW=1 the
 `challenger` is scored on live traffic too and both scores are logged, never returned.
+
+Every SHOPRANK_* serving variable is read and validated once, at import (serving/settings.py): a bad value
+stops `bentoml serve` with one line naming it. Over capacity /rank answers 503 with `Retry-After` rather
+than queueing (serving/guard.py, AdmissionControl).
 """
 
 from __future__ import annotations
@@ -32,23 +36,22 @@ from platform_common.feast_config import get_feature_store
 from platform_common.settings import get_settings
 from serving.calendar import load_campaign_days
 from serving.champion import LoadedModel
-from serving.features.base import DEFAULT_POLL_SECONDS, DEFAULT_READ_MODE, FeatureStoreUnavailable
+from serving.features.base import FeatureStoreUnavailable
 from serving.features.factory import make_reader
-from serving.guard import RequestGuard
+from serving.guard import AdmissionControl, RequestGuard, shed_body, waited_too_long
 from serving.model_watcher import Active, RegistryWatcher
-from serving.observability import get_telemetry, http_tuning
+from serving.observability import count_shed, get_telemetry, http_tuning
 from serving.ranking import rank, score_candidates
 from serving.readiness import ReadinessMiddleware, set_status_provider
 from serving.request_log import RequestLog
 from serving.schemas import RankRequest
+from serving.settings import serving_settings_or_exit
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 log = logging.getLogger("shoprank.serving")
 shadow_log = logging.getLogger("shoprank.shadow")
 
-RETRY_SECONDS = float(os.environ.get("SHOPRANK_LOAD_RETRY_SECONDS", "5"))
-RELOAD_SECONDS = float(os.environ.get("SHOPRANK_RELOAD_SECONDS", "30"))
-SHADOW = os.environ.get("SHOPRANK_SHADOW", "").lower() in {"1", "true", "yes"}
+SERVING = serving_settings_or_exit()  # once per process, before the service is declared; exits on a bad value
 
 
 @bentoml.service(
@@ -56,10 +59,10 @@ SHADOW = os.environ.get("SHOPRANK_SHADOW", "").lower() in {"1", "true", "yes"}
     # One worker per core: scoring is CPU-bound and a worker is one Python process (docs/benchmarks.md,
     # "Serving", tuning table). Workers may start on a fresh SHOPRANK_HOME: training/registry.py serializes the
     # creation of MLflow's database.
-    workers=int(os.environ.get("SHOPRANK_WORKERS", "2")),
-    threads=int(os.environ.get("SHOPRANK_THREADS", "8")),
+    workers=SERVING.workers,
+    threads=SERVING.threads,
     traffic={"timeout": 10},
-    **http_tuning(),  # access log and /rank tracing off unless asked for (serving/observability.py)
+    **http_tuning(SERVING),  # access log and /rank tracing off unless asked for (serving/observability.py)
 )
 class Ranker:
     def __init__(self) -> None:
@@ -68,8 +71,13 @@ class Ranker:
         self.not_ready_reason = "starting"
         self.campaign_days: frozenset = frozenset()
         self.telemetry = get_telemetry()
-        self.request_log = RequestLog(self.settings.logs_dir / "requests", on_rows=self.telemetry.log_rows_hook)
-        if SHADOW:
+        self.request_log = RequestLog(
+            self.settings.logs_dir / "requests",
+            rate=SERVING.request_log_rate,
+            flush_seconds=SERVING.request_log_flush_seconds,
+            on_rows=self.telemetry.log_rows_hook,
+        )
+        if SERVING.shadow:
             self._setup_shadow_log()
         self.watcher = RegistryWatcher(
             self.settings,
@@ -77,9 +85,9 @@ class Ranker:
             get_current=lambda: self.active,
             on_change=self._activate,
             on_error=self._not_ready,
-            interval=RELOAD_SECONDS,
-            retry_interval=RETRY_SECONDS,
-            shadow=SHADOW,
+            interval=SERVING.reload_seconds,
+            retry_interval=SERVING.load_retry_seconds,
+            shadow=SERVING.shadow,
         )
         self.watcher.poll()
         self.watcher.start()
@@ -91,8 +99,8 @@ class Ranker:
         return make_reader(
             lambda: get_feature_store(self.settings),
             model.bundle.spec.feature_service,
-            mode=os.environ.get("SHOPRANK_FEATURE_READ", DEFAULT_READ_MODE),
-            poll_seconds=float(os.environ.get("SHOPRANK_SNAPSHOT_POLL_SECONDS", DEFAULT_POLL_SECONDS)),
+            mode=SERVING.feature_read,
+            poll_seconds=SERVING.snapshot_poll_seconds,
             previous=previous,
         )
 
@@ -135,6 +143,13 @@ class Ranker:
             ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
             self.telemetry.failed("not_ready", perf_counter() - started)
             return {"error": f"model or feature store not loaded: {self.not_ready_reason}"}
+        waited = waited_too_long(SERVING.queue_deadline_seconds)
+        if waited is not None:  # the answer would come too late to be of use: say so at once, and cheaply
+            count_shed("deadline")
+            ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
+            ctx.response.headers["Retry-After"] = str(SERVING.retry_after_seconds)
+            detail = f"waited {waited:.3f} s before scoring (SHOPRANK_QUEUE_DEADLINE_SECONDS)"
+            return shed_body("deadline", detail)
         request = RankRequest.model_construct(**fields)
         now = datetime.now(UTC)
         campaign = now.date() in self.campaign_days
@@ -206,3 +221,11 @@ class Ranker:
 
 Ranker.add_asgi_middleware(ReadinessMiddleware)
 Ranker.add_asgi_middleware(RequestGuard)  # content type and body size of /rank (serving/guard.py)
+# Inside the guard (BentoML nests them in this order): refused bodies never take a slot, and a shed answer can
+# keep the connection because the guard has read the body.
+Ranker.add_asgi_middleware(
+    AdmissionControl,
+    max_in_flight=SERVING.max_in_flight,
+    retry_after_seconds=SERVING.retry_after_seconds,
+    on_shed=count_shed,
+)

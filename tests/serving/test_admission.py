@@ -1,0 +1,175 @@
+"""Admission control of /rank (serving/guard.py): a bounded number in flight per worker, a deadline on the wait
+before scoring, and a 503 with a JSON reason and Retry-After for what is shed.
+
+Unit tests drive the ASGI middleware directly with a handler that blocks until released; the end-to-end tests
+start the real service with a limit of one request in flight (and, separately, a deadline nothing can meet)
+and check the answers and the counter on /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from time import perf_counter
+from typing import Any
+
+import httpx
+import pytest
+
+from serving.guard import ADMITTED_AT, AdmissionControl, waited_too_long
+from serving.launcher import running_service
+
+
+class Blocking:
+    """An ASGI app that answers 200 once `release` is set, recording how many calls were inside at once."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.inside = 0
+        self.most = 0
+        self.admitted_at: list[float | None] = []
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        self.inside += 1
+        self.most = max(self.most, self.inside)
+        self.admitted_at.append(ADMITTED_AT.get())
+        try:
+            await self.release.wait()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"{}"})
+        finally:
+            self.inside -= 1
+
+
+async def _call(app: Any, path: str = "/rank", method: str = "POST") -> tuple[int, dict[bytes, bytes], bytes]:
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await app({"type": "http", "method": method, "path": path, "headers": []}, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], dict(start["headers"]), body
+
+
+def test_over_the_limit_is_shed_at_once_with_503_reason_and_retry_after() -> None:
+    async def scenario() -> None:
+        inner = Blocking()
+        shed: list[str] = []
+        app = AdmissionControl(inner, max_in_flight=3, retry_after_seconds=2, on_shed=shed.append)
+        held = [asyncio.create_task(_call(app)) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        assert app.in_flight == 3 and inner.inside == 3
+        started = perf_counter()
+        status, headers, body = await asyncio.wait_for(_call(app), timeout=1)  # answered without waiting
+        assert perf_counter() - started < 0.5
+        assert status == 503
+        assert headers[b"retry-after"] == b"2"
+        assert headers[b"content-type"] == b"application/json"
+        assert json.loads(body)["reason"] == "in_flight"
+        assert "in flight" in json.loads(body)["error"]
+        assert shed == ["in_flight"]
+        # other routes and methods are not limited
+        other = asyncio.create_task(_call(app, path="/merchant/diagnose"))
+        get = asyncio.create_task(_call(app, method="GET"))
+        await asyncio.sleep(0.01)
+        assert inner.inside == 5
+        inner.release.set()
+        results = await asyncio.gather(*held, other, get)
+        assert [r[0] for r in results] == [200] * 5
+        assert app.in_flight == 0
+        # the slots are free again
+        status, _, _ = await _call(app)
+        assert status == 200 and shed == ["in_flight"]
+        assert inner.most == 5  # 3 /rank + 2 unlimited, never a 4th /rank
+        assert all(t is not None for t in inner.admitted_at[:3])
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_handler_gives_its_slot_back() -> None:
+    async def boom(scope: dict, receive: Any, send: Any) -> None:
+        raise RuntimeError("handler failed")
+
+    async def scenario() -> None:
+        app = AdmissionControl(boom, max_in_flight=1)
+        for _ in range(3):
+            with pytest.raises(RuntimeError):
+                await _call(app)
+        assert app.in_flight == 0
+
+    asyncio.run(scenario())
+
+
+def test_waited_too_long_measures_from_admission() -> None:
+    assert waited_too_long(0.001) is None  # not admitted through the middleware (in-process callers)
+    token = ADMITTED_AT.set(perf_counter() - 2.0)
+    try:
+        waited = waited_too_long(1.0)
+        assert waited is not None and 2.0 <= waited < 3.0
+        assert waited_too_long(5.0) is None
+    finally:
+        ADMITTED_AT.reset(token)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# End to end, against `bentoml serve`
+# ------------------------------------------------------------------------------------------------------------
+
+BASE_ENV = {"SHOPRANK_REQUEST_LOG_RATE": "0", "SHOPRANK_WORKERS": "1"}
+
+
+def _bodies(settings: Any, n: int) -> list[bytes]:
+    from benchmarks.loadgen import encode, sample_requests
+
+    return encode(sample_requests(settings.marts_dir, n, candidates=500))
+
+
+async def _burst(url: str, bodies: list[bytes]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=len(bodies))) as client:
+        headers = {"content-type": "application/json"}
+        return list(await asyncio.gather(*(client.post(f"{url}/rank", content=b, headers=headers) for b in bodies)))
+
+
+def _shed_metric(url: str, reason: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(f'shoprank_shed_requests_total{{reason="{reason}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_service_sheds_a_burst_over_its_limit_and_serves_the_rest(tiny_platform) -> None:
+    env = BASE_ENV | {"SHOPRANK_MAX_IN_FLIGHT": "1"}
+    bodies = _bodies(tiny_platform, 24)
+    with running_service(tiny_platform, extra_env=env) as url:
+        responses = asyncio.run(_burst(url, bodies))
+        statuses = [r.status_code for r in responses]
+        assert set(statuses) <= {200, 503}, statuses
+        assert 200 in statuses and 503 in statuses, statuses
+        shed = [r for r in responses if r.status_code == 503]
+        for r in shed:
+            assert r.headers["retry-after"] == "1"
+            assert r.json()["reason"] == "in_flight", r.text
+        assert _shed_metric(url, "in_flight") == len(shed)
+        # one at a time, nothing is shed
+        for body in bodies[:5]:
+            r = httpx.post(f"{url}/rank", content=body, headers={"content-type": "application/json"}, timeout=30)
+            assert r.status_code == 200, r.text
+        assert _shed_metric(url, "in_flight") == len(shed)
+
+
+def test_service_answers_503_when_the_deadline_passed_before_scoring(tiny_platform) -> None:
+    env = BASE_ENV | {"SHOPRANK_QUEUE_DEADLINE_SECONDS": "0.000001", "SHOPRANK_RETRY_AFTER_SECONDS": "3"}
+    body = _bodies(tiny_platform, 1)[0]
+    with running_service(tiny_platform, extra_env=env) as url:
+        for _ in range(3):
+            r = httpx.post(f"{url}/rank", content=body, headers={"content-type": "application/json"}, timeout=30)
+            assert r.status_code == 503, r.text
+            assert r.headers["retry-after"] == "3"
+            assert r.json()["reason"] == "deadline" and "SHOPRANK_QUEUE_DEADLINE_SECONDS" in r.json()["error"]
+        assert _shed_metric(url, "deadline") == 3
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200  # shedding is not unreadiness

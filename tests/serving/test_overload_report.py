@@ -1,0 +1,68 @@
+"""The overload phase of `make bench-serve`: 503s counted apart from other errors, accepted latency only, and
+the target judged on both (benchmarks/loadgen.py, benchmarks/serving.py)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from benchmarks.loadgen import PhaseResult
+from benchmarks.serving import overload_rows, overload_section
+
+
+def _phase(statuses: dict[int, int], errors: dict[str, int], latencies: list[float]) -> dict:
+    r = PhaseResult("overload: 2x max = 400 rps", 400.0, 10.0, latencies=latencies, statuses=Counter(statuses))
+    r.errors = Counter(errors)
+    r.shed_latencies = [0.002] * statuses.get(503, 0)
+    return r.summary() | {"overload_factor": 2.0, "measured_max_rps": 200.0, "server_cpu_ms_per_request": 1.0}
+
+
+def test_summary_separates_shed_from_other_errors() -> None:
+    s = _phase({200: 2000, 503: 1900, 500: 3}, {"TimeoutError": 2}, [0.010] * 2000)
+    assert (s["sent"], s["ok"], s["errors"], s["shed"], s["other_errors"]) == (3905, 2000, 1905, 1900, 5)
+    assert s["shed_share"] == round(1900 / 3905, 4)
+    assert s["throughput_rps"] == 200.0  # goodput: successful answers per second
+    assert s["p99_ms"] == 10.0 and s["shed_p99_ms"] == 2.0
+
+
+def test_the_target_needs_the_p99_within_2x_and_no_other_error() -> None:
+    fixed100 = {"p99_ms": 10.0}
+    good = _phase({200: 2000, 503: 2000}, {}, [0.019] * 2000)
+    assert overload_rows(good, fixed100)[0].endswith("| 1.90x | met |")
+    slow = _phase({200: 2000, 503: 2000}, {}, [0.021] * 2000)
+    assert overload_rows(slow, fixed100)[0].endswith("| 2.10x | **not met** |")
+    broken = _phase({200: 2000, 503: 2000}, {"ServerDisconnectedError": 1}, [0.010] * 2000)
+    assert overload_rows(broken, fixed100)[0].endswith("| 1.00x | **not met** |")
+    table = "\n".join(overload_section(good, fixed100))
+    assert "| 400 | 200.0 | 2000 (50.0%) | 0 | 19.0 | 19.0 | 10.0 | 2.0 |" in table
+    assert overload_rows(None, fixed100) == [] and overload_section(None, fixed100) == []
+
+
+def test_the_closed_loop_waits_retry_after_when_shed() -> None:
+    """Without the wait, 4 connections answered 503 in well under a millisecond would send thousands."""
+    import asyncio
+
+    from aiohttp import web
+
+    from benchmarks.loadgen import max_rate
+
+    async def scenario() -> PhaseResult:
+        async def shed(request: web.Request) -> web.Response:
+            await request.read()
+            return web.json_response({"reason": "in_flight"}, status=503, headers={"Retry-After": "1"})
+
+        app = web.Application()
+        app.router.add_post("/rank", shed)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            return await max_rate(f"http://127.0.0.1:{port}", [b"{}"], seconds=1.5, concurrency=4)
+        finally:
+            await runner.cleanup()
+
+    result = asyncio.run(scenario())
+    assert result.shed == result.sent and result.ok == 0 and result.other_errors == 0
+    assert 4 <= result.sent <= 12, result.sent  # one try per connection per second, not a storm
+    assert result.seconds < 3  # the waits are cut at the end of the phase
