@@ -99,8 +99,8 @@ class RankerBundle(mlflow.pyfunc.PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         assert self.spec is not None, "bundle not loaded"
         # Every input of the signature is optional, so MLflow passes frames without some of them: those are
-        # missing features. MLflow has no nullable integer, so leaving the columns out is how a caller scores
-        # e.g. an unknown user, whose integer features cannot be sent as int64 (missing) nor float64 (not long).
+        # missing features. MLflow has no nullable integer (an int64 column holds no NaN and MLflow refuses
+        # float64 where long is declared), so leaving the columns out is how a caller scores an unknown user.
         absent = [c for c in self.spec.columns if c not in model_input.columns]
         if absent:
             model_input = model_input.assign(**dict.fromkeys(absent, np.nan))
