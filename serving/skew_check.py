@@ -145,8 +145,9 @@ def offline_scores(
         hour_of_day=ctx["hour_of_day"],
         is_campaign_day=ctx["is_campaign_day"],
     )
-    numeric = list(bundle.spec.numeric)
-    preds = loaded.pyfunc.predict(frame.astype({c: "float64" for c in numeric}))
+    # The bundle's own predict, as the service unwraps it: MLflow's signature declares integer features long, and
+    # a historical frame holds an integer feature with a missing value as float64, which MLflow refuses for long.
+    preds = bundle.predict(None, frame)
     return {pid: preds.iloc[i].to_dict() for i, pid in enumerate(request["product_ids"])}
 
 

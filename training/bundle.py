@@ -98,6 +98,12 @@ class RankerBundle(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         assert self.spec is not None, "bundle not loaded"
+        # Every input of the signature is optional, so MLflow passes frames without some of them: those are
+        # missing features. MLflow has no nullable integer (an int64 column holds no NaN and MLflow refuses
+        # float64 where long is declared), so leaving the columns out is how a caller scores an unknown user.
+        absent = [c for c in self.spec.columns if c not in model_input.columns]
+        if absent:
+            model_input = model_input.assign(**dict.fromkeys(absent, np.nan))
         scores = self.score_matrix(self.spec.frame_matrix(model_input))
         if "pctcvr" in scores and "price" in model_input:
             price = pd.to_numeric(model_input["price"], errors="coerce").to_numpy(dtype=float)
