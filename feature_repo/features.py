@@ -125,5 +125,3 @@ merchant_features = FeatureView(
     owner=OWNER,
     tags={"team": "merchant-growth", "grain": "merchant x day"},
 )
-
-ALL_FEATURE_VIEWS = [user_features, user_category_features, product_features, merchant_features]

@@ -16,7 +16,6 @@ from platform_common.feature_spec import CONTEXT_CATEGORICAL, CONTEXT_NUMERIC
 from platform_common.settings import Settings
 from training.config import SplitConfig, TrainConfig
 
-LABEL_COLUMNS = ("clicked", "converted", "order_gmv")
 ENTITY_COLUMNS = ("impression_id", "event_timestamp", "user_id", "product_id", "merchant_id", "category_l1")
 # Features that only route a lookup (which merchant, which category) and would let a model memorise ids.
 LOOKUP_ONLY = frozenset({"product_merchant_id"})
