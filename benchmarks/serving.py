@@ -500,7 +500,7 @@ entities (user, product, user x category, merchant), two of them through keys re
 - Workers and threads: see the tuning table. Two workers (one per core, `SHOPRANK_WORKERS`) with 8 threads
   each (`SHOPRANK_THREADS`) is the default: one process is held to one core by the GIL. Each worker holds its
   own model and snapshot, so memory doubles. Workers starting together on a fresh SHOPRANK_HOME take turns
-  creating MLflow's database (`training/registry.py`). An `async def` handler (no thread hop) was measured
+  creating MLflow's database (`platform_common/registry.py`). An `async def` handler (no thread hop) was measured
   too and served less, not more: the ranking is CPU work under the GIL either way.
 
 ### Bounds, faults, observability

@@ -57,7 +57,7 @@ SERVING = serving_settings_or_exit()  # once per process, before the service is 
 @bentoml.service(
     name="shoprank",
     # One worker per core: scoring is CPU-bound and a worker is one Python process (docs/benchmarks.md,
-    # "Serving", tuning table). Workers may start on a fresh SHOPRANK_HOME: training/registry.py serializes the
+    # "Serving", tuning table). Workers may start on a fresh SHOPRANK_HOME: platform_common/registry.py serializes the
     # creation of MLflow's database.
     workers=SERVING.workers,
     threads=SERVING.threads,

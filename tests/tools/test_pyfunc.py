@@ -10,12 +10,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from serving.online_features import OnlineFeatureReader
 
 from platform_common.feast_config import get_feature_store
-from serving.online_features import OnlineFeatureReader
+from platform_common.registry import CHAMPION, connect
 from serving.ranking import context_columns
 from training.bundle import RankerBundle
-from training.registry import CHAMPION, connect
 
 OUTPUTS = ["pctr", "pcvr", "pctcvr", "expected_gmv"]
 
