@@ -152,10 +152,6 @@ def campaign_days(settings: Settings, period: Period) -> int:
     return int(frame.iloc[0, 0])
 
 
-def campaign_plan(settings: Settings) -> pd.DataFrame:
-    return query(f"select * from read_parquet('{mart_path(settings, CAMPAIGN_PLAN)}') order by plan_date")
-
-
 def merchant_daily_gmv(settings: Settings, merchant_id: str) -> pd.DataFrame:
     """Daily funnel of the merchant over all surfaces (for the report's history plot)."""
     path = mart_path(settings, MERCHANT_FUNNEL)

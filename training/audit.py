@@ -19,8 +19,6 @@ from mlflow import MlflowClient
 from platform_common.registry import ensure_experiment
 from platform_common.settings import Settings
 
-EVENT_KINDS = ("promote", "refuse", "rollback")
-
 
 @dataclass(frozen=True)
 class Event:

@@ -12,7 +12,7 @@ promotions at once (of the ranker or of the merchant forecast) cannot leave the 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import mlflow.pyfunc
 import pandas as pd
@@ -306,7 +306,3 @@ def rollback(settings: Settings | None = None) -> audit.Event:
         )
         audit.record(client, settings, event)
     return event
-
-
-def decision_json(decision: Decision) -> str:
-    return json.dumps(asdict(decision), indent=2)
