@@ -41,7 +41,7 @@ class ServingSettings(BaseSettings):
     access_log: bool = Field(default=False, description="BentoML's per-request access log.")
     trace_rank: bool = Field(default=False, description="BentoML's OpenTelemetry spans for /rank.")
     # Admission control (serving/guard.py, AdmissionControl).
-    max_in_flight: int = Field(default=4, ge=1, le=1024, description="/rank requests in flight per worker.")
+    max_in_flight: int = Field(default=16, ge=1, le=1024, description="/rank requests in flight per worker.")
     queue_deadline_seconds: float = Field(
         default=1.0, gt=0, le=60, description="A /rank request that waited longer before scoring is answered 503."
     )

@@ -29,7 +29,7 @@ def test_defaults_are_the_documented_ones(clean_env) -> None:
     assert (s.workers, s.threads, s.feature_read, s.snapshot_poll_seconds) == (2, 8, "snapshot", 5.0)
     assert (s.reload_seconds, s.load_retry_seconds, s.shadow) == (30.0, 5.0, False)
     assert (s.request_log_rate, s.request_log_flush_seconds, s.access_log, s.trace_rank) == (0.01, 10.0, False, False)
-    assert (s.max_in_flight, s.queue_deadline_seconds, s.retry_after_seconds) == (4, 1.0, 1)
+    assert (s.max_in_flight, s.queue_deadline_seconds, s.retry_after_seconds) == (16, 1.0, 1)
 
 
 def test_every_variable_is_in_the_readme_table() -> None:
