@@ -86,6 +86,7 @@ lint: $(VENV_STAMP) ## ruff lint and format check, the type checker (mypy), the 
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
+	$(RUN) sqlfluff lint transforms/models transforms/macros transforms/tests
 
 format: $(VENV_STAMP) ## ruff fix and format
 	$(RUN) ruff check --fix .

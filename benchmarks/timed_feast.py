@@ -27,7 +27,7 @@ def main() -> None:
             with open(os.environ["TIMED_FEAST_OUT"], "w") as out:
                 json.dump(timings, out)
 
-    FeatureStore.materialize = timed
+    FeatureStore.materialize = timed  # type: ignore[method-assign]
     from feast.cli.cli import cli
 
     cli(prog_name="feast")

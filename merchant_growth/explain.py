@@ -112,6 +112,7 @@ def point_in_time_features(store: Any, rows: pd.DataFrame, feature_service: str)
 def group_contributions(ranker: Ranker, head: str, frame: pd.DataFrame) -> tuple[dict[str, float], float]:
     """Mean SHAP contribution per group (log-odds) and the mean predicted probability over the rows."""
     spec = ranker.bundle.spec
+    assert spec is not None  # load_bundle returns loaded bundles only
     booster: xgb.Booster = ranker.bundle.boosters[head]
     dmatrix = xgb.DMatrix(spec.frame_matrix(frame), feature_names=list(spec.columns))
     contribs = booster.predict(dmatrix, pred_contribs=True)  # (n, n_features + 1): last column is the bias
@@ -144,7 +145,7 @@ def _compare(
         head=head,
         model_name=ranker.name,
         model_version=ranker.version,
-        comparison=comparison,  # type: ignore[arg-type]
+        comparison=comparison,
         rows_merchant=len(merchant),
         rows_reference=len(reference),
         mean_score_merchant=p_mine,
@@ -180,6 +181,7 @@ def explain_merchant(
     """SHAP explanations of the merchant's impressions: vs its category peers (period b), and b vs a."""
     notes: list[str] = []
     ranker = load_ranker(settings)
+    assert ranker.bundle.spec is not None
     service = ranker.bundle.spec.feature_service
     own_b = sample_impressions(settings, [merchant_id], period_b, max_rows)
     own_a = sample_impressions(settings, [merchant_id], period_a, max_rows)

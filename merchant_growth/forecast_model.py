@@ -20,10 +20,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from mlflow.pyfunc.model import PythonModel
 from pydantic import BaseModel, ConfigDict
 
 from platform_common.feature_spec import FeatureSpec
@@ -109,7 +109,7 @@ def model_frame(
     return derived
 
 
-class MerchantForecastModel(mlflow.pyfunc.PythonModel):
+class MerchantForecastModel(PythonModel):
     """pyfunc; artifacts: `booster` (UBJSON) and `recipe` (JSON)."""
 
     def __init__(self) -> None:

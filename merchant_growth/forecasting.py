@@ -130,5 +130,5 @@ def forecast_request(
         seasonal_naive_gmv_7d=float(row["mg_gmv_7d"]),
         campaign_days_ahead=int(row["mg_campaign_days_next7"]),
         mega_days_ahead=int(row["mg_mega_days_next7"]),
-        feature_source=used,  # type: ignore[arg-type]
+        feature_source=used,
     )

@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import typer
-from feast import FeatureStore
+from feast import FeatureService, FeatureStore
 from rich.console import Console
 from rich.table import Table
 
@@ -85,7 +85,7 @@ def sample_keys(settings: Settings, view: str, n: int, seed: int) -> pd.DataFram
         ).df()
 
 
-def historical(store: FeatureStore, keys: pd.DataFrame, refs: list[str], at: datetime) -> pd.DataFrame:
+def historical(store: FeatureStore, keys: pd.DataFrame, refs: list[str] | FeatureService, at: datetime) -> pd.DataFrame:
     entity_df = keys.assign(event_timestamp=pd.Timestamp(at).tz_convert("UTC"), _row=range(len(keys)))
     out = store.get_historical_features(entity_df=entity_df, features=refs).to_df()
     return out.sort_values("_row").reset_index(drop=True)
@@ -137,6 +137,7 @@ def offline_scores(
             "category_l1": routing["product_category_l1"].fillna("__unknown__").to_numpy(),
         }
     )
+    assert bundle.spec is not None
     frame = historical(store, keys, store.get_feature_service(bundle.spec.feature_service), at)
     ctx = answer["context"]
     frame = frame.assign(

@@ -306,7 +306,7 @@ def make_panels(
             rating[plant.merchant, after] -= plant.magnitude
         else:
             is_live[plant.merchant, after] = True
-    rating = np.round(np.clip(rating, 1.0, 5.0), 2)
+    rating = np.round(np.clip(rating, 1.0, 5.0), 2).astype(np.float64)
 
     promo_mult = np.array([p.promo_multiplier[k] for k in kinds])
     on_promo = rng.random((n_p, n_d)) < np.minimum(products.promo_propensity[:, None] * promo_mult, 0.95)

@@ -52,7 +52,8 @@ def products_columns(products: Products, at_us: int) -> Columns:
 
 def _panel_rows(first_day: np.ndarray, n_days: int) -> tuple[np.ndarray, np.ndarray]:
     """(entity, day) pairs from each entity's first day to the end of the period."""
-    return np.nonzero(first_day[:, None] <= np.arange(n_days)[None, :])
+    entity, day = np.nonzero(first_day[:, None] <= np.arange(n_days)[None, :])
+    return entity, day
 
 
 def _epoch_days(days: Days, d: np.ndarray) -> np.ndarray:

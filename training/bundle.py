@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from mlflow.pyfunc.model import PythonModel
 from pydantic import BaseModel, ConfigDict
 
 from platform_common.feature_spec import FeatureSpec
@@ -44,7 +44,7 @@ class BundleConfig(BaseModel):
         return np.asarray(self.units_by_band)[np.minimum(band, len(self.units_by_band) - 1)]
 
 
-class RankerBundle(mlflow.pyfunc.PythonModel):
+class RankerBundle(PythonModel):
     """pyfunc wrapper; artifacts: `<head>_booster` (UBJSON) per head, `feature_spec` and `bundle_config` (JSON)."""
 
     def __init__(self) -> None:

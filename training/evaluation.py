@@ -76,7 +76,7 @@ def ranking_metrics(s: Scored, eta: dict[str, float], k: int = TOP_K) -> dict[st
         if len(idx) < 2:
             continue
         n_requests += 1
-        surface = s.rows["surface"].iat[idx[0]]
+        surface = str(s.rows["surface"].iat[idx[0]])
         exam = np.arange(1, k + 1, dtype=float) ** -eta[surface]
         log_disc = 1.0 / np.log2(np.arange(2, k + 2))
         value = s.true_value[idx]

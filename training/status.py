@@ -17,14 +17,15 @@ TEST_METRICS = ("test_auc", "test_logloss", "test_ece", "oracle_auc", "normalize
 def model_status(settings: Settings) -> list[dict[str, Any]]:
     client = connect(settings)
     out = []
+    models: list[Any]
     try:
-        models = client.search_registered_models()
+        models = list(client.search_registered_models())
     except MlflowException:
         models = []
     for model in models:
         champ = version_by_alias(client, model.name, CHAMPION)
         entry: dict[str, Any] = {"name": model.name, "aliases": dict(model.aliases or {}), "champion": None}
-        if champ is not None:
+        if champ is not None and champ.run_id is not None:
             run = client.get_run(champ.run_id)
             entry["champion"] = {
                 "version": champ.version,

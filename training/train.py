@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, Schema, TensorSpec
 from rich.console import Console
 
 from platform_common.feast_config import get_feature_store
@@ -22,7 +22,7 @@ from platform_common.feature_spec import FeatureSpec
 from platform_common.registry import connect, ensure_experiment
 from platform_common.settings import Settings, get_settings
 from training import evaluation, oracle
-from training.bundle import BundleConfig, RankerBundle, write_artifacts
+from training.bundle import BundleConfig, CvrMethod, RankerBundle, write_artifacts
 from training.config import TrainConfig, XGBConfig
 from training.dataset import build_training_set, save_test_set
 from training.guards import leakage_guard
@@ -96,9 +96,11 @@ def input_type(frame: pd.DataFrame, name: str) -> str:
 def model_signature(spec: FeatureSpec, frame: pd.DataFrame, output_example: pd.DataFrame) -> ModelSignature:
     """Input types from the training `frame`; every input optional: any feature can be missing at serving time
     (unknown user, stale value)."""
-    inputs = [ColSpec(input_type(frame, name), name, required=False) for name in spec.numeric]
+    inputs: list[ColSpec | TensorSpec] = [
+        ColSpec(input_type(frame, name), name, required=False) for name in spec.numeric
+    ]
     inputs += [ColSpec("string", name, required=False) for name in spec.categorical]
-    outputs = [ColSpec("double", name) for name in output_example.columns]
+    outputs: list[ColSpec | TensorSpec] = [ColSpec("double", name) for name in output_example.columns]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
@@ -128,11 +130,9 @@ def choose_cvr_method(bundle: RankerBundle, valid: pd.DataFrame) -> tuple[str, d
     assert bundle.spec is not None
     raw = bundle.head_scores(bundle.spec.frame_matrix(valid))
     y = valid["converted"].to_numpy()
-    losses = {
-        method: binary_metrics(y, bundle.combine(raw, method)["pctcvr"], "v")["v_logloss"]
-        for method in ("clicked_only", "ctcvr_over_ctr")
-    }
-    return min(losses, key=losses.get), {f"valid_ctcvr_logloss_{m}": v for m, v in losses.items()}
+    methods: tuple[CvrMethod, ...] = ("clicked_only", "ctcvr_over_ctr")
+    losses = {method: binary_metrics(y, bundle.combine(raw, method)["pctcvr"], "v")["v_logloss"] for method in methods}
+    return min(losses, key=lambda m: losses[m]), {f"valid_ctcvr_logloss_{m}": v for m, v in losses.items()}
 
 
 def train(
