@@ -135,8 +135,20 @@ SOAK_SECONDS ?= 120
 
 .PHONY: bench-serve stress
 
-bench-serve: $(VENV_STAMP) ## /rank at 100 and 300 req/s and at max rate vs Feast's read and an in-process floor; writes docs/benchmarks.md
+bench-serve: $(VENV_STAMP) ## /rank at 100 and 300 req/s, at max rate and at 2x overload vs Feast's read and an in-process floor; writes docs/benchmarks.md
 	$(RUN) python -m benchmarks.serving
 
 stress: $(VENV_STAMP) ## soak /rank at RATE req/s for SOAK_SECONDS: fails on any error or >10% memory growth
 	$(RUN) python -m benchmarks.soak --seconds $(SOAK_SECONDS) --rate $(RATE)
+
+# --- the tools on the same state (README, "Using the real tools on the same state") --------------------------
+FEAST_UI_PORT ?= 8888
+
+.PHONY: feast-ui bento
+
+feast-ui: $(VENV_STAMP) ## Feast's web UI on this state's registry at http://127.0.0.1:FEAST_UI_PORT (default 8888), foreground
+	$(FEAST) ui --host 127.0.0.1 --port $(FEAST_UI_PORT)
+
+bento: $(VENV_STAMP) ## bentoml build: the ranking service (bentofile.yaml) with the dependencies locked in uv.lock
+	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --quiet -o requirements-bento.txt
+	$(RUN) bentoml build

@@ -165,7 +165,7 @@ class ViewSource:
 
 
 def view_sources(settings: Settings, yaml_path: Path) -> list[ViewSource]:
-    from feast import FeatureStore
+    from feast import FeatureStore, FileSource
 
     os.environ["SHOPRANK_HOME"] = str(settings.home_dir)
     store = FeatureStore(repo_path=str(FEATURE_REPO_DIR), fs_yaml_file=yaml_path)
@@ -173,25 +173,32 @@ def view_sources(settings: Settings, yaml_path: Path) -> list[ViewSource]:
     for fv in sorted(store.list_feature_views(), key=lambda v: v.name):
         if not fv.online:
             continue
-        reverse = {v: k for k, v in (fv.batch_source.field_mapping or {}).items()}
+        source = fv.batch_source
+        if not isinstance(source, FileSource):
+            raise SystemExit(f"bench-materialize reads parquet marts; view {fv.name} has a {type(source).__name__}")
+        reverse = {v: k for k, v in (source.field_mapping or {}).items()}
         keys = [c.name for c in fv.entity_columns]
-        out.append(ViewSource(fv.name, fv.batch_source.path, keys, [reverse.get(k, k) for k in keys]))
+        out.append(ViewSource(fv.name, source.path, keys, [reverse.get(k, k) for k in keys]))
     return out
 
 
 def mart_window(views: list[ViewSource]) -> tuple[datetime, datetime, dict[str, int]]:
     """A window covering every mart row, and the entity rows each view writes for it."""
     counts: dict[str, int] = {}
-    lowest = None
+    lowest: datetime | None = None
     with duckdb.connect() as con:
         for view in views:
-            n, first = con.execute(
+            row = con.execute(
                 f"select count(*), min(first_ts) from (select {', '.join(view.source_keys)}, "
                 f"min(event_timestamp) as first_ts from read_parquet(?) group by all)",
                 [view.path],
             ).fetchone()
+            assert row is not None  # an aggregate query always returns one row
+            n, first = row
             counts[view.name] = int(n)
             lowest = first if lowest is None else min(lowest, first)
+    if lowest is None:
+        raise SystemExit("bench-materialize: the marts hold no rows; run `make data features` first")
     start = (lowest.astimezone(UTC) - timedelta(days=1)).replace(microsecond=0)
     end = datetime.now(UTC).replace(microsecond=0)
     return start, end, counts

@@ -47,6 +47,7 @@ from serving.champion import load_champion
 from serving.features.factory import make_reader
 from serving.features.feast import FeastReader
 from serving.features.routing import ROUTES, ROUTING_FEATURES, Lookup
+from serving.features.snapshot import SnapshotReader
 from serving.launcher import running_service
 from serving.ranking import rank
 from serving.schemas import RankRequest
@@ -159,10 +160,14 @@ class InProcess:
     def __init__(self, settings: Settings) -> None:
         store = get_feature_store(settings)
         self.model = load_champion(settings)
+        assert self.model.bundle.spec is not None
         fs = self.model.bundle.spec.feature_service
         self.feast_reader = FeastReader(store, fs)
         self.floor = StoreFloor(store, self.model)
-        self.reader = make_reader(lambda: get_feature_store(settings), fs, mode="snapshot")
+        reader = make_reader(lambda: get_feature_store(settings), fs, mode="snapshot")
+        if not isinstance(reader, SnapshotReader):
+            raise SystemExit(f"bench-serve compares against the in-memory snapshot; this store gave {reader.mode}")
+        self.reader: SnapshotReader = reader
 
     def run(self, bodies: list[dict], n: int) -> dict[str, list[float]]:
         requests = [RankRequest.model_validate(b) for b in bodies[:n]]
@@ -245,7 +250,7 @@ def http_phases(
     overload_factor: float = 0.0,
 ) -> tuple[list[dict], dict]:
     """Fixed rates, then the closed-loop maximum, then (if `overload_factor`) that many times the maximum."""
-    results = []
+    results: list[dict] = []
     started = time.perf_counter()
     with running_service(settings, timeout=900, extra_env=env) as url:
         startup = time.perf_counter() - started

@@ -19,10 +19,13 @@ def sample_request(n_candidates: int = 10) -> dict:
     """The busiest user, a fixed sample of catalogue products, and one unknown id to show the flag."""
     marts = get_settings().marts_dir
     with duckdb.connect() as con:
-        user = con.execute(
+        busiest = con.execute(
             "select user_id from read_parquet(?) group by user_id order by count(*) desc, user_id limit 1",
             [str(marts / "impression_labels.parquet")],
-        ).fetchone()[0]
+        ).fetchone()
+        if busiest is None:
+            raise SystemExit("demo: impression_labels is empty; run `make data features` first")
+        user = busiest[0]
         products = [
             r[0]
             for r in con.execute(

@@ -77,11 +77,12 @@ class RegistryWatcher:
         wanted_shadow = challenger_v if challenger_v != champion_v else None
         if same_champion and current_shadow == wanted_shadow:
             return None
-        model = current.model if same_champion else load_version(self.settings, champion_v)
-        reader = current.reader if same_champion else self.build_reader(model)
+        model = current.model if current is not None and same_champion else load_version(self.settings, champion_v)
+        reader = current.reader if current is not None and same_champion else self.build_reader(model)
         shadow = None
         if wanted_shadow is not None:
-            shadow = current.shadow if current_shadow == wanted_shadow else load_version(self.settings, wanted_shadow)
+            keep = current is not None and current_shadow == wanted_shadow
+            shadow = current.shadow if current is not None and keep else load_version(self.settings, wanted_shadow)
         return Active(model=model, reader=reader, shadow=shadow)
 
     def poll(self) -> bool:

@@ -95,7 +95,7 @@ class RequestLog:
             try:
                 item = self._queue.get(timeout=max(0.05, deadline - time.monotonic()))
             except queue.Empty:
-                item = ...
+                item = ...  # type: ignore[assignment]  # the sentinel of "nothing arrived in time"
             if item is None:  # close()
                 self._flush(pending)
                 return

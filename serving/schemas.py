@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -38,8 +39,8 @@ class RankRequest(BaseModel):
     @field_validator("product_ids")
     @classmethod
     def no_duplicates(cls, ids: list[str]) -> list[str]:
-        seen: set[str] = set()
-        dupes = sorted({i for i in ids if i in seen or seen.add(i)})
+        counts = Counter(ids)
+        dupes = sorted(i for i, n in counts.items() if n > 1)
         if dupes:
             raise ValueError(f"product_ids must be unique; repeated: {dupes[:5]}")
         return ids

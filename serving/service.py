@@ -96,9 +96,11 @@ class Ranker:
     def _build_reader(self, model: LoadedModel) -> Any:
         self.campaign_days = load_campaign_days(self.settings.marts_dir)
         previous = self.active.reader if self.active is not None else None
+        spec = model.bundle.spec
+        assert spec is not None  # load_version returns loaded bundles only
         return make_reader(
             lambda: get_feature_store(self.settings),
-            model.bundle.spec.feature_service,
+            spec.feature_service,
             mode=SERVING.feature_read,
             poll_seconds=SERVING.snapshot_poll_seconds,
             previous=previous,
@@ -166,7 +168,8 @@ class Ranker:
         self.request_log.offer(request, response, trace)
         self.telemetry.served(active.model, active.reader, trace, perf_counter() - started)
         # Serialized by pydantic in one call (Rust), not dumped to a dict for BentoML to re-validate and encode.
-        return Response(response.model_dump_json(), media_type="application/json")
+        # The annotation stays dict: BentoML builds the OpenAPI schema from it; a Response passes through as is.
+        return Response(response.model_dump_json(), media_type="application/json")  # type: ignore[return-value]
 
     @bentoml.api(route="/merchant/diagnose", input_spec=DiagnoseRequest)
     def merchant_diagnose(self, ctx: bentoml.Context, **fields: Any) -> Any:
@@ -191,6 +194,7 @@ class Ranker:
     def _score_shadow(self, active: Active, request: RankRequest, response: Any, now: datetime, campaign: bool) -> None:
         try:
             vectors = active.reader.fetch(request.user_id, request.product_ids, now=now)
+            assert active.shadow is not None  # the caller checked
             shadow = score_candidates(active.shadow, vectors, request.surface, now, campaign)
         except Exception as exc:  # the challenger must never hurt the answer
             log.warning("shadow scoring failed: %s", exc)
@@ -219,11 +223,12 @@ class Ranker:
         )
 
 
-Ranker.add_asgi_middleware(ReadinessMiddleware)
-Ranker.add_asgi_middleware(RequestGuard)  # content type and body size of /rank (serving/guard.py)
+# @bentoml.service turns the class into a bentoml Service, which mypy sees as the class itself.
+Ranker.add_asgi_middleware(ReadinessMiddleware)  # type: ignore[attr-defined]
+Ranker.add_asgi_middleware(RequestGuard)  # type: ignore[attr-defined] # content type and body size of /rank (serving/guard.py)
 # Inside the guard (BentoML nests them in this order): refused bodies never take a slot, and a shed answer can
 # keep the connection because the guard has read the body.
-Ranker.add_asgi_middleware(
+Ranker.add_asgi_middleware(  # type: ignore[attr-defined]
     AdmissionControl,
     max_in_flight=SERVING.max_in_flight,
     retry_after_seconds=SERVING.retry_after_seconds,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from functools import cache
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,7 +58,7 @@ def expected(name: str) -> str:
     if field.annotation is bool:
         return "a boolean (1/0, true/false, yes/no, on/off)"
     if name == "feature_read":
-        return "one of " + ", ".join(FeatureRead.__args__)
+        return "one of " + ", ".join(get_args(FeatureRead))
     low = high = ""
     for meta in field.metadata:
         for attr, sign in (("ge", ">="), ("gt", ">")):

@@ -219,7 +219,7 @@ def promote(
                 raise PromotionError(f"cannot read the frozen test set {test_path}: {exc}") from exc
             cand_m = score_on(cand_bundle, rows, settings)
             if champion is not None:
-                champ_m = score_on(load_ranker(settings, champ_v), rows, settings)
+                champ_m = score_on(load_ranker(settings, str(champion.version)), rows, settings)
                 checks += gate(policy, cand_m, champ_m)
 
         failed = [f"{c}: {d}" for c, ok, d in checks if not ok]
@@ -250,8 +250,8 @@ def promote(
         )
         if promoted:
             if champion is not None:
-                aliases.set(PREVIOUS_CHAMPION, champ_v)
-                _tag(client, name, champ_v, {"replaced_by": cand_v, "replaced_at": stamp})
+                aliases.set(PREVIOUS_CHAMPION, str(champion.version))
+                _tag(client, name, str(champion.version), {"replaced_by": cand_v, "replaced_at": stamp})
             aliases.set(CHAMPION, cand_v)
             aliases.delete(CHALLENGER)
         audit.record(

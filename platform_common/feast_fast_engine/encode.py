@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -40,7 +40,8 @@ class EncodedRows:
         rows.entity_keys = entity_keys
         for name, vt in layout.feature_types.items():
             rows.values[name] = _encode_column(table.column(name), vt)
-        rows.event_us = _micros(table.column(layout.timestamp_field))
+        # never null: the window filter on the event timestamp (query.py) drops rows without one
+        rows.event_us = cast(list[int], _micros(table.column(layout.timestamp_field)))
         rows.created_us = (
             _micros(table.column(layout.created_field)) if layout.created_field else [None] * table.num_rows
         )

@@ -38,7 +38,9 @@ from platform_common.feast_fast_engine.sqlite_writer import SqliteWriter
 
 # The `batch_engine.type` of feature_store.yaml: Feast imports the package and takes FastComputeEngine and
 # FastComputeEngineConfig from it (feast.repo_config.get_batch_engine_config_from_type).
-ENGINE_TYPE = "platform_common.feast_fast_engine.FastComputeEngine"
+ENGINE_TYPE: Literal["platform_common.feast_fast_engine.FastComputeEngine"] = (
+    "platform_common.feast_fast_engine.FastComputeEngine"
+)
 
 
 class FastComputeEngineConfig(FeastConfigBaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import pyarrow as pa
 from feast import FileSource
@@ -128,7 +128,7 @@ def largest_source(tasks: Sequence[MaterializationTask]) -> int | None:
     return largest or None
 
 
-def is_local_parquet(source: Any) -> bool:
+def is_local_parquet(source: Any) -> TypeGuard[FileSource]:
     """A FileSource the DuckDB offline store would read as one local parquet file or folder."""
     if type(source) is not FileSource or not source.path or not os.path.isabs(source.path):
         return False

@@ -18,6 +18,7 @@ from platform_common.feast_fast_engine.encode import EPOCH, EncodedRows, cached,
 from platform_common.feast_fast_engine.layout import log, utc
 from platform_common.feast_fast_engine.online_writer import OnlineWriter
 
+hiredis: Any
 try:
     import hiredis
 except ImportError:  # optional: redis-py's parser is used instead
