@@ -12,11 +12,11 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from platform_common.registry import CHALLENGER, CHAMPION, connect, version_by_alias
 from platform_common.settings import Settings
 from serving.champion import LoadedModel, load_version
+from serving.features.base import FeatureReader
 
 log = logging.getLogger("shoprank.serving.watcher")
 
@@ -26,7 +26,7 @@ class Active:
     """Everything one request needs, from one consistent moment of the registry."""
 
     model: LoadedModel
-    reader: Any  # an online feature reader built for model's feature service
+    reader: FeatureReader  # built for the model's feature service
     shadow: LoadedModel | None = None
 
 
@@ -41,7 +41,7 @@ class RegistryWatcher:
     def __init__(
         self,
         settings: Settings,
-        build_reader: Callable[[LoadedModel], Any],
+        build_reader: Callable[[LoadedModel], FeatureReader],
         get_current: Callable[[], Active | None],
         on_change: Callable[[Active], None],
         on_error: Callable[[str], None],

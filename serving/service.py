@@ -36,7 +36,7 @@ from platform_common.feast_config import get_feature_store
 from platform_common.settings import get_settings
 from serving.calendar import load_campaign_days
 from serving.champion import LoadedModel
-from serving.features.base import FeatureStoreUnavailable
+from serving.features.base import FeatureReader, FeatureStoreUnavailable
 from serving.features.factory import make_reader
 from serving.guard import AdmissionControl, RequestGuard, shed_body, waited_too_long
 from serving.model_watcher import Active, RegistryWatcher
@@ -93,7 +93,7 @@ class Ranker:
         self.watcher.start()
         set_status_provider(self.status)
 
-    def _build_reader(self, model: LoadedModel) -> Any:
+    def _build_reader(self, model: LoadedModel) -> FeatureReader:
         self.campaign_days = load_campaign_days(self.settings.marts_dir)
         previous = self.active.reader if self.active is not None else None
         spec = model.bundle.spec
