@@ -10,10 +10,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from serving.online_features import OnlineFeatureReader
 
 from platform_common.feast_config import get_feature_store
 from platform_common.registry import CHAMPION, connect
+from serving.features.feast import FeastReader
 from serving.ranking import context_columns
 from training.bundle import RankerBundle
 
@@ -103,7 +103,7 @@ def test_a_frame_of_online_features_predicts_as_the_service_scores_it(champion, 
     frame = frame.astype(dict.fromkeys(doubles, "float64"))
     served = model.predict(frame)
 
-    vectors = OnlineFeatureReader(store, bundle.spec.feature_service).fetch(user, products, now)
+    vectors = FeastReader(store, bundle.spec.feature_service).fetch(user, products, now)
     assert vectors.known_user and all(vectors.known_products) and not vectors.stale
     expected = bundle.score_matrix(vectors.model_matrix(bundle.spec, context, len(products)))
     for head in ("pctr", "pcvr", "pctcvr"):
@@ -118,7 +118,7 @@ def test_a_frame_of_online_features_predicts_as_the_service_scores_it(champion, 
         for f in p.features
     ]
     anonymous = model.predict(frame.drop(columns=[c for c in user_columns if c in frame]))
-    unknown = OnlineFeatureReader(store, bundle.spec.feature_service).fetch("u_nobody", products, now)
+    unknown = FeastReader(store, bundle.spec.feature_service).fetch("u_nobody", products, now)
     assert not unknown.known_user
     expected = bundle.score_matrix(unknown.model_matrix(bundle.spec, context, len(products)))
     np.testing.assert_array_equal(anonymous["pctr"].to_numpy(), expected["pctr"])
