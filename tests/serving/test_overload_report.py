@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 from benchmarks.loadgen import PhaseResult
-from benchmarks.serving import overload_rows, overload_section
+from benchmarks.serving_report import overload_rows, overload_section
 
 
 def _phase(statuses: dict[int, int], errors: dict[str, int], latencies: list[float]) -> dict:
