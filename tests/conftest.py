@@ -1,11 +1,20 @@
-"""Shared fixtures. The `tiny_platform` fixture runs the real pipeline once per session through `make`."""
+"""Shared fixtures. The `tiny_platform` fixture runs the real pipeline once per session through `make`.
+
+The platforms a session needs (`tiny_platform`, and `prod_platform` from tests/prod) are built on background
+threads from the end of collection, and the tests that need no platform run first: the builds and the fast tests
+share the two cores instead of waiting on each other. The fixture joins its build; a failed build fails every test
+that needs it, with the build's output.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,12 +29,78 @@ PLATFORM_FIXTURES = frozenset({"tiny_platform", "prod_platform"})
 E2E_FOLDERS = frozenset({"e2e", "prod", "stress"})
 
 
+def is_e2e(item: pytest.Item) -> bool:
+    folder = Path(str(item.path)).relative_to(REPO_ROOT / "tests").parts[0]
+    return folder in E2E_FOLDERS or bool(PLATFORM_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        folder = Path(str(item.path)).relative_to(REPO_ROOT / "tests").parts[0]
-        if folder in E2E_FOLDERS or PLATFORM_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if is_e2e(item):
             item.add_marker(pytest.mark.e2e)
+    # Fast tests first (stable: files keep their order), while the platforms build in the background.
+    items.sort(key=is_e2e)
+
+
+class Prebuild:
+    """One platform's pipeline on a background thread; `wait()` returns what it built or raises how it failed."""
+
+    def __init__(self, name: str, build: Callable[[], Any], cleanup: Callable[[], None] | None = None) -> None:
+        self.name, self._build, self.cleanup = name, build, cleanup
+        self.claimed = False
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"prebuild-{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = self._build()
+        except BaseException as exc:  # handed to the fixture that waits, in the test thread
+            self._error = exc
+
+    def wait(self) -> Any:
+        self.claimed = True
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+# name of a platform fixture -> how to start its build (tests/prod/conftest.py registers the prod one)
+STARTERS: dict[str, Callable[[pytest.Config], Prebuild]] = {}
+PREBUILDS = pytest.StashKey[dict[str, Prebuild]]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    prebuilds = session.config.stash.setdefault(PREBUILDS, {})
+    if session.config.option.collectonly:
+        return
+    needed = set().union(*(set(getattr(item, "fixturenames", ())) for item in session.items))
+    for name in sorted(PLATFORM_FIXTURES & needed):
+        if name in STARTERS and name not in prebuilds:
+            prebuilds[name] = STARTERS[name](session.config)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A build no test claimed (a run stopped early) is waited for and cleaned up, never left half-made."""
+    for prebuild in session.config.stash.get(PREBUILDS, {}).values():
+        if not prebuild.claimed and prebuild.cleanup is not None:
+            with contextlib.suppress(BaseException):  # a failed build is cleaned up all the same
+                prebuild.wait()
+            try:
+                prebuild.cleanup()
+            except Exception as exc:  # servers gone: say so, the session's outcome stands
+                print(f"cleanup of the unclaimed {prebuild.name} build failed: {exc}")
+
+
+def prebuild(config: pytest.Config, name: str) -> Prebuild:
+    """The session's build of platform `name`, started now if collection did not start it."""
+    prebuilds = config.stash.setdefault(PREBUILDS, {})
+    if name not in prebuilds:
+        prebuilds[name] = STARTERS[name](config)
+    return prebuilds[name]
 
 
 def run_make(home: Path, *targets: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -42,11 +117,24 @@ def run_make(home: Path, *targets: str, extra_env: dict[str, str] | None = None)
     return proc
 
 
+def start_tiny_platform(config: pytest.Config) -> Prebuild:
+    factory: pytest.TempPathFactory = config._tmp_path_factory  # type: ignore[attr-defined]
+    home = factory.mktemp("shoprank-home")
+
+    def build() -> Path:
+        run_make(home, *PIPELINE_TARGETS)
+        return home
+
+    return Prebuild("tiny_platform", build)
+
+
+STARTERS["tiny_platform"] = start_tiny_platform
+
+
 @pytest.fixture(scope="session")
-def tiny_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+def tiny_platform(request: pytest.FixtureRequest) -> Iterator[Settings]:
     """simulate -> dbt build -> feast apply -> materialize -> train -> promote, at SCALE=tiny."""
-    home = tmp_path_factory.mktemp("shoprank-home")
-    run_make(home, *PIPELINE_TARGETS)
+    home = prebuild(request.config, "tiny_platform").wait()
     old = os.environ.get("SHOPRANK_HOME")
     os.environ["SHOPRANK_HOME"] = str(home)
     try:

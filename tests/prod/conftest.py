@@ -27,7 +27,7 @@ from platform_common.connections import (
     ensure_postgres,
 )
 from platform_common.settings import REPO_ROOT, Settings
-from tests.conftest import PIPELINE_TARGETS
+from tests.conftest import PIPELINE_TARGETS, STARTERS, Prebuild, prebuild
 
 SERVERS_HELP = (
     "The prod-profile tests (tests/prod, `make test-prod`) run against real servers and never skip. "
@@ -92,28 +92,48 @@ def require_servers(settings: Settings) -> None:
         pytest.fail(f"{exc}\n{SERVERS_HELP}", pytrace=False)
 
 
+# One deployment name and password per session, known before the fixtures run: the prod platform is built in the
+# background from the end of collection (tests/conftest.py, Prebuild).
+RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"
+PG_PASSWORD = os.environ.get("SHOPRANK_PG_PASSWORD") or f"canary-{secrets.token_hex(8)}"
+
+
 @pytest.fixture(scope="session")
 def run_id() -> str:
-    return f"{os.getpid()}_{secrets.token_hex(3)}"
+    return RUN_ID
 
 
 @pytest.fixture(scope="session")
 def pg_password() -> str:
-    return os.environ.get("SHOPRANK_PG_PASSWORD") or f"canary-{secrets.token_hex(8)}"
+    return PG_PASSWORD
+
+
+def start_prod_platform(config: pytest.Config) -> Prebuild:
+    """simulate -> dbt -> feast apply -> materialize (Redis) -> train -> promote (PostgreSQL), SCALE=tiny."""
+    factory: pytest.TempPathFactory = config._tmp_path_factory  # type: ignore[attr-defined]
+    dep = deployment(factory.mktemp("shoprank-prod"), f"shoprank_test_{RUN_ID}", PG_PASSWORD)
+
+    def build() -> tuple[Deployment, str]:
+        proc = make_ok(dep, *PIPELINE_TARGETS)
+        return dep, proc.stdout + proc.stderr
+
+    return Prebuild("prod_platform", build, cleanup=lambda: teardown(dep))
+
+
+STARTERS["prod_platform"] = start_prod_platform
 
 
 @pytest.fixture(scope="session")
-def prod_platform(
-    tmp_path_factory: pytest.TempPathFactory, run_id: str, pg_password: str
-) -> Iterator[tuple[Deployment, str]]:
-    """simulate -> dbt -> feast apply -> materialize (Redis) -> train -> promote (PostgreSQL), SCALE=tiny.
-
-    Yields the deployment and the pipeline's combined output (to check it for secrets)."""
-    dep = deployment(tmp_path_factory.mktemp("shoprank-prod"), f"shoprank_test_{run_id}", pg_password)
-    require_servers(dep.settings)
+def prod_platform(request: pytest.FixtureRequest) -> Iterator[tuple[Deployment, str]]:
+    """The prod-profile platform; yields the deployment and the pipeline's combined output (to check it for
+    secrets). Missing servers fail it with how to start them."""
+    build = prebuild(request.config, "prod_platform")
+    build.claimed = True  # this fixture cleans up from here on
+    factory: pytest.TempPathFactory = request.config._tmp_path_factory  # type: ignore[attr-defined]
+    require_servers(deployment(factory.getbasetemp(), f"shoprank_test_{RUN_ID}", PG_PASSWORD).settings)
+    dep, output = build.wait()
     try:
-        proc = make_ok(dep, *PIPELINE_TARGETS)
-        yield dep, proc.stdout + proc.stderr
+        yield dep, output
     finally:
         teardown(dep)
 
