@@ -79,8 +79,8 @@ demo: $(VENV_STAMP) ## everything from nothing, then one real /rank request agai
 test: $(VENV_STAMP) ## the test suite (unit, data, model behaviour, end to end at SCALE=tiny)
 	$(RUN) pytest
 
-test-fast: $(VENV_STAMP) ## the inner loop: every test that does not build a whole platform (pytest -m "not e2e")
-	$(RUN) pytest -m "not e2e"
+test-fast: $(VENV_STAMP) ## the inner loop: no whole platform, no real dbt or Feast build (pytest -m "not e2e and not integration")
+	$(RUN) pytest -m "not e2e and not integration"
 
 lint: $(VENV_STAMP) ## ruff lint and format check, the type checker (mypy), the SQL linter (sqlfluff)
 	$(RUN) ruff check .

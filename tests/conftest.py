@@ -27,6 +27,9 @@ PIPELINE_TARGETS = ("data", "features", "apply", "materialize", "train", "promot
 # on `tiny_platform` cannot forget the marker.
 PLATFORM_FIXTURES = frozenset({"tiny_platform", "prod_platform"})
 E2E_FOLDERS = frozenset({"e2e", "prod", "stress"})
+# Tests that run dbt or Feast's engines for real on a small hand-made world (tens of seconds each): not a whole
+# platform, but not the seconds-long inner loop either; `make test-fast` leaves them out too.
+INTEGRATION_PATHS = ("point_in_time/", "transforms/", "platform_common/test_feast_fast_engine.py")
 
 
 def is_e2e(item: pytest.Item) -> bool:
@@ -39,6 +42,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if is_e2e(item):
             item.add_marker(pytest.mark.e2e)
+        elif Path(str(item.path)).relative_to(REPO_ROOT / "tests").as_posix().startswith(INTEGRATION_PATHS):
+            item.add_marker(pytest.mark.integration)
     # Fast tests first (stable: files keep their order), while the platforms build in the background.
     items.sort(key=is_e2e)
 
