@@ -38,7 +38,7 @@ from serving.calendar import load_campaign_days
 from serving.champion import LoadedModel
 from serving.features.base import FeatureReader, FeatureStoreUnavailable
 from serving.features.factory import make_reader
-from serving.guard import AdmissionControl, RequestGuard, shed_body, waited_too_long
+from serving.guard import AdmissionControl, QueueDelayControl, RequestGuard, shed_body, waited_since_admission
 from serving.model_watcher import Active, RegistryWatcher
 from serving.observability import count_shed, get_telemetry, http_tuning
 from serving.ranking import rank, score_candidates
@@ -71,6 +71,7 @@ class Ranker:
         self.not_ready_reason = "starting"
         self.campaign_days: frozenset = frozenset()
         self.telemetry = get_telemetry()
+        self.queue = QueueDelayControl(SERVING.queue_target_seconds, SERVING.queue_interval_seconds)
         self.request_log = RequestLog(
             self.settings.logs_dir / "requests",
             rate=SERVING.request_log_rate,
@@ -133,6 +134,21 @@ class Ranker:
             "registry_check_error": self.watcher.last_error or None,
         }
 
+    def _shed_reason(self) -> tuple[str, str] | None:
+        """Why this request is answered 503 instead of scored, if it is (serving/guard.py)."""
+        waited = waited_since_admission()
+        if waited is None:
+            return None
+        if waited > SERVING.queue_deadline_seconds:
+            return "deadline", f"waited {waited:.3f} s before scoring (SHOPRANK_QUEUE_DEADLINE_SECONDS)"
+        if self.queue.should_shed(waited, perf_counter()):
+            detail = (
+                f"waited {waited:.3f} s before scoring while the queue stood above "
+                f"SHOPRANK_QUEUE_TARGET_SECONDS={SERVING.queue_target_seconds:g}"
+            )
+            return "queue_delay", detail
+        return None
+
     def __is_ready__(self) -> bool:
         return self.active is not None
 
@@ -145,13 +161,13 @@ class Ranker:
             ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
             self.telemetry.failed("not_ready", perf_counter() - started)
             return {"error": f"model or feature store not loaded: {self.not_ready_reason}"}
-        waited = waited_too_long(SERVING.queue_deadline_seconds)
-        if waited is not None:  # the answer would come too late to be of use: say so at once, and cheaply
-            count_shed("deadline")
+        shed = self._shed_reason()
+        if shed is not None:  # the answer would come too late to be of use: say so at once, and cheaply
+            reason, detail = shed
+            count_shed(reason)
             ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
             ctx.response.headers["Retry-After"] = str(SERVING.retry_after_seconds)
-            detail = f"waited {waited:.3f} s before scoring (SHOPRANK_QUEUE_DEADLINE_SECONDS)"
-            return shed_body("deadline", detail)
+            return shed_body(reason, detail)
         request = RankRequest.model_construct(**fields)
         now = datetime.now(UTC)
         campaign = now.date() in self.campaign_days
