@@ -103,14 +103,18 @@ def load_live(
                 models[version] = model
             except Exception as exc:  # the arm falls back to the champion; the reason is in every answer
                 failures[version] = f"v{version} could not be loaded: {_first_line(exc)}"
-                log.warning("experiment %s arm %s: %s", definition.id, arm.name, failures[version])
         if version in failures:
             arms[arm.name] = LoadedArm(arm.name, arm.target, champion, failures[version])
         else:
             arms[arm.name] = LoadedArm(arm.name, arm.target, models[version])
     names = [a.name for a in definition.arms]
     fresh = LiveExperiment(definition, arms, Assigner(definition.salt, names, [a.share for a in definition.arms]))
-    return previous if previous is not None and fresh.same_as(previous) else fresh
+    if previous is not None and fresh.same_as(previous):
+        return previous
+    for loaded in fresh.arms.values():  # once per change, not at every retry
+        if loaded.fallback:
+            log.warning("experiment %s arm %s served by the champion: %s", definition.id, loaded.name, loaded.fallback)
+    return fresh
 
 
 @dataclass
