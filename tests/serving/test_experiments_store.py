@@ -141,3 +141,9 @@ def test_cli_starts_lists_stops_and_refuses_in_one_line(clean, monkeypatch):
         assert tags(settings) == before
     stopped = runner.invoke(app, ["stop", "cli1"])
     assert stopped.exit_code == 0 and "STOPPED cli1" in stopped.output
+
+
+def test_a_definition_longer_than_the_registry_stores_is_refused(clean):
+    settings = clean
+    arms = ",".join(f"arm_{i:03d}_{'x' * 20}=champion" for i in range(150))  # about 9,000 characters as JSON
+    refused(lambda: store.start(settings, experiment("huge", arms=arms)), "the registry stores 5000", settings)
