@@ -36,7 +36,7 @@ $(VENV_STAMP): pyproject.toml uv.lock
 
 install: $(VENV_STAMP) ## create .venv from uv.lock
 
-data: $(VENV_STAMP) ## simulate the marketplace into $SHOPRANK_HOME/raw (SCALE=tiny|small|medium, END_DATE=YYYY-MM-DD)
+data: $(VENV_STAMP) ## simulate the marketplace into $SHOPRANK_HOME/raw (SCALE=tiny|small|medium|large, END_DATE=YYYY-MM-DD)
 	$(RUN) python -m simulator generate --scale $(SCALE) --seed $(SEED) $(if $(END_DATE),--end-date $(END_DATE))
 
 features: $(VENV_STAMP) ## dbt build: staging, quarantine, feature marts, tests; exports parquet marts

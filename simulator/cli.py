@@ -12,8 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from platform_common.settings import Settings
-from simulator.config import SimConfig, utc_today
+from simulator.config import SimConfig, env_scale, state_settings, utc_today
 from simulator.run import Summary, generate
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -24,6 +23,7 @@ class Scale(StrEnum):
     tiny = "tiny"
     small = "small"
     medium = "medium"
+    large = "large"
 
 
 @app.callback()
@@ -45,9 +45,9 @@ def generate_command(
     home: Annotated[Path | None, typer.Option(help="State folder; default SHOPRANK_HOME (else .state).")] = None,
 ) -> None:
     """Wipe and rewrite raw/ and oracle/ with a freshly simulated period."""
-    settings = Settings(home=home) if home is not None else Settings()
+    settings = state_settings(home)
     config = SimConfig(
-        scale=(scale.value if scale is not None else settings.scale),
+        scale=(scale.value if scale is not None else env_scale()),
         seed=seed,
         end_date=end_date.date() if end_date is not None else utc_today(),
         flaw_rate=flaw_rate,

@@ -6,15 +6,17 @@ complete description of the world and two runs with the same config are byte-ide
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from platform_common.settings import Scale as PlatformScale
 from platform_common.settings import Settings
 
-ScaleName = Literal["tiny", "small", "medium"]
+ScaleName = Literal["tiny", "small", "medium", "large"]
 
 SURFACES: tuple[str, ...] = ("home_feed", "short_video", "live_stream", "search")
 COUNTRIES: tuple[str, ...] = ("ID", "TH", "VN", "MY", "PH", "SG")
@@ -53,6 +55,16 @@ SCALES: dict[str, ScaleSpec] = {
         n_days=90,
         target_impressions=5_000_000,
         n_planted=18,
+    ),
+    # Bigger than memory (issue 14): medium's period, users and products a little busier than small's
+    # (about 1 impression per user-day, 4 per product-day); the simulator streams it day by day.
+    "large": ScaleSpec(
+        n_users=240_000,
+        n_merchants=4_500,
+        n_products=60_000,
+        n_days=90,
+        target_impressions=22_000_000,
+        n_planted=24,
     ),
 }
 
@@ -346,4 +358,24 @@ class SimConfig(_Frozen):
         return self.end_date - timedelta(days=self.spec.n_days)
 
     def settings(self) -> Settings:
-        return Settings(home=self.home) if self.home is not None else Settings()
+        return state_settings(self.home)
+
+
+def env_scale() -> ScaleName:
+    """SHOPRANK_SCALE as the simulator understands it (default small)."""
+    value = os.environ.get("SHOPRANK_SCALE", "small")
+    if value not in SCALES:
+        raise ValueError(f"SHOPRANK_SCALE={value!r}: expected one of {', '.join(SCALES)}")
+    return value  # type: ignore[return-value]  # checked against SCALES just above
+
+
+def state_settings(home: Path | None = None) -> Settings:
+    """The platform settings, for where state lives (SHOPRANK_HOME unless `home`).
+
+    The platform's `Settings.scale` does not list `large` (only the simulator and dbt run at it so
+    far), so a scale it would reject is read by `env_scale` instead and not handed to it.
+    """
+    overrides: dict[str, object] = {} if home is None else {"home": home}
+    if os.environ.get("SHOPRANK_SCALE", "small") not in get_args(PlatformScale):
+        overrides["scale"] = "small"
+    return Settings(**overrides)  # type: ignore[arg-type]  # pydantic validates the values

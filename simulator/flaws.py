@@ -5,9 +5,16 @@ are picked, the families on disjoint rows so every flawed row carries exactly on
 positive rate every kind shows up at least once, so even a tiny run exercises every quarantine rule.
 Nulls and impossible values only hit rows nothing depends on (impressions without a click, clicks
 without an order), so quarantining them never orphans a clean row and the counts stay exact.
+
+The picks need the whole table at once (one permutation of its rows), but only a few bytes per row:
+`plan_flaws` draws them from the row count, the dependents mask and the late-eligible mask, gathers
+just the picked rows to rewrite them, and `apply_flaws` patches each window as the writer streams it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,79 +39,129 @@ UNKNOWN_SURFACES: tuple[str, ...] = ("unknown", "feed_v2")
 ORPHAN_ID_BASE = 900_000_000
 
 
+# The permutation is scanned in blocks so the eligibility masks never materialise for all rows at once.
+_PICK_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FlawPlan:
+    """The flawed rows of one table, already rewritten, and where they go."""
+
+    rows: np.ndarray  # sorted global rows of every picked row
+    table: EventTable  # those rows after the flaws, nulls included
+    duplicated: np.ndarray  # positions in `rows` of the rows that land twice
+    counts: dict[str, int]
+
+
 def _pick(perm: np.ndarray, eligible: np.ndarray, free: np.ndarray, k: int) -> np.ndarray:
-    rows = perm[eligible[perm] & free[perm]][:k]
-    free[rows] = False
-    return np.sort(rows)
+    """The first `k` eligible free rows in permutation order (as one filter over `perm` would give)."""
+    found: list[np.ndarray] = []
+    need = k
+    for start in range(0, len(perm), _PICK_BLOCK):
+        if need <= 0:
+            break
+        block = perm[start : start + _PICK_BLOCK]
+        rows = block[eligible[block] & free[block]][:need]
+        found.append(rows)
+        need -= len(rows)
+    picked = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+    free[picked] = False
+    return np.sort(picked)
 
 
-def inject_flaws(
-    table: EventTable,
+def plan_flaws(
+    name: str,
+    n: int,
     config: SimConfig,
     end_us: int,
     has_dependents: np.ndarray,
+    late_ok: np.ndarray,
+    gather: Callable[[np.ndarray], EventTable],
     rng: np.random.Generator,
-) -> tuple[EventTable, dict[str, int]]:
-    """The table with flaws planted (a new object) and the count of each flaw kind."""
+) -> FlawPlan:
+    """Pick and rewrite the flawed rows of a table of `n` rows; `gather(rows)` reads rows back.
+
+    `late_ok`: rows whose event is at least a day (and a minute) before the snapshot, so a late
+    landing still fits before it.
+    """
     lp = config.params.landing
-    n = table.n
     k = round(config.flaw_rate * n)
-    nullable, impossible = NULLABLE[table.name], IMPOSSIBLE[table.name]
+    nullable, impossible = NULLABLE[name], IMPOSSIBLE[name]
 
     def quota(n_kinds: int) -> int:
         return max(k, n_kinds) if config.flaw_rate > 0 else 0
 
-    cols = {name: values.copy() for name, values in table.columns.items()}
-    nulls = {name: np.zeros(n, dtype=bool) for name in nullable}
     counts: dict[str, int] = {}
-
     perm = rng.permutation(n)
     free = np.ones(n, dtype=bool)
     safe = ~has_dependents
     null_rows = _pick(perm, safe, free, quota(len(nullable)))
     bad_rows = _pick(perm, safe, free, quota(len(impossible)))
-    # a late row must still land before the snapshot: it needs at least a day of room
-    late_ok = cols["event_ts"] < end_us - DAY_US - 60 * SECOND_US
     late_rows = _pick(perm, late_ok, free, quota(1))
     dup_rows = _pick(perm, np.ones(n, dtype=bool), free, quota(1))
+    del perm, free, safe
+
+    rows = np.sort(np.concatenate([null_rows, bad_rows, late_rows, dup_rows]))
+    table = gather(rows)
+    cols = table.columns
+    nulls = {column: np.zeros(len(rows), dtype=bool) for column in nullable}
+
+    def at(picked: np.ndarray) -> np.ndarray:
+        return np.searchsorted(rows, picked)
 
     # round-robin over a shuffle: kinds split evenly, each present once there are enough rows
     which = rng.permutation(np.arange(len(null_rows)) % len(nullable))
     for j, column in enumerate(nullable):
-        rows = null_rows[which == j]
-        nulls[column][rows] = True
-        counts[f"null_{column}"] = len(rows)
+        picked = null_rows[which == j]
+        nulls[column][at(picked)] = True
+        counts[f"null_{column}"] = len(picked)
 
     which = rng.permutation(np.arange(len(bad_rows)) % len(impossible))
     for j, kind in enumerate(impossible):
-        rows = bad_rows[which == j]
-        counts[kind] = len(rows)
+        picked = bad_rows[which == j]
+        counts[kind] = len(picked)
+        r = at(picked)
         if kind == "bad_position":
-            cols["position"][rows] = rng.integers(-2, 1, len(rows))
+            cols["position"][r] = rng.integers(-2, 1, len(r))
         elif kind == "unknown_surface":
-            cols["surface"][rows] = 4 + rng.integers(0, len(UNKNOWN_SURFACES), len(rows))
+            cols["surface"][r] = 4 + rng.integers(0, len(UNKNOWN_SURFACES), len(r))
         elif kind == "future_event_ts":
-            skew_s = rng.uniform(lp.future_skew_h[0] * 3600, lp.future_skew_h[1] * 3600, len(rows))
-            cols["event_ts"][rows] = cols["_ingested_at"][rows] + (skew_s * SECOND_US).astype(np.int64)
+            skew_s = rng.uniform(lp.future_skew_h[0] * 3600, lp.future_skew_h[1] * 3600, len(r))
+            cols["event_ts"][r] = cols["_ingested_at"][r] + (skew_s * SECOND_US).astype(np.int64)
         elif kind == "orphan_impression":
-            cols["impression_id"][rows] = ORPHAN_ID_BASE + rng.integers(0, 99_999_999, len(rows))
+            cols["impression_id"][r] = ORPHAN_ID_BASE + rng.integers(0, 99_999_999, len(r))
         elif kind == "bad_quantity":
             # quantity 0 with gmv 0 keeps gmv = quantity x unit_price, so the row fails one rule only
-            cols["quantity"][rows] = 0
-            cols["gmv"][rows] = 0.0
+            cols["quantity"][r] = 0
+            cols["gmv"][r] = 0.0
         elif kind == "negative_gmv":
-            cols["gmv"][rows] = -cols["gmv"][rows]
+            cols["gmv"][r] = -cols["gmv"][r]
         elif kind == "gmv_mismatch":
-            cols["gmv"][rows] = np.round(cols["gmv"][rows] * rng.uniform(1.1, 1.6, len(rows)), 2)
+            cols["gmv"][r] = np.round(cols["gmv"][r] * rng.uniform(1.1, 1.6, len(r)), 2)
 
-    ts = cols["event_ts"][late_rows]
+    r = at(late_rows)
+    ts = cols["event_ts"][r]
     room_days = (end_us - SECOND_US - ts) / DAY_US
     lag_days = rng.uniform(lp.late_lag_days[0], np.minimum(lp.late_lag_days[1], room_days))
-    cols["_ingested_at"][late_rows] = ts + (lag_days * DAY_US).astype(np.int64)
+    cols["_ingested_at"][r] = ts + (lag_days * DAY_US).astype(np.int64)
     counts["late"] = len(late_rows)
-
-    # exact copies landing twice; appended rows are sorted into place by the writer
     counts["duplicate"] = len(dup_rows)
-    cols = {name: np.concatenate([values, values[dup_rows]]) for name, values in cols.items()}
-    nulls = {name: np.concatenate([mask, mask[dup_rows]]) for name, mask in nulls.items()}
-    return EventTable(table.name, cols, nulls), counts
+    return FlawPlan(rows, EventTable(name, cols, nulls), at(dup_rows), counts)
+
+
+def apply_flaws(plan: FlawPlan, window: EventTable, first_row: int) -> EventTable:
+    """A window of clean rows (global rows from `first_row`) with its planted flaws and duplicates."""
+    lo, hi = np.searchsorted(plan.rows, [first_row, first_row + window.n])
+    local = plan.rows[lo:hi] - first_row
+    cols = {name: values.copy() for name, values in window.columns.items()}
+    for name, values in cols.items():
+        values[local] = plan.table.columns[name][lo:hi]
+    nulls = {}
+    for name, mask in plan.table.nulls.items():
+        nulls[name] = np.zeros(window.n, dtype=bool)
+        nulls[name][local] = mask[lo:hi]
+    # exact copies landing twice; appended rows are sorted into place by the writer
+    dup = plan.rows[plan.duplicated[(plan.duplicated >= lo) & (plan.duplicated < hi)]] - first_row
+    cols = {name: np.concatenate([values, values[dup]]) for name, values in cols.items()}
+    nulls = {name: np.concatenate([mask, mask[dup]]) for name, mask in nulls.items()}
+    return EventTable(window.name, cols, nulls)

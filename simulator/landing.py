@@ -3,6 +3,10 @@
 The landing zone is a snapshot taken at the end of the period (`end_date` 00:00 UTC): an event that had
 not happened, or had not landed, by then is absent, together with the clicks and orders hanging off it,
 so the clean data never holds an orphan and every flaw is a planted one.
+
+Landing runs window by window over the chronological stream (`simulator.ordering`). The lags are one
+stream of draws: every impression's in row order, then every click's, then every order's; a table's
+`Lander` starts its generator where that table's draws begin, so windows give the whole-period values.
 """
 
 from __future__ import annotations
@@ -11,10 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator.campaigns import Days
 from simulator.config import SimConfig
-from simulator.entities import SECOND_US
-from simulator.traffic import Events
+from simulator.entities import SECOND_US, rng_for
+
+Cols = dict[str, np.ndarray]
 
 
 @dataclass
@@ -30,100 +34,121 @@ class EventTable:
         return len(self.columns["_ingested_at"])
 
 
-@dataclass(frozen=True)
-class Landed:
-    impressions: EventTable
-    clicks: EventTable
-    orders: EventTable
-    truth: dict[str, np.ndarray]  # oracle/impression_truth columns
-    clicked: np.ndarray  # per landed impression: did a landed click follow it
-    click_has_order: np.ndarray
+def landing_generator(seed: int, skip: int) -> np.random.Generator:
+    """The landing stream `skip` draws in: each uniform double consumes exactly one PCG64 step."""
+    rng = rng_for(seed, "landing")
+    bit_generator = rng.bit_generator
+    assert isinstance(bit_generator, np.random.PCG64)
+    bit_generator.advance(skip)
+    return rng
 
 
-def _lag(rng: np.random.Generator, n: int, bounds_s: tuple[float, float]) -> np.ndarray:
-    return (rng.uniform(*bounds_s, n) * SECOND_US).astype(np.int64)
+class DenseIds:
+    """1-based ids of the landed rows of one table, dense and in row order, looked up by global row.
+
+    Only the rows that did not land are remembered (the last minutes before the snapshot), so a lookup
+    needs no per-row state.
+    """
+
+    def __init__(self) -> None:
+        self.dropped = np.zeros(0, dtype=np.int64)
+        self.rows = 0
+        self.landed = 0
+
+    def add(self, ok: np.ndarray) -> np.ndarray:
+        """Register the next rows; returns their ids (meaningful where `ok`)."""
+        ids = self.landed + np.cumsum(ok, dtype=np.int64)
+        self.dropped = np.concatenate([self.dropped, self.rows + np.flatnonzero(~ok)])
+        self.rows += len(ok)
+        self.landed += int(ok.sum())
+        return ids
+
+    def lookup(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(landed?, id) of earlier rows."""
+        before = np.searchsorted(self.dropped, rows, side="right")
+        dropped = (before > 0) & (self.dropped[np.maximum(before - 1, 0)] == rows) if len(self.dropped) else None
+        ok = np.ones(len(rows), dtype=bool) if dropped is None else ~dropped
+        return ok, rows + 1 - before
 
 
-def _ids(keep: np.ndarray) -> np.ndarray:
-    """1-based ids of the kept rows, dense and in the original (chronological) order."""
-    return np.cumsum(keep).astype(np.int64)
+class Lander:
+    """Lands one table's windows in order, with that table's slice of the lag stream."""
+
+    def __init__(self, config: SimConfig, end_us: int, rng: np.random.Generator) -> None:
+        self.bounds = config.params.landing.on_time_lag_s
+        self.end_us = end_us
+        self.rng = rng
+        self.ids = DenseIds()
+
+    def ingest(self, ts: np.ndarray, parent_ok: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ingested_at, landed mask, ids) of the next rows."""
+        lag = (self.rng.uniform(*self.bounds, len(ts)) * SECOND_US).astype(np.int64)
+        ingested = ts + lag
+        ok = ingested < self.end_us
+        if parent_ok is not None:
+            ok &= parent_ok
+        return ingested, ok, self.ids.add(ok)
 
 
-def land(config: SimConfig, days: Days, events: Events, rng: np.random.Generator) -> Landed:
-    lag = config.params.landing.on_time_lag_s
-    end = days.end_us
-    imp_ing = events.imp_ts + _lag(rng, len(events.imp_ts), lag)
-    clk_ing = events.clk_ts + _lag(rng, len(events.clk_ts), lag)
-    ord_ing = events.ord_ts + _lag(rng, len(events.ord_ts), lag)
-    imp_ok = imp_ing < end
-    clk_ok = (clk_ing < end) & imp_ok[events.clk_imp]
-    ord_ok = (ord_ing < end) & clk_ok[events.ord_clk]
-
-    imp_id = _ids(imp_ok)
-    clk_id = _ids(clk_ok)
-    clk_imp = events.clk_imp[clk_ok]
-    ord_clk = events.ord_clk[ord_ok]
-    ord_imp = events.clk_imp[ord_clk]
-
-    impressions = EventTable(
+def land_impressions(lander: Lander, imps: Cols) -> tuple[EventTable, Cols]:
+    """Landed impressions and their oracle truth rows."""
+    ingested, ok, ids = lander.ingest(imps["imp_ts"], None)
+    table = EventTable(
         "impressions",
         {
-            "impression_id": imp_id[imp_ok],
-            "request_id": events.imp_request[imp_ok] + 1,
-            "event_ts": events.imp_ts[imp_ok],
-            "user_id": events.imp_user[imp_ok].astype(np.int64) + 1,
-            "product_id": events.imp_product[imp_ok].astype(np.int64) + 1,
-            "surface": events.imp_surface[imp_ok],
-            "position": events.imp_position[imp_ok],
-            "_ingested_at": imp_ing[imp_ok],
+            "impression_id": ids[ok],
+            "request_id": imps["imp_request"][ok] + 1,
+            "event_ts": imps["imp_ts"][ok],
+            "user_id": imps["imp_user"][ok].astype(np.int64) + 1,
+            "product_id": imps["imp_product"][ok].astype(np.int64) + 1,
+            "surface": imps["imp_surface"][ok],
+            "position": imps["imp_position"][ok],
+            "_ingested_at": ingested[ok],
         },
     )
-    clicks = EventTable(
+    truth = {
+        "impression_id": ids[ok],
+        "p_click": imps["p_click"][ok],
+        "p_order_given_click": imps["p_order"][ok],
+        "expected_order_value": imps["expected_order_value"][ok],
+    }
+    return table, truth
+
+
+def land_clicks(lander: Lander, impressions: DenseIds, clks: Cols) -> EventTable:
+    imp_ok, imp_id = impressions.lookup(clks["imp_row"])
+    ingested, ok, ids = lander.ingest(clks["clk_ts"], imp_ok)
+    return EventTable(
         "clicks",
         {
-            "click_id": clk_id[clk_ok],
-            "impression_id": imp_id[clk_imp],
-            "event_ts": events.clk_ts[clk_ok],
-            "user_id": events.imp_user[clk_imp].astype(np.int64) + 1,
-            "product_id": events.imp_product[clk_imp].astype(np.int64) + 1,
-            "_ingested_at": clk_ing[clk_ok],
+            "click_id": ids[ok],
+            "impression_id": imp_id[ok],
+            "event_ts": clks["clk_ts"][ok],
+            "user_id": clks["user"][ok].astype(np.int64) + 1,
+            "product_id": clks["product"][ok].astype(np.int64) + 1,
+            "_ingested_at": ingested[ok],
         },
     )
-    quantity = events.ord_quantity[ord_ok]
-    unit_price = events.ord_unit_price[ord_ok]
-    orders = EventTable(
+
+
+def land_orders(lander: Lander, impressions: DenseIds, clicks: DenseIds, ords: Cols) -> EventTable:
+    clk_ok, clk_id = clicks.lookup(ords["clk_row"])
+    ingested, ok, ids = lander.ingest(ords["ord_ts"], clk_ok)
+    quantity = ords["quantity"][ok]
+    unit_price = ords["unit_price"][ok]
+    return EventTable(
         "orders",
         {
-            "order_id": np.arange(1, int(ord_ok.sum()) + 1, dtype=np.int64),
-            "impression_id": imp_id[ord_imp],
-            "click_id": clk_id[ord_clk],
-            "event_ts": events.ord_ts[ord_ok],
-            "user_id": events.imp_user[ord_imp].astype(np.int64) + 1,
-            "product_id": events.imp_product[ord_imp].astype(np.int64) + 1,
+            "order_id": ids[ok],
+            "impression_id": impressions.lookup(ords["imp_row"][ok])[1],
+            "click_id": clk_id[ok],
+            "event_ts": ords["ord_ts"][ok],
+            "user_id": ords["user"][ok].astype(np.int64) + 1,
+            "product_id": ords["product"][ok].astype(np.int64) + 1,
             "quantity": quantity,
             # int x double is exact in IEEE arithmetic, so a reader recomputing it gets the same bits
             "gmv": quantity.astype(np.float64) * unit_price,
             "unit_price": unit_price,
-            "_ingested_at": ord_ing[ord_ok],
+            "_ingested_at": ingested[ok],
         },
-    )
-    n_imp = int(imp_ok.sum())
-    landed_clk_rows = imp_id[clk_imp] - 1
-    clicked = np.zeros(n_imp, dtype=bool)
-    clicked[landed_clk_rows] = True
-    click_has_order = np.zeros(int(clk_ok.sum()), dtype=bool)
-    click_has_order[clk_id[ord_clk] - 1] = True
-    truth = {
-        "impression_id": imp_id[imp_ok],
-        "p_click": events.p_click[imp_ok],
-        "p_order_given_click": events.p_order[imp_ok],
-        "expected_order_value": events.expected_order_value[imp_ok],
-    }
-    return Landed(
-        impressions=impressions,
-        clicks=clicks,
-        orders=orders,
-        truth=truth,
-        clicked=clicked,
-        click_has_order=click_has_order,
     )

@@ -1,9 +1,14 @@
-"""`generate(config)`: simulate the marketplace and (re)write `raw/` and `oracle/` under the home folder."""
+"""`generate(config)`: simulate the marketplace and (re)write `raw/` and `oracle/` under the home folder.
+
+The event tables stream day by day through `simulator.pipeline`; the dimensions and daily panels are
+written here. Peak memory follows the size of one day and of the catalogue, not of the period.
+"""
 
 from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -26,21 +31,19 @@ from simulator.entities import (
     plant_causes,
     rng_for,
 )
-from simulator.flaws import inject_flaws
-from simulator.landing import EventTable, land
+from simulator.pipeline import stream_events
 from simulator.tables import (
+    Columns,
     campaign_columns,
-    merchant_daily_columns,
+    merchant_daily_days,
     merchants_columns,
-    product_prices_columns,
+    product_prices_days,
     products_columns,
     snapshot_us,
     users_columns,
 )
-from simulator.traffic import ProgressFn, simulate_traffic
-from simulator.writer import ID_FORMATS, write_json, write_oracle_truth, write_partitioned
-
-EVENT_TABLES = ("impressions", "clicks", "orders")
+from simulator.traffic import ProgressFn
+from simulator.writer import ID_FORMATS, PartitionedTable, write_json, write_partitioned
 
 
 @dataclass(frozen=True)
@@ -101,41 +104,23 @@ def generate(config: SimConfig, progress: ProgressFn | None = None) -> Summary:
     planted = plant_causes(config, days, merchants, products, rng_for(seed, "plants"))
     panels = make_panels(config, days, merchants, products, planted, rng_for(seed, "panels"))
     world = World(days, users, merchants, products, planted, panels)
-    events = simulate_traffic(
-        config,
-        days,
-        world.users,
-        world.merchants,
-        world.products,
-        world.panels,
-        rng_for(seed, "traffic"),
-        progress,
-    )
 
-    step("landing events and planting flaws")
-    landed = land(config, days, events, rng_for(seed, "landing"))
-    del events  # the landed copy is all we need from here; medium holds millions of rows
-    dependents = {
-        "impressions": landed.clicked,
-        "clicks": landed.click_has_order,
-        "orders": np.zeros(landed.orders.n, dtype=bool),
-    }
-    flawed: dict[str, EventTable] = {}
-    flaw_counts: dict[str, dict[str, int]] = {}
-    for name in EVENT_TABLES:
-        flawed[name], flaw_counts[name] = inject_flaws(
-            getattr(landed, name), config, days.end_us, dependents[name], rng_for(seed, f"flaws/{name}")
-        )
-
-    step("writing parquet")
     home = settings.home_dir
     raw_tmp, oracle_tmp = home / ".raw.partial", home / ".oracle.partial"
     for folder in (raw_tmp, oracle_tmp):
         shutil.rmtree(folder, ignore_errors=True)
-    rows = _write_raw(raw_tmp, config, world, flawed)
-    ctr = float(landed.clicked.mean()) if len(landed.clicked) else 0.0
-    cvr = landed.orders.n / max(landed.clicks.n, 1)
-    auc = roc_auc(landed.clicked, landed.truth["p_click"])
+    oracle_tmp.mkdir(parents=True)
+    stats = stream_events(
+        config,
+        days,
+        (users, merchants, products, panels),
+        raw_tmp,
+        oracle_tmp,
+        home / ".spool.partial",
+        progress,
+    )
+    step("writing dimensions")
+    rows = _write_dimensions(raw_tmp, config, world) | stats.rows
     planted_json = [
         {
             "merchant_id": _format_id("merchant_id", plant.merchant + 1),
@@ -145,17 +130,17 @@ def generate(config: SimConfig, progress: ProgressFn | None = None) -> Summary:
         }
         for plant in planted
     ]
-    write_oracle_truth(oracle_tmp, landed.truth)
+    flaw_counts = stats.flaw_counts
     write_json(oracle_tmp / "planted_causes.json", planted_json)
     write_json(
         oracle_tmp / "flaw_counts.json",
         {"flaw_rate": config.flaw_rate, "tables": flaw_counts, "totals": _totals(flaw_counts)},
     )
     realised = {
-        "ctr": ctr,
-        "cvr": cvr,
-        "oracle_auc": auc,
-        "clean_rows": {name: getattr(landed, name).n for name in EVENT_TABLES},
+        "ctr": stats.ctr,
+        "cvr": stats.cvr,
+        "oracle_auc": stats.oracle_auc,
+        "clean_rows": stats.clean_rows,
     }
     write_json(oracle_tmp / "generative_params.json", _generative_params(config, realised))
 
@@ -173,17 +158,17 @@ def generate(config: SimConfig, progress: ProgressFn | None = None) -> Summary:
         raw_dir=raw_dir,
         oracle_dir=oracle_dir,
         rows=rows,
-        ctr=ctr,
-        cvr=cvr,
-        oracle_auc=auc,
+        ctr=stats.ctr,
+        cvr=stats.cvr,
+        oracle_auc=stats.oracle_auc,
         flaw_counts=flaw_counts,
         planted=planted_json,
         seconds=time.perf_counter() - started,
     )
 
 
-def _write_raw(raw_dir: Path, config: SimConfig, world: World, flawed: dict[str, EventTable]) -> dict[str, int]:
-    """Every raw table, dimensions first; returns rows written per table."""
+def _write_dimensions(raw_dir: Path, config: SimConfig, world: World) -> dict[str, int]:
+    """Every raw table but the events; returns rows written per table."""
     days, seed = world.days, config.seed
     at = snapshot_us(config, days)
     last_day = int(days.start_us[-1] // DAY_US)
@@ -192,23 +177,33 @@ def _write_raw(raw_dir: Path, config: SimConfig, world: World, flawed: dict[str,
         "users": write_partitioned(raw_dir, "users", users_columns(world.users, at)),
         "merchants": write_partitioned(raw_dir, "merchants", merchants_columns(world.merchants, at)),
         "products": write_partitioned(raw_dir, "products", products_columns(world.products, at)),
-        "product_prices": write_partitioned(
+        "product_prices": _write_daily(
             raw_dir,
             "product_prices",
-            product_prices_columns(config, days, world.products, world.panels, rng_for(seed, "prices")),
+            product_prices_days(config, days, world.products, world.panels, rng_for(seed, "prices")),
+            days,
         ),
-        "merchant_daily": write_partitioned(
+        "merchant_daily": _write_daily(
             raw_dir,
             "merchant_daily",
-            merchant_daily_columns(config, days, world.merchants, world.panels, rng_for(seed, "merchant_daily")),
+            merchant_daily_days(config, days, world.merchants, world.panels, rng_for(seed, "merchant_daily")),
+            days,
         ),
         "campaign_calendar": write_partitioned(
             raw_dir, "campaign_calendar", calendar, labels={"campaign_name": names}, empty_day=last_day
         ),
     }
-    for name in EVENT_TABLES:
-        rows[name] = write_partitioned(raw_dir, name, flawed[name].columns, flawed[name].nulls, empty_day=last_day)
     return rows
+
+
+def _write_daily(raw_dir: Path, name: str, batches: Iterator[tuple[int, Columns]], days: Days) -> int:
+    """A daily snapshot table, each day's partition written as soon as its day is done."""
+    table = PartitionedTable(raw_dir, name)
+    for d, columns in batches:
+        table.add(columns)
+        # every snapshot lands within its own day
+        table.flush(int(days.start_us[d] // DAY_US))
+    return table.close(int(days.start_us[-1] // DAY_US))
 
 
 def _generative_params(config: SimConfig, realised: dict[str, object]) -> dict[str, object]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from simulator.campaigns import DAY_KINDS, DAY_US, EPOCH, Days
@@ -50,46 +52,67 @@ def products_columns(products: Products, at_us: int) -> Columns:
     }
 
 
-def _panel_rows(first_day: np.ndarray, n_days: int) -> tuple[np.ndarray, np.ndarray]:
-    """(entity, day) pairs from each entity's first day to the end of the period."""
-    entity, day = np.nonzero(first_day[:, None] <= np.arange(n_days)[None, :])
-    return entity, day
+def _panel_draws(
+    first_day: np.ndarray, n_days: int, rng: np.random.Generator, bounds: tuple[float, float]
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Per day: the entities present and each one's uniform draw.
+
+    Draws are taken entity by entity, then day by day (the order of the whole panel's rows), and
+    handed out a day at a time, so the partitions can be written as the days go.
+    """
+    per_entity = np.clip(n_days - first_day.astype(np.int64), 0, None)
+    offset = np.concatenate([[0], np.cumsum(per_entity)[:-1]]).astype(np.int64)
+    draws = np.empty(int(per_entity.sum()))
+    block = 1 << 20  # uniform draws in blocks are the same numbers as one call, without its temporaries
+    for start in range(0, len(draws), block):
+        draws[start : start + block] = rng.uniform(*bounds, len(draws[start : start + block]))
+    for d in range(n_days):
+        entity = np.flatnonzero(first_day <= d)
+        yield d, entity, draws[offset[entity] + d - first_day[entity]]
 
 
-def _epoch_days(days: Days, d: np.ndarray) -> np.ndarray:
-    return (days.start_us[d] // DAY_US).astype(np.int32)
+def _epoch_day(days: Days, d: int, n: int) -> np.ndarray:
+    return np.full(n, days.start_us[d] // DAY_US, dtype=np.int32)
 
 
-def product_prices_columns(
+def product_prices_days(
     config: SimConfig, days: Days, products: Products, panels: Panels, rng: np.random.Generator
-) -> Columns:
-    p, d = _panel_rows(products.first_day, days.n)
-    lo, hi = config.params.landing.price_snapshot_lag_min
-    # the day's prices are published just after midnight, so they land in their own day's partition
-    lag = (rng.uniform(lo, hi, len(p)) * 60 * SECOND_US).astype(np.int64)
-    return {
-        "product_id": p + 1,
-        "price_date": _epoch_days(days, d),
-        "price": panels.price[p, d],
-        "discount_pct": panels.discount[p, d],
-        "_ingested_at": days.start_us[d] + lag,
-    }
+) -> Iterator[tuple[int, Columns]]:
+    """(day, rows) of each day's price snapshot."""
+    bounds = config.params.landing.price_snapshot_lag_min
+    for d, p, draw in _panel_draws(products.first_day, days.n, rng, bounds):
+        # the day's prices are published just after midnight, so they land in their own day's partition
+        lag = (draw * 60 * SECOND_US).astype(np.int64)
+        yield (
+            d,
+            {
+                "product_id": p + 1,
+                "price_date": _epoch_day(days, d, len(p)),
+                "price": panels.price[p, d],
+                "discount_pct": panels.discount[p, d],
+                "_ingested_at": days.start_us[d] + lag,
+            },
+        )
 
 
-def merchant_daily_columns(
+def merchant_daily_days(
     config: SimConfig, days: Days, merchants: Merchants, panels: Panels, rng: np.random.Generator
-) -> Columns:
-    m, d = _panel_rows(merchants.first_day, days.n)
-    lo, hi = config.params.landing.merchant_snapshot_offset_min
-    # whether a merchant went live is only known at the end of the day: the snapshot lands at ~23:50
-    offset = (rng.uniform(lo, hi, len(m)) * 60 * SECOND_US).astype(np.int64)
-    return {
-        "merchant_id": m + 1,
-        "snapshot_date": _epoch_days(days, d),
-        "rating": panels.rating[m, d],
-        "is_live": panels.is_live[m, d],
-        "_ingested_at": days.start_us[d] + offset,
-    }
+) -> Iterator[tuple[int, Columns]]:
+    """(day, rows) of each day's merchant snapshot."""
+    bounds = config.params.landing.merchant_snapshot_offset_min
+    for d, m, draw in _panel_draws(merchants.first_day, days.n, rng, bounds):
+        # whether a merchant went live is only known at the end of the day: the snapshot lands at ~23:50
+        offset = (draw * 60 * SECOND_US).astype(np.int64)
+        yield (
+            d,
+            {
+                "merchant_id": m + 1,
+                "snapshot_date": _epoch_day(days, d, len(m)),
+                "rating": panels.rating[m, d],
+                "is_live": panels.is_live[m, d],
+                "_ingested_at": days.start_us[d] + offset,
+            },
+        )
 
 
 def campaign_columns(days: Days, at_us: int) -> tuple[Columns, tuple[str, ...]]:

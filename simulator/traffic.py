@@ -1,13 +1,13 @@
 """Requests, the incumbent recommender's candidate lists, and the user's clicks and orders.
 
 One vectorised pass per simulated day: sessions -> slots -> candidates -> ranking -> true
-probabilities -> sampled clicks and orders. The true probabilities are kept for the oracle.
+probabilities -> sampled clicks and orders. The true probabilities are kept for the oracle. Days are
+yielded one at a time (`simulator.ordering` numbers them chronologically), so memory holds one day.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -24,25 +24,7 @@ LIVE_STREAM = SURFACES.index("live_stream")
 _EPS = 1e-9
 
 
-@dataclass(frozen=True)
-class Events:
-    """Clean, chronologically numbered events of the whole period, before landing and flaws."""
-
-    imp_ts: np.ndarray
-    imp_request: np.ndarray
-    imp_user: np.ndarray
-    imp_product: np.ndarray
-    imp_surface: np.ndarray
-    imp_position: np.ndarray
-    p_click: np.ndarray
-    p_order: np.ndarray
-    expected_order_value: np.ndarray
-    clk_imp: np.ndarray  # row of the clicked impression
-    clk_ts: np.ndarray
-    ord_clk: np.ndarray  # row of the click that led to the order
-    ord_ts: np.ndarray
-    ord_quantity: np.ndarray
-    ord_unit_price: np.ndarray
+DayEvents = dict[str, np.ndarray]
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -96,7 +78,7 @@ def _chunk_positions(group: np.ndarray) -> np.ndarray:
     return (np.arange(n) - np.repeat(starts, lengths) + 1).astype(np.int32)
 
 
-def simulate_traffic(
+def simulate_days(
     config: SimConfig,
     days: Days,
     users: Users,
@@ -105,7 +87,8 @@ def simulate_traffic(
     panels: Panels,
     rng: np.random.Generator,
     progress: ProgressFn | None = None,
-) -> Events:
+) -> Iterator[DayEvents]:
+    """Each day's events in generation order; row references (`clk_imp`, `ord_clk`) are day-local."""
     tp = config.params.traffic
     cp = config.params.clicks
     op = config.params.orders
@@ -141,7 +124,6 @@ def simulate_traffic(
     pop_sampler = CategorySampler(products.category, n_cat)
     uniform_sampler = CategorySampler(products.category, n_cat)
 
-    chunks: list[dict[str, np.ndarray]] = []
     n_requests = 0
     for d in range(days.n):
         day_start = int(days.start_us[d])
@@ -287,63 +269,23 @@ def simulate_traffic(
         ord_ts = clk_ts[ordered] + (delay_min * 60.0 * SECOND_US).astype(np.int64)
         quantity = 1 + rng.binomial(2, np.minimum(multi_buy[ord_imp], 1.0))
 
-        chunks.append(
-            {
-                "imp_ts": imp_ts,
-                "imp_request": (slot_req + n_requests).astype(np.int64),
-                "imp_user": slot_user.astype(np.int32),
-                "imp_product": product.astype(np.int32),
-                "imp_surface": slot_surface.astype(np.int8),
-                "imp_position": position,
-                "p_click": p_click,
-                "p_order": p_order,
-                "expected_order_value": expected_value,
-                "clk_imp": clicked,
-                "clk_ts": clk_ts,
-                "ord_clk": ordered,
-                "ord_ts": ord_ts,
-                "ord_quantity": quantity.astype(np.int32),
-                "ord_unit_price": price[ord_imp],
-            }
-        )
+        yield {
+            "imp_ts": imp_ts,
+            "imp_request": (slot_req + n_requests).astype(np.int64),
+            "imp_user": slot_user.astype(np.int32),
+            "imp_product": product.astype(np.int32),
+            "imp_surface": slot_surface.astype(np.int8),
+            "imp_position": position,
+            "p_click": p_click,
+            "p_order": p_order,
+            "expected_order_value": expected_value,
+            "clk_imp": clicked,
+            "clk_ts": clk_ts,
+            "ord_clk": ordered,
+            "ord_ts": ord_ts,
+            "ord_quantity": quantity.astype(np.int32),
+            "ord_unit_price": price[ord_imp],
+        }
         n_requests += n_req
         if progress is not None:
             progress(f"simulating {days.dates[d].isoformat()}", d + 1, days.n)
-    return _concatenate(chunks)
-
-
-def _concatenate(chunks: list[dict[str, np.ndarray]]) -> Events:
-    """Stitch the days together, re-basing row references, then number events chronologically."""
-    imp_base = np.cumsum([0] + [len(c["imp_ts"]) for c in chunks[:-1]])
-    clk_base = np.cumsum([0] + [len(c["clk_ts"]) for c in chunks[:-1]])
-    cat = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
-    cat["clk_imp"] = np.concatenate([c["clk_imp"] + b for c, b in zip(chunks, imp_base, strict=True)])
-    cat["ord_clk"] = np.concatenate([c["ord_clk"] + b for c, b in zip(chunks, clk_base, strict=True)])
-
-    # impressions can spill past midnight, so sort globally (ties: request then position)
-    imp_order = np.lexsort((cat["imp_position"], cat["imp_request"], cat["imp_ts"]))
-    imp_rank = np.empty_like(imp_order)
-    imp_rank[imp_order] = np.arange(len(imp_order))
-    clk_imp = imp_rank[cat["clk_imp"]]
-    clk_order = np.lexsort((clk_imp, cat["clk_ts"]))
-    clk_rank = np.empty_like(clk_order)
-    clk_rank[clk_order] = np.arange(len(clk_order))
-    ord_clk = clk_rank[cat["ord_clk"]]
-    ord_order = np.lexsort((ord_clk, cat["ord_ts"]))
-    return Events(
-        imp_ts=cat["imp_ts"][imp_order],
-        imp_request=cat["imp_request"][imp_order],
-        imp_user=cat["imp_user"][imp_order],
-        imp_product=cat["imp_product"][imp_order],
-        imp_surface=cat["imp_surface"][imp_order],
-        imp_position=cat["imp_position"][imp_order],
-        p_click=cat["p_click"][imp_order],
-        p_order=cat["p_order"][imp_order],
-        expected_order_value=cat["expected_order_value"][imp_order],
-        clk_imp=clk_imp[clk_order],
-        clk_ts=cat["clk_ts"][clk_order],
-        ord_clk=ord_clk[ord_order],
-        ord_ts=cat["ord_ts"][ord_order],
-        ord_quantity=cat["ord_quantity"][ord_order],
-        ord_unit_price=cat["ord_unit_price"][ord_order],
-    )

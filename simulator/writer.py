@@ -2,6 +2,7 @@
 
 Columns arrive as numpy arrays (ids as integers, labels as small codes) and are typed here once, so
 every table matches docs/data_contracts.md exactly: `timestamp[us, tz=UTC]`, date32, int32, float64.
+Big tables stream in (`PartitionedTable`, `TruthWriter`) and come out as the same bytes as one call.
 """
 
 from __future__ import annotations
@@ -262,22 +263,118 @@ def write_partitioned(
     An empty table still gets one empty file (in `empty_day`'s partition) so readers globbing the
     folder find the schema instead of no files at all.
     """
+    if len(columns["_ingested_at"]) == 0:
+        if empty_day is None:
+            raise ValueError(f"{name} is empty and has no partition to land in")
+        _write_file(to_arrow(name, columns, nulls, labels), raw_dir / name / _partition(empty_day))
+        return 0
+    return _write_partitions(raw_dir, name, columns, nulls, labels)
+
+
+def _write_partitions(
+    raw_dir: Path,
+    name: str,
+    columns: dict[str, np.ndarray],
+    nulls: dict[str, np.ndarray] | None,
+    labels: dict[str, tuple[str, ...]] | None,
+) -> int:
     ingested = columns["_ingested_at"]
     order = np.lexsort((columns[SORT_KEYS[name]], ingested))
     columns = {k: v[order] for k, v in columns.items()}
     nulls = {k: v[order] for k, v in (nulls or {}).items()}
     table = to_arrow(name, columns, nulls, labels)
     dt = columns["_ingested_at"] // DAY_US
-    if len(dt) == 0:
-        if empty_day is None:
-            raise ValueError(f"{name} is empty and has no partition to land in")
-        _write_file(table, raw_dir / name / _partition(empty_day))
-        return 0
     starts = np.flatnonzero(np.r_[True, dt[1:] != dt[:-1]])
     ends = np.r_[starts[1:], len(dt)]
     for start, end in zip(starts, ends, strict=True):
         _write_file(table.slice(start, end - start), raw_dir / name / _partition(int(dt[start])))
     return len(dt)
+
+
+class PartitionedTable:
+    """`write_partitioned` for rows arriving in batches, holding only partitions still open.
+
+    A partition is written when the caller says no later batch can land in it (`flush`), sorted as
+    the whole table would be, so the files are those one `write_partitioned` call would give.
+    """
+
+    def __init__(
+        self, raw_dir: Path, name: str, nullable: tuple[str, ...] = (), labels: dict[str, tuple[str, ...]] | None = None
+    ) -> None:
+        self.raw_dir, self.name, self.nullable, self.labels = raw_dir, name, nullable, labels
+        self.pending: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
+        self.template: dict[str, np.ndarray] = {}
+        self.rows = 0
+
+    def add(self, columns: dict[str, np.ndarray], nulls: dict[str, np.ndarray] | None = None) -> None:
+        n = len(columns["_ingested_at"])
+        self.template = {k: v[:0] for k, v in columns.items()}
+        self.pending.append((columns, nulls or {c: np.zeros(n, dtype=bool) for c in self.nullable}))
+
+    def flush(self, through_day: int | None = None) -> None:
+        """Write every pending partition up to epoch day `through_day` (all of them when None)."""
+        if not self.pending:
+            return
+        columns = {k: np.concatenate([c[k] for c, _ in self.pending]) for k in self.pending[0][0]}
+        nulls = {k: np.concatenate([m[k] for _, m in self.pending]) for k in self.pending[0][1]}
+        done = np.ones(len(columns["_ingested_at"]), dtype=bool)
+        if through_day is not None:
+            done = columns["_ingested_at"] // DAY_US <= through_day
+        rest = np.flatnonzero(~done)
+        self.pending = [({k: v[rest] for k, v in columns.items()}, {k: v[rest] for k, v in nulls.items()})]
+        if done.any():
+            ready = np.flatnonzero(done)
+            self.rows += _write_partitions(
+                self.raw_dir,
+                self.name,
+                {k: v[ready] for k, v in columns.items()},
+                {k: v[ready] for k, v in nulls.items()},
+                self.labels,
+            )
+
+    def close(self, empty_day: int) -> int:
+        """Write what is left; an empty table gets its one empty file. Returns rows written."""
+        self.flush(None)
+        if self.rows == 0:
+            write_partitioned(self.raw_dir, self.name, self.template, labels=self.labels, empty_day=empty_day)
+        return self.rows
+
+
+class TruthWriter:
+    """`oracle/impression_truth.parquet` appended in id order, in pyarrow's default row groups."""
+
+    ROW_GROUP = 1024 * 1024
+
+    def __init__(self, oracle_dir: Path) -> None:
+        oracle_dir.mkdir(parents=True, exist_ok=True)
+        self.path = oracle_dir / "impression_truth.parquet"
+        self.buffer: list[dict[str, np.ndarray]] = []
+        self.buffered = 0
+        self.writer: pq.ParquetWriter | None = None
+
+    def add(self, truth: dict[str, np.ndarray]) -> None:
+        self.buffer.append(truth)
+        self.buffered += len(truth["impression_id"])
+        while self.buffered >= self.ROW_GROUP:
+            self._write(self.ROW_GROUP)
+
+    def _write(self, n: int) -> None:
+        truth = {k: np.concatenate([b[k] for b in self.buffer]) for k in self.buffer[0]}
+        self.buffer = [{k: v[n:] for k, v in truth.items()}]
+        self.buffered -= n
+        table = truth_table({k: v[:n] for k, v in truth.items()})
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, ORACLE_SCHEMA, compression="zstd")
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is None:  # under one row group: exactly the single-call file
+            truth = {k: np.concatenate([b[k] for b in self.buffer]) for k in self.buffer[0]}
+            pq.write_table(truth_table(truth), self.path, compression="zstd")
+            return
+        if self.buffered:
+            self._write(self.buffered)
+        self.writer.close()
 
 
 def _partition(epoch_day: int) -> str:
@@ -289,8 +386,8 @@ def _write_file(table: pa.Table, folder: Path) -> None:
     pq.write_table(table, folder / "part-00000.parquet", compression="zstd")
 
 
-def write_oracle_truth(oracle_dir: Path, truth: dict[str, np.ndarray]) -> None:
-    table = pa.Table.from_arrays(
+def truth_table(truth: dict[str, np.ndarray]) -> pa.Table:
+    return pa.Table.from_arrays(
         [
             format_ids("imp", truth["impression_id"], 9),
             _primitive(truth["p_click"], pa.float64(), None),
@@ -299,8 +396,6 @@ def write_oracle_truth(oracle_dir: Path, truth: dict[str, np.ndarray]) -> None:
         ],
         schema=ORACLE_SCHEMA,
     )
-    oracle_dir.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, oracle_dir / "impression_truth.parquet", compression="zstd")
 
 
 def write_json(path: Path, payload: Any) -> None:
