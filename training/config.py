@@ -68,3 +68,14 @@ class TrainConfig(BaseModel):
     split: SplitConfig = SplitConfig()
     xgb: XGBConfig = XGBConfig()
     filter_by_created_timestamp: bool = True
+    join_chunk_rows: int = Field(
+        2_000_000,
+        ge=1,
+        description="Label rows per point-in-time join call (whole days): Feast's stock DuckDB store persists a "
+        "join through memory, so this bounds what it holds at once.",
+    )
+    in_memory: bool = Field(
+        False,
+        description="Train from one pandas frame (Feast's to_df) instead of parquet batches: only to show both "
+        "paths give the same model (tests, benchmarks/train.py); it needs memory for the whole training set.",
+    )
