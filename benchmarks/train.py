@@ -33,6 +33,7 @@ HEADLINE = (
     ("fit_s", "fit + refit s"),
     ("eval_s", "evaluation s"),
     ("total_s", "total s"),
+    ("cpu_s", "total CPU s"),
     ("peak_rss_gib", "peak RSS GiB"),
     ("test_auc", "CTR test AUC"),
     ("cvr_test_auc", "CVR test AUC"),
@@ -97,7 +98,10 @@ def child(path: str, home: Path) -> dict[str, Any]:
     out["cvr_method"] = fitted.config.cvr_method
     out["pctr_mean"] = float(np.mean(scored.logged["pctr"]))
     # Linux reports ru_maxrss in KiB: the peak resident set of this process, DuckDB's and XGBoost's included.
-    out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out["peak_rss_gib"] = usage.ru_maxrss / 2**20
+    # CPU seconds of all the process's threads: on a shared machine wall time measures the neighbours too.
+    out["cpu_s"] = usage.ru_utime + usage.ru_stime
     return out
 
 
