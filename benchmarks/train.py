@@ -97,6 +97,8 @@ def child(path: str, home: Path) -> dict[str, Any]:
     out |= {f"{h}_trees": b.num_boosted_rounds() for h, b in fitted.boosters.items()}
     out["cvr_method"] = fitted.config.cvr_method
     out["pctr_mean"] = float(np.mean(scored.logged["pctr"]))
+    if isinstance(data, ParquetTrainingSet):
+        data.remove()
     # Linux reports ru_maxrss in KiB: the peak resident set of this process, DuckDB's and XGBoost's included.
     usage = resource.getrusage(resource.RUSAGE_SELF)
     out["peak_rss_gib"] = usage.ru_maxrss / 2**20

@@ -34,7 +34,7 @@ from training.fitting import (
     units_per_order,
 )
 from training.guards import leakage_guard
-from training.trainset import Augment, build_parquet_training_set
+from training.trainset import Augment, ParquetTrainingSet, build_parquet_training_set
 
 console = Console(stderr=True)
 
@@ -114,6 +114,16 @@ def train(
     path = "in memory (pandas)" if cfg.in_memory else "persisted to parquet, trained in batches"
     console.print(f"[bold]Building point-in-time training set[/] from feature service {cfg.feature_service}, {path}")
     data, test_path = training_data(store, settings, cfg, augment)
+    try:
+        return _train(data, test_path, cfg, settings, augment)
+    finally:
+        if isinstance(data, ParquetTrainingSet):
+            data.remove()
+
+
+def _train(
+    data: TrainingData, test_path: Path, cfg: TrainConfig, settings: Settings, augment: Augment | None
+) -> TrainResult:
     test_df = pd.read_parquet(test_path)
     n_train = len(data.labels(("train",), "clicked", False))
     n_valid = len(data.labels(("valid",), "clicked", False))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -131,6 +132,10 @@ class ParquetTrainingSet:
     spill_dir: Path
     batch_rows: int = field(default=131_072)
 
+    def remove(self) -> None:
+        """Delete the training set's folder (gigabytes at scale); the frozen test rows stay under their fingerprint."""
+        shutil.rmtree(self.path.parent, ignore_errors=True)
+
     def source(self, parts: Sequence[str], clicked_only: bool = False) -> RowSource:
         windows = tuple(getattr(self.split, p) for p in parts)
         return RowSource(self.path, windows, clicked_only, self.spill_dir)
@@ -213,10 +218,11 @@ def build_parquet_training_set(
     days = label_days(labels)
     split = plan_split([d for d, _ in days], cfg.split)
     windows = chunk_days([(d, n) for d, n in days if d >= split.train[0]], cfg.join_chunk_rows)
-    root = settings.datasets_dir / "training_set" / cfg.feature_service
+    # A folder of its own per build: two trainings on one state folder must not delete each other's files.
+    (settings.datasets_dir / "training_set").mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix=f"{cfg.feature_service}-", dir=settings.datasets_dir / "training_set"))
     parts, spill = root / "parts", root / "spill"
-    shutil.rmtree(root, ignore_errors=True)
-    parts.mkdir(parents=True)
+    parts.mkdir()
     persist_join(store, cfg, labels, windows, parts)
     path = root / TRAINSET_FILE
     sort_into_one_file(parts, path, spill, augment)
