@@ -156,24 +156,6 @@ class TrainingSet:
         rows = self.rows(parts)
         return rows.loc[rows["converted"] == 1, ["price", "order_gmv"]]
 
-    def input_types(self, spec: FeatureSpec) -> dict[str, str]:
-        train = self.part("train")
-        return {name: input_type(train[name].dtype, name) for name in spec.numeric}
-
-
-def input_type(dtype: object, name: str) -> str:
-    """The MLflow type of a numeric training column, as the training frame holds it: MLflow refuses int64 where
-    double is declared and float64 where long is, so the declared type must be the one callers' frames have.
-    Feast's Int64 features arrive as int64, or as float64 where a value is missing (pandas' integers hold no
-    NaN), which MLflow's convention for integers with missing values declares as double."""
-    if pd.api.types.is_bool_dtype(dtype):
-        return "boolean"
-    if pd.api.types.is_integer_dtype(dtype):
-        return "long"
-    if pd.api.types.is_float_dtype(dtype):
-        return "double"
-    raise ValueError(f"training column {name!r} has dtype {dtype}: a numeric model input must be int, float or bool")
-
 
 def build_training_set(store: FeatureStore, settings: Settings, cfg: TrainConfig) -> TrainingSet:
     labels = load_labels(settings)

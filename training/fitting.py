@@ -65,10 +65,6 @@ class TrainingData(Protocol):
         """Converted rows' price and order_gmv (a few per thousand impressions)."""
         ...
 
-    def input_types(self, spec: FeatureSpec) -> dict[str, str]:
-        """MLflow type of each numeric input, as the training rows hold it."""
-        ...
-
 
 def fit_heads(data: TrainingData, spec: FeatureSpec, cfg: XGBConfig) -> dict[str, xgb.Booster]:
     """Each head early-stopped on the validation days and cut at its best iteration, so every consumer uses

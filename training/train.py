@@ -13,8 +13,6 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 from feast import FeatureStore
-from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema, TensorSpec
 from rich.console import Console
 
 from platform_common.feast_config import get_feature_store
@@ -34,6 +32,7 @@ from training.fitting import (
     units_per_order,
 )
 from training.guards import leakage_guard
+from training.signature import integer_features, model_signature
 from training.trainset import Augment, ParquetTrainingSet, build_parquet_training_set
 
 console = Console(stderr=True)
@@ -95,15 +94,6 @@ def fit(data: TrainingData, cfg: TrainConfig, workdir: Path, extra_numeric: list
     return Fitted(spec, boosters, config, method_metrics)
 
 
-def model_signature(spec: FeatureSpec, types: dict[str, str], output_example: pd.DataFrame) -> ModelSignature:
-    """Input types as the training rows hold them (`types`); every input optional: any feature can be missing
-    at serving time (unknown user, stale value)."""
-    inputs: list[ColSpec | TensorSpec] = [ColSpec(types[name], name, required=False) for name in spec.numeric]
-    inputs += [ColSpec("string", name, required=False) for name in spec.categorical]
-    outputs: list[ColSpec | TensorSpec] = [ColSpec("double", name) for name in output_example.columns]
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
-
-
 def train(
     cfg: TrainConfig | None = None, settings: Settings | None = None, augment: Augment | None = None
 ) -> TrainResult:
@@ -115,14 +105,19 @@ def train(
     console.print(f"[bold]Building point-in-time training set[/] from feature service {cfg.feature_service}, {path}")
     data, test_path = training_data(store, settings, cfg, augment)
     try:
-        return _train(data, test_path, cfg, settings, augment)
+        return _train(store, data, test_path, cfg, settings, augment)
     finally:
         if isinstance(data, ParquetTrainingSet):
             data.remove()
 
 
 def _train(
-    data: TrainingData, test_path: Path, cfg: TrainConfig, settings: Settings, augment: Augment | None
+    store: FeatureStore,
+    data: TrainingData,
+    test_path: Path,
+    cfg: TrainConfig,
+    settings: Settings,
+    augment: Augment | None,
 ) -> TrainResult:
     test_df = pd.read_parquet(test_path)
     n_train = len(data.labels(("train",), "clicked", False))
@@ -179,7 +174,7 @@ def _train(
         )
         mlflow.log_metrics(metrics)
         example = test_df[list(spec.columns)].head(20)
-        signature = model_signature(spec, data.input_types(spec), bundle.predict(None, example))
+        signature = model_signature(spec, integer_features(store, cfg.feature_service), bundle.predict(None, example))
         info = mlflow.pyfunc.log_model(
             name="ranker",
             python_model=RankerBundle(),

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import xgboost as xgb
 from feast import FeatureStore
 from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
@@ -175,29 +174,6 @@ class ParquetTrainingSet:
             table = con.sql(f"select price, order_gmv from ({source.sql(['price', 'order_gmv', 'converted'])}) "
                             "where converted = 1").to_arrow_table()  # fmt: skip
         return table.to_pandas()
-
-    def input_types(self, spec: FeatureSpec) -> dict[str, str]:
-        """As the in-memory path declares them from a pandas frame: an integer column with a missing value in
-        the train rows is float64 there, hence double."""
-        train = self.source(["train"])
-        counts = ", ".join(f"count({quote(n)})" for n in spec.numeric)
-        with connect(self.spill_dir) as con:
-            schema = con.sql(f"{train.sql(spec.numeric)} limit 0").to_arrow_table().schema
-            row = con.execute(f"select count(*), {counts} from ({train.sql(spec.numeric)})").fetchone()
-        assert row is not None
-        total, present = row[0], dict(zip(spec.numeric, row[1:], strict=True))
-        out: dict[str, str] = {}
-        for name in spec.numeric:
-            kind = schema.field(name).type
-            if pa.types.is_boolean(kind):
-                out[name] = "boolean"
-            elif pa.types.is_integer(kind):
-                out[name] = "long" if present[name] == total else "double"
-            elif pa.types.is_floating(kind):
-                out[name] = "double"
-            else:
-                raise ValueError(f"training column {name!r} has type {kind}: a numeric model input must be numeric")
-        return out
 
     def save_test_set(self, settings: Settings) -> Path:
         """Freeze the test rows (streamed by DuckDB) so promotion scores champion and challenger on the same rows."""

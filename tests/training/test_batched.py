@@ -118,16 +118,6 @@ def test_statistics_from_duckdb_equal_the_in_memory_ones(both):
     batched, in_memory = both
     assert spec_of(batched) == spec_of(in_memory)
     assert spec_of(batched).vocabularies["colour"] == ("blue", "green", "red")  # None is not a category
-    spec = spec_of(batched)
-    assert (
-        batched.input_types(spec)
-        == in_memory.input_types(spec)
-        == {
-            "position": "long",
-            "x": "double",
-            "count_7d": "double",
-        }
-    )
     pd.testing.assert_frame_equal(
         batched.orders(("train", "valid")).reset_index(drop=True),
         in_memory.orders(("train", "valid")).reset_index(drop=True),
