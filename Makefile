@@ -96,7 +96,7 @@ clean: ## delete all generated state ($SHOPRANK_HOME)
 	rm -rf "$(SHOPRANK_HOME)"
 
 # --- Beyond one machine: the prod profile (SHOPRANK_PROFILE=prod; docs/beyond_one_machine.md) ---------------
-.PHONY: prod-check prod-drop test-prod bench-materialize
+.PHONY: prod-check prod-drop test-prod bench-materialize bench-train
 
 prod-check: $(VENV_STAMP) ## prod profile: Redis and PostgreSQL answer; creates this deployment's database
 	SHOPRANK_PROFILE=prod $(RUN) python -m platform_common.connections check
@@ -110,6 +110,12 @@ test-prod: $(VENV_STAMP) ## the pipeline end to end under SHOPRANK_PROFILE=prod 
 bench-materialize: $(VENV_STAMP) ## rows/s into SQLite and Redis: Feast's default engine vs the fast one (docs/benchmarks.md)
 	@test -f "$(SHOPRANK_HOME)/marts/user_features.parquet" || $(MAKE) --no-print-directory data features
 	$(RUN) python -m benchmarks.materialize
+
+# Issue 14. Hook: the point-in-time join benchmark (benchmarks/point_in_time.py, Feast's join vs the hand-written
+# ASOF join) is to run here too, before the training one, on the same state folder.
+bench-train: $(VENV_STAMP) ## training time, peak RSS, test AUC: in-memory vs batched training on the same rows (docs/benchmarks.md)
+	@test -f "$(SHOPRANK_HOME)/feast/registry.db" || $(MAKE) --no-print-directory data features apply
+	$(RUN) python -m benchmarks.train --home "$(SHOPRANK_HOME)"
 
 # --- merchant growth: GMV diagnostics and forecasts (docs/merchant_growth.md) ------------------------------
 MERCHANT ?=

@@ -14,11 +14,16 @@ console = Console()
 
 
 @app.command("train")
-def train_cmd() -> None:
+def train_cmd(
+    in_memory: bool = typer.Option(
+        False, "--in-memory", help="Hold the whole training set in pandas (the old path; to compare the two)."
+    ),
+) -> None:
     """Build the point-in-time training set from Feast, train, evaluate against the oracle, register."""
+    from training.config import TrainConfig
     from training.train import train
 
-    result = train()
+    result = train(TrainConfig(in_memory=in_memory))
     console.print_json(data={"run_id": result.run_id, "version": result.model_version, "metrics": result.metrics})
 
 

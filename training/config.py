@@ -68,3 +68,15 @@ class TrainConfig(BaseModel):
     split: SplitConfig = SplitConfig()
     xgb: XGBConfig = XGBConfig()
     filter_by_created_timestamp: bool = True
+    join_chunk_rows: int = Field(
+        250_000,
+        ge=1,
+        description="Label rows per point-in-time join call (whole days): Feast's stock DuckDB store persists a "
+        "join through memory (about 5 GB per million label rows at SCALE=small, issue 14), so this bounds what it "
+        "holds at once; an offline store that streams its join to parquet can take far more per call.",
+    )
+    in_memory: bool = Field(
+        False,
+        description="Train from one pandas frame (Feast's to_df) instead of parquet batches: only to show both "
+        "paths give the same model (tests, benchmarks/train.py); it needs memory for the whole training set.",
+    )

@@ -1,20 +1,32 @@
-"""Point-in-time training sets: the label table's impressions joined to Feast features as of each impression."""
+"""Point-in-time training sets: the label table's impressions joined to Feast features as of each impression.
+
+The split, the feature columns and Feast's join are shared by both paths. `TrainingSet` here is the in-memory
+path (the whole frame in pandas, as training used to be): kept only so that tests and the benchmark can show the
+batched path (training/trainset.py, the default) gives the same model on the same rows.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
+import numpy as np
 import pandas as pd
+import xgboost as xgb
 from feast import FeatureStore
 from feast.types import String
 
-from platform_common.feature_spec import CONTEXT_CATEGORICAL, CONTEXT_NUMERIC
+from platform_common.feature_spec import CONTEXT_CATEGORICAL, CONTEXT_NUMERIC, FeatureSpec
 from platform_common.settings import Settings
 from training.config import SplitConfig, TrainConfig
+
+if TYPE_CHECKING:
+    from training.bundle import RankerBundle
 
 ENTITY_COLUMNS = ("impression_id", "event_timestamp", "user_id", "product_id", "merchant_id", "category_l1")
 # Features that only route a lookup (which merchant, which category) and would let a model memorise ids.
@@ -116,6 +128,33 @@ class TrainingSet:
         start, end = getattr(self.split, name)
         day = self.frame["event_timestamp"].dt.date
         return self.frame[(day >= start) & (day <= end)]
+
+    # --- training.fitting.TrainingData ------------------------------------------------------------------------
+    def rows(self, parts: tuple[str, ...], clicked_only: bool = False) -> pd.DataFrame:
+        frame = pd.concat([self.part(p) for p in parts], ignore_index=True) if len(parts) > 1 else self.part(parts[0])
+        return frame[frame["clicked"] == 1] if clicked_only else frame
+
+    def fit_spec(self, feature_service: str, numeric: Sequence[str]) -> FeatureSpec:
+        return FeatureSpec.fit(self.part("train"), feature_service, numeric, self.columns.categorical)
+
+    def matrix(
+        self, spec: FeatureSpec, parts: tuple[str, ...], clicked_only: bool, nthread: int, ref: xgb.DMatrix | None
+    ) -> xgb.DMatrix:
+        # A plain DMatrix: `hist` sketches the quantiles from all rows at once (QuantileDMatrix, in batches, is
+        # the batched path's; tests/training/test_batched.py compares the two).
+        return xgb.DMatrix(spec.frame_matrix(self.rows(parts, clicked_only)), feature_names=list(spec.columns))
+
+    def labels(self, parts: tuple[str, ...], label: str, clicked_only: bool) -> np.ndarray:
+        return self.rows(parts, clicked_only)[label].to_numpy()
+
+    def head_scores(self, bundle: RankerBundle, part: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        assert bundle.spec is not None
+        rows = self.part(part)
+        return bundle.head_scores(bundle.spec.frame_matrix(rows)), rows["converted"].to_numpy()
+
+    def orders(self, parts: tuple[str, ...]) -> pd.DataFrame:
+        rows = self.rows(parts)
+        return rows.loc[rows["converted"] == 1, ["price", "order_gmv"]]
 
 
 def build_training_set(store: FeatureStore, settings: Settings, cfg: TrainConfig) -> TrainingSet:

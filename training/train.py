@@ -5,14 +5,14 @@ from __future__ import annotations
 import getpass
 import json
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from feast import FeatureStore
 from rich.console import Console
 
 from platform_common.feast_config import get_feature_store
@@ -20,25 +20,24 @@ from platform_common.feature_spec import FeatureSpec
 from platform_common.registry import connect, ensure_experiment
 from platform_common.settings import Settings, get_settings
 from training import evaluation, oracle
-from training.bundle import BundleConfig, CvrMethod, RankerBundle, write_artifacts
-from training.config import TrainConfig, XGBConfig
+from training.bundle import BundleConfig, RankerBundle, write_artifacts
+from training.config import TrainConfig
 from training.dataset import build_training_set, save_test_set
+from training.fitting import (
+    TrainingData,
+    choose_cvr_method,
+    fit_heads,
+    refit_heads,
+    units_by_price_band,
+    units_per_order,
+)
 from training.guards import leakage_guard
-from training.metrics import binary_metrics
 from training.signature import integer_features, model_signature
+from training.trainset import Augment, ParquetTrainingSet, build_parquet_training_set
 
 console = Console(stderr=True)
 
 PIP_REQUIREMENTS = [f"xgboost=={xgb.__version__}", f"pandas=={pd.__version__}", f"numpy=={np.__version__}"]
-
-# head -> (rows it learns from, label)
-HEAD_TASKS: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], str]] = {
-    "ctr": (lambda f: f, "clicked"),
-    "cvr": (lambda f: f[f["clicked"] == 1], "converted"),
-    "ctcvr": (lambda f: f, "converted"),
-}
-
-Augment = Callable[[pd.DataFrame], tuple[pd.DataFrame, list[str]]]
 
 
 @dataclass(frozen=True)
@@ -49,108 +48,89 @@ class TrainResult:
     guard_passed: bool
 
 
-def fit_head(spec: FeatureSpec, train: pd.DataFrame, valid: pd.DataFrame, label: str, cfg: XGBConfig) -> xgb.Booster:
-    """Early-stopped booster, cut at its best iteration so every consumer uses the right trees."""
-    dtrain, dvalid = _dmatrix(spec, train, label), _dmatrix(spec, valid, label)
-    booster = xgb.train(
-        cfg.booster_params(),
-        dtrain,
-        num_boost_round=cfg.num_boost_round,
-        evals=[(dvalid, "valid")],
-        early_stopping_rounds=cfg.early_stopping_rounds,
-        verbose_eval=False,
+@dataclass(frozen=True)
+class Fitted:
+    """The heads and the bundle settings chosen from the training and validation days."""
+
+    spec: FeatureSpec
+    boosters: dict[str, xgb.Booster]
+    config: BundleConfig
+    method_metrics: dict[str, float]
+
+
+def training_data(
+    store: FeatureStore, settings: Settings, cfg: TrainConfig, augment: Augment | None = None
+) -> tuple[TrainingData, Path]:
+    """The training set (parquet read in batches; or one pandas frame with cfg.in_memory) and its frozen test rows."""
+    if cfg.in_memory:
+        if augment is not None:
+            raise ValueError("augment is SQL over the parquet training set: not available with in_memory")
+        ts = build_training_set(store, settings, cfg)
+        return ts, save_test_set(ts, settings)
+    pts = build_parquet_training_set(store, settings, cfg, augment)
+    return pts, pts.save_test_set(settings)
+
+
+def fit(data: TrainingData, cfg: TrainConfig, workdir: Path, extra_numeric: list[str] | None = None) -> Fitted:
+    """Early-stopped heads, the CVR method chosen on the validation days, then (by default) the refit on train +
+    valid and units per order from the rows the final heads learned from."""
+    spec = data.fit_spec(cfg.feature_service, [*data.columns.numeric, *(extra_numeric or [])])
+    with console.status("Training the heads (XGBoost, early stopping on the validation days)"):
+        boosters = fit_heads(data, spec, cfg.xgb)
+    bundle = RankerBundle()
+    bundle.load_from_paths(write_artifacts(workdir / "probe", spec, boosters))
+    method, method_metrics = choose_cvr_method(bundle, data)
+    method_metrics |= {f"{h}_trees_early_stopped": float(b.num_boosted_rounds()) for h, b in boosters.items()}
+    fit_parts: tuple[str, ...] = ("train",)
+    if cfg.xgb.refit_on_valid:
+        with console.status("Refitting the heads on the train and validation days"):
+            boosters = refit_heads(data, spec, cfg.xgb, boosters)
+        fit_parts = ("train", "valid")
+    orders = data.orders(fit_parts)
+    bands, units = units_by_price_band(orders)
+    config = BundleConfig(
+        cvr_method=method, units_per_order=units_per_order(orders), price_bands=bands, units_by_band=units
     )
-    return booster[: booster.best_iteration + 1]
-
-
-def refit_head(
-    spec: FeatureSpec, train: pd.DataFrame, valid: pd.DataFrame, label: str, cfg: XGBConfig, stopped: xgb.Booster
-) -> xgb.Booster:
-    """Refit on train + valid with the early-stopped tree count scaled by the rows added (no early stopping:
-    the validation days are now training rows)."""
-    rows = pd.concat([train, valid], ignore_index=True)
-    n_trees = max(1, round(stopped.num_boosted_rounds() * len(rows) / max(len(train), 1)))
-    return xgb.train(cfg.booster_params(), _dmatrix(spec, rows, label), num_boost_round=n_trees, verbose_eval=False)
-
-
-def _dmatrix(spec: FeatureSpec, rows: pd.DataFrame, label: str) -> xgb.DMatrix:
-    return xgb.DMatrix(spec.frame_matrix(rows), label=rows[label].to_numpy(), feature_names=list(spec.columns))
-
-
-def units_per_order(train: pd.DataFrame) -> float:
-    """GMV of an order per unit of shown price (quantity > 1 happens): turns pCTCVR x price into GMV."""
-    orders = train[train["converted"] == 1]
-    price = orders["price"].sum()
-    return float(orders["order_gmv"].sum() / price) if price > 0 else 1.0
-
-
-def units_by_price_band(train: pd.DataFrame, n_bands: int = 5) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Mean GMV per unit of price within price quintiles of the converted training impressions."""
-    orders = train[(train["converted"] == 1) & (train["price"] > 0)]
-    if len(orders) < 20 * n_bands:
-        return (), ()
-    edges = tuple(float(e) for e in np.quantile(orders["price"], np.linspace(0, 1, n_bands + 1)[1:-1]))
-    band = np.searchsorted(np.asarray(edges), orders["price"].to_numpy(), side="left")
-    units = tuple(
-        float(orders["order_gmv"].to_numpy()[band == b].sum() / orders["price"].to_numpy()[band == b].sum())
-        for b in range(n_bands)
-    )
-    return edges, units
-
-
-def choose_cvr_method(bundle: RankerBundle, valid: pd.DataFrame) -> tuple[str, dict[str, float]]:
-    """Pick how pCTCVR is formed by log loss on the validation days: observable in production, unlike the oracle."""
-    assert bundle.spec is not None
-    raw = bundle.head_scores(bundle.spec.frame_matrix(valid))
-    y = valid["converted"].to_numpy()
-    methods: tuple[CvrMethod, ...] = ("clicked_only", "ctcvr_over_ctr")
-    losses = {method: binary_metrics(y, bundle.combine(raw, method)["pctcvr"], "v")["v_logloss"] for method in methods}
-    return min(losses, key=lambda m: losses[m]), {f"valid_ctcvr_logloss_{m}": v for m, v in losses.items()}
+    return Fitted(spec, boosters, config, method_metrics)
 
 
 def train(
     cfg: TrainConfig | None = None, settings: Settings | None = None, augment: Augment | None = None
 ) -> TrainResult:
-    """`augment` adds columns to the training frame before fitting: the leakage test uses it to plant a leak."""
+    """`augment` adds SQL columns to the training set before fitting: the leakage test uses it to plant a leak."""
     cfg = cfg or TrainConfig()
     settings = settings or get_settings()
     store = get_feature_store(settings)
-    console.print(f"[bold]Building point-in-time training set[/] from feature service {cfg.feature_service}")
-    ts = build_training_set(store, settings, cfg)
-    numeric = list(ts.columns.numeric)
-    if augment is not None:
-        frame, extra = augment(ts.frame)
-        numeric += extra
-        ts = replace(ts, frame=frame)
-    train_df, valid_df, test_df = ts.part("train"), ts.part("valid"), ts.part("test")
-    console.print(
-        f"rows: train {len(train_df):,} valid {len(valid_df):,} test {len(test_df):,}; fingerprint {ts.fingerprint}"
-    )
-    spec = FeatureSpec.fit(train_df, cfg.feature_service, numeric, ts.columns.categorical)
-    boosters = {}
-    for head, (rows, label) in HEAD_TASKS.items():
-        with console.status(f"Training {head} head (XGBoost, early stopping on the validation days)"):
-            boosters[head] = fit_head(spec, rows(train_df), rows(valid_df), label, cfg.xgb)
-    test_path = save_test_set(ts, settings)
+    path = "in memory (pandas)" if cfg.in_memory else "persisted to parquet, trained in batches"
+    console.print(f"[bold]Building point-in-time training set[/] from feature service {cfg.feature_service}, {path}")
+    data, test_path = training_data(store, settings, cfg, augment)
+    try:
+        return _train(store, data, test_path, cfg, settings, augment)
+    finally:
+        if isinstance(data, ParquetTrainingSet):
+            data.remove()
+
+
+def _train(
+    store: FeatureStore,
+    data: TrainingData,
+    test_path: Path,
+    cfg: TrainConfig,
+    settings: Settings,
+    augment: Augment | None,
+) -> TrainResult:
+    test_df = pd.read_parquet(test_path)
+    n_train = len(data.labels(("train",), "clicked", False))
+    n_valid = len(data.labels(("valid",), "clicked", False))
+    console.print(f"rows: train {n_train:,} valid {n_valid:,} test {len(test_df):,}; fingerprint {data.fingerprint}")
 
     client = connect(settings)
     experiment_id = ensure_experiment(settings)
     with mlflow.start_run(experiment_id=experiment_id) as run, tempfile.TemporaryDirectory() as tmp:
-        bundle = RankerBundle()
-        bundle.load_from_paths(write_artifacts(Path(tmp) / "probe", spec, boosters))
-        method, method_metrics = choose_cvr_method(bundle, valid_df)
-        method_metrics |= {f"{h}_trees_early_stopped": float(b.num_boosted_rounds()) for h, b in boosters.items()}
-        fit_rows = train_df
-        if cfg.xgb.refit_on_valid:
-            for head, (rows, label) in HEAD_TASKS.items():
-                with console.status(f"Refitting {head} head on the train and validation days"):
-                    boosters[head] = refit_head(spec, rows(train_df), rows(valid_df), label, cfg.xgb, boosters[head])
-            fit_rows = pd.concat([train_df, valid_df], ignore_index=True)
-        bands, units = units_by_price_band(fit_rows)
-        config = BundleConfig(
-            cvr_method=method, units_per_order=units_per_order(fit_rows), price_bands=bands, units_by_band=units
-        )
+        fitted = fit(data, cfg, Path(tmp), list(augment.columns) if augment else None)
+        spec, boosters, config, method = fitted.spec, fitted.boosters, fitted.config, fitted.config.cvr_method
         artifacts = write_artifacts(Path(tmp) / "bundle", spec, boosters, config)
+        bundle = RankerBundle()
         bundle.load_from_paths(artifacts)
 
         truth = oracle.load_truth(settings, test_df["impression_id"])
@@ -158,7 +138,7 @@ def train(
         value = oracle.top_slot_value(truth, test_df["surface"], test_df["position"], eta)
         scored = evaluation.score(bundle, test_df, truth, value)
         metrics = evaluation.classification_metrics(scored) | evaluation.ranking_metrics(scored, eta)
-        metrics |= method_metrics | {f"{h}_trees": float(b.num_boosted_rounds()) for h, b in boosters.items()}
+        metrics |= fitted.method_metrics | {f"{h}_trees": float(b.num_boosted_rounds()) for h, b in boosters.items()}
         metrics |= {"test_rows": float(len(test_df)), "test_ctr": float(test_df["clicked"].mean())}
         guard = leakage_guard(
             test_df["clicked"].to_numpy(),
@@ -175,12 +155,13 @@ def train(
                 "filter_by_created_timestamp": cfg.filter_by_created_timestamp,
                 "cvr_method": method,
                 "units_per_order": round(config.units_per_order, 4),
-                **ts.split.as_params(),
+                **data.split.as_params(),
+                "training_path": "in_memory" if cfg.in_memory else "batched",
                 **{f"xgb_{k}": v for k, v in cfg.xgb.model_dump().items()},
             }
         )
         tags = {
-            "data_fingerprint": ts.fingerprint,
+            "data_fingerprint": data.fingerprint,
             "feature_service": cfg.feature_service,
             "test_set_path": str(test_path),
             "trained_by": getpass.getuser(),
@@ -189,7 +170,7 @@ def train(
         }
         mlflow.set_tags(tags)
         mlflow.log_dict(
-            {"features": list(spec.columns), "feature_refs": list(ts.columns.feature_refs)}, "features.json"
+            {"features": list(spec.columns), "feature_refs": list(data.columns.feature_refs)}, "features.json"
         )
         mlflow.log_metrics(metrics)
         example = test_df[list(spec.columns)].head(20)

@@ -6,7 +6,6 @@ import shutil
 
 import mlflow
 import numpy as np
-import pandas as pd
 import pytest
 
 from platform_common.registry import CHAMPION, connect, version_by_alias
@@ -14,6 +13,7 @@ from platform_common.settings import Settings
 from training.guards import leakage_guard
 from training.promotion import promote
 from training.train import train
+from training.trainset import Augment
 
 
 def simulated(n_requests: int = 3000, seed: int = 1):
@@ -40,11 +40,10 @@ def test_a_model_that_saw_the_label_fails():
     assert "information from after the label" in result.reason
 
 
-def same_day_clicks_including_this_one(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """The classic leak: today's click count of the user, counting the very impression being labelled."""
-    day = frame["event_timestamp"].dt.date
-    leak = frame.groupby([frame["user_id"], day])["clicked"].transform("sum")
-    return frame.assign(user_clicks_today=leak.astype(float)), ["user_clicks_today"]
+# The classic leak: today's click count of the user, counting the very impression being labelled (UTC days).
+SAME_DAY_CLICKS_INCLUDING_THIS_ONE = Augment(
+    {"user_clicks_today": "cast(sum(clicked) over (partition by user_id, cast(event_timestamp as date)) as double)"}
+)
 
 
 def test_planted_leak_is_blocked_and_promotion_refuses_it(tiny_platform, tmp_path):
@@ -55,7 +54,7 @@ def test_planted_leak_is_blocked_and_promotion_refuses_it(tiny_platform, tmp_pat
     champion_before = version_by_alias(client, settings.model_name, CHAMPION).version
     assert client.get_model_version(settings.model_name, champion_before).tags["leakage_guard"] == "passed"
 
-    result = train(settings=settings, augment=same_day_clicks_including_this_one)
+    result = train(settings=settings, augment=SAME_DAY_CLICKS_INCLUDING_THIS_ONE)
     assert not result.guard_passed
     assert result.metrics["test_auc"] > result.metrics["oracle_auc"]
     assert mlflow.MlflowClient(settings.tracking_uri).get_run(result.run_id).info.status == "FAILED"

@@ -1,0 +1,156 @@
+"""`make bench-train`: training time, peak memory and test AUC, the in-memory path beside the batched one.
+
+Each path runs in its own child process (so its peak RSS is its own, `ru_maxrss`) on the same state folder:
+
+- `in_memory`: Feast's point-in-time join returned whole to pandas (`to_df`), XGBoost from DMatrix: training as
+  it was before issue 14 (`python -m training train --in-memory`);
+- `batched`: the join persisted to parquet through Feast in chunks of days, sorted once by DuckDB, XGBoost
+  from a DataIter into QuantileDMatrix (the default `make train`).
+
+Both do everything `make train` does up to the metrics (training set, frozen test rows, early-stopped heads,
+CVR method, refit on train + valid, scoring the test rows against the oracle) but log nothing to MLflow; they
+write the training set and test rows under $SHOPRANK_HOME/datasets as `make train` does. The run fails if the
+two paths did not train and test on the same rows (impression ids, in order). Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+PATHS = ("in_memory", "batched")
+HEADLINE = (
+    ("build_s", "training set s"),
+    ("fit_s", "fit + refit s"),
+    ("eval_s", "evaluation s"),
+    ("total_s", "total s"),
+    ("cpu_s", "total CPU s"),
+    ("peak_rss_gib", "peak RSS GiB"),
+    ("test_auc", "CTR test AUC"),
+    ("cvr_test_auc", "CVR test AUC"),
+    ("ctcvr_test_auc", "CTCVR test AUC"),
+    ("oracle_auc", "CTR oracle AUC"),
+)
+
+
+def ids_digest(ids: Any) -> str:
+    return hashlib.sha256("\n".join(str(i) for i in ids).encode()).hexdigest()[:16]
+
+
+def child(path: str, home: Path) -> dict[str, Any]:
+    """One path, start to metrics, in this process. Imports are here so that they count in this child's RSS."""
+    import numpy as np
+    import pandas as pd
+
+    from platform_common.feast_config import get_feature_store
+    from platform_common.settings import Settings
+    from training import evaluation, oracle
+    from training.bundle import RankerBundle, write_artifacts
+    from training.config import TrainConfig
+    from training.dataset import TrainingSet
+    from training.train import fit, training_data
+    from training.trainset import ParquetTrainingSet
+
+    settings = Settings(home=home, scale=os.environ.get("SHOPRANK_SCALE", "small"))
+    cfg = TrainConfig(in_memory=path == "in_memory")
+    out: dict[str, Any] = {"path": path}
+    t0 = time.perf_counter()
+    data, test_path = training_data(get_feature_store(settings), settings, cfg)
+    out["build_s"] = time.perf_counter() - t0
+
+    if isinstance(data, TrainingSet):
+        ids = {p: data.part(p)["impression_id"] for p in ("train", "valid", "test")}
+    else:
+        assert isinstance(data, ParquetTrainingSet)
+        ids = {
+            p: pd.concat(list(data.source([p]).frames(["impression_id"], 1 << 20)))["impression_id"]
+            for p in ("train", "valid", "test")
+        }
+    out |= {f"{p}_rows": len(v) for p, v in ids.items()} | {f"{p}_ids": ids_digest(v) for p, v in ids.items()}
+    del ids
+
+    t1 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        fitted = fit(data, cfg, Path(tmp))
+        out["fit_s"] = time.perf_counter() - t1
+        bundle = RankerBundle()
+        bundle.load_from_paths(write_artifacts(Path(tmp) / "bundle", fitted.spec, fitted.boosters, fitted.config))
+    t2 = time.perf_counter()
+    test = pd.read_parquet(test_path)
+    truth = oracle.load_truth(settings, test["impression_id"])
+    eta = oracle.examination_eta(settings)
+    value = oracle.top_slot_value(truth, test["surface"], test["position"], eta)
+    scored = evaluation.score(bundle, test, truth, value)
+    metrics = evaluation.classification_metrics(scored)
+    out["eval_s"] = time.perf_counter() - t2
+    out["total_s"] = time.perf_counter() - t0
+    out |= {k: float(metrics[k]) for k in ("test_auc", "cvr_test_auc", "ctcvr_test_auc", "oracle_auc")}
+    out |= {f"{h}_trees": b.num_boosted_rounds() for h, b in fitted.boosters.items()}
+    out["cvr_method"] = fitted.config.cvr_method
+    out["pctr_mean"] = float(np.mean(scored.logged["pctr"]))
+    if isinstance(data, ParquetTrainingSet):
+        data.remove()
+    # Linux reports ru_maxrss in KiB: the peak resident set of this process, DuckDB's and XGBoost's included.
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out["peak_rss_gib"] = usage.ru_maxrss / 2**20
+    # CPU seconds of all the process's threads: on a shared machine wall time measures the neighbours too.
+    out["cpu_s"] = usage.ru_utime + usage.ru_stime
+    return out
+
+
+def run_child(path: str, home: Path) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.train", "--child", path, "--home", str(home)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ) | {"SHOPRANK_HOME": str(home)},
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"{path} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = ["| | " + " | ".join(r["path"] for r in results) + " |", "|---|" + "--:|" * len(results)]
+    for key, label in HEADLINE:
+        cells = [f"{r[key]:.4f}" if "auc" in key else f"{r[key]:.1f}" if key.endswith("_s") else f"{r[key]:.2f}"
+                 for r in results]  # fmt: skip
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for key in ("train_rows", "valid_rows", "test_rows", "ctr_trees", "cvr_trees", "ctcvr_trees", "cvr_method"):
+        lines.append(f"| {key.replace('_', ' ')} | " + " | ".join(f"{r[key]:,}" if isinstance(r[key], int)
+                                                              else str(r[key]) for r in results) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, default=Path(os.environ.get("SHOPRANK_HOME", ".state")))
+    parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated, run in this order")
+    parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    home = args.home.resolve()
+    if args.child:
+        print(json.dumps(child(args.child, home)))
+        return
+    results = []
+    for path in args.paths.split(","):
+        print(f"running {path} ...", file=sys.stderr, flush=True)
+        results.append(run_child(path, home))
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    digests = {tuple(r[f"{p}_ids"] for p in ("train", "valid", "test")) for r in results}
+    if len(digests) != 1:
+        raise SystemExit("the paths did not train and test on the same rows: " + json.dumps(results))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()

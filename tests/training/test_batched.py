@@ -1,0 +1,178 @@
+"""The batched training path (parquet -> DataIter -> QuantileDMatrix) against the in-memory one, on a synthetic
+training set small enough to hold whole and read here in many batches (so batching really happens)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from platform_common.feature_spec import FeatureSpec
+from training.batches import RowBatches
+from training.bundle import RankerBundle, write_artifacts
+from training.config import SplitConfig, TrainConfig, XGBConfig
+from training.dataset import FeatureColumns, TrainingSet, plan_split
+from training.guards import fast_auc
+from training.train import fit
+from training.trainset import ParquetTrainingSet, stream_fingerprint
+
+N_DAYS, ROWS_PER_DAY, BATCH = 20, 500, 777  # 777: batches straddle days and windows
+COLUMNS = FeatureColumns(numeric=("position", "x", "count_7d"), categorical=("surface", "colour"), feature_refs=())
+CFG = TrainConfig(xgb=XGBConfig(num_boost_round=60, early_stopping_rounds=10, min_child_weight=2.0))
+
+
+def synthetic(seed: int = 5) -> pd.DataFrame:
+    """Impressions with a learnable click rate, a sparser conversion, an integer feature with gaps and a
+    categorical feature with a missing value, sorted as the training set file is."""
+    rng = np.random.default_rng(seed)
+    n = N_DAYS * ROWS_PER_DAY
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    ts = [start + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, N_DAYS * 86400, n))]
+    x = rng.normal(size=n)
+    colour = rng.choice(np.array(["red", "blue", "green", None], dtype=object), n)
+    position = rng.integers(1, 11, n)
+    logit = -2.5 + 1.2 * x + 0.6 * (colour == "red") - 0.1 * position
+    clicked = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    converted = clicked * (rng.random(n) < 1 / (1 + np.exp(-(-1.0 + x)))).astype(np.int64)
+    price = np.round(rng.lognormal(3, 0.7, n), 2)
+    count = rng.integers(0, 30, n).astype(float)
+    count[rng.random(n) < 0.2] = np.nan  # Feast's Int64 with missing values: float64 in pandas
+    frame = pd.DataFrame(
+        {
+            "impression_id": [f"imp_{i:06d}" for i in range(n)],
+            "request_id": [f"req_{i // 8:06d}" for i in range(n)],
+            "event_timestamp": pd.to_datetime(ts, utc=True).astype("datetime64[us, UTC]"),
+            "surface": rng.choice(["home_feed", "search", "short_video"], n),
+            "position": position,
+            "x": x,
+            "count_7d": count,
+            "colour": colour,
+            "clicked": clicked,
+            "converted": converted,
+            "price": price,
+            "order_gmv": converted * price * rng.integers(1, 3, n),
+        }
+    )
+    return frame.sort_values(["event_timestamp", "impression_id"], ignore_index=True)
+
+
+def split_of(frame: pd.DataFrame):
+    days = sorted(frame["event_timestamp"].dt.date.unique())
+    return plan_split(days, SplitConfig())
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory) -> tuple[ParquetTrainingSet, TrainingSet]:
+    root = tmp_path_factory.mktemp("trainset")
+    frame = synthetic()
+    path = root / "trainset.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=1000)
+    split = split_of(frame)
+    batched = ParquetTrainingSet(path, split, COLUMNS, stream_fingerprint(path), root / "spill", batch_rows=BATCH)
+    in_memory = TrainingSet(frame=pd.read_parquet(path), split=split, columns=COLUMNS, fingerprint="-")
+    return batched, in_memory
+
+
+def spec_of(data: ParquetTrainingSet | TrainingSet) -> FeatureSpec:
+    return data.fit_spec("test_service", COLUMNS.numeric)
+
+
+def drain(batches: RowBatches) -> list[np.ndarray]:
+    """One pass of the iterator as XGBoost makes it: next() until False."""
+    seen: list[np.ndarray] = []
+    while batches.next(lambda data, **_: seen.append(data)):
+        pass
+    return seen
+
+
+def test_data_iter_covers_every_row_exactly_once_per_pass(both):
+    batched, in_memory = both
+    spec = spec_of(batched)
+    expected = spec.frame_matrix(in_memory.rows(("train", "valid")))
+    batches = RowBatches(batched.source(["train", "valid"]), spec, batch_rows=BATCH)
+    for _ in range(2):  # QuantileDMatrix makes two passes: the second must see the same rows again
+        batches.reset()
+        seen = drain(batches)
+        assert len(seen) > 3, "the test must exercise several batches"
+        assert batches.rows_seen == len(expected)
+        np.testing.assert_array_equal(np.concatenate(seen), expected)  # same rows, same order, NaN where NaN
+
+
+def test_cvr_head_reads_clicked_rows_only(both):
+    batched, in_memory = both
+    frames = list(batched.source(["train"], clicked_only=True).frames(["impression_id", "clicked"], BATCH))
+    rows = pd.concat(frames, ignore_index=True)
+    assert len(rows) > 0 and (rows["clicked"] == 1).all()
+    assert rows["impression_id"].tolist() == in_memory.rows(("train",), clicked_only=True)["impression_id"].tolist()
+    spec = spec_of(batched)
+    matrix = batched.matrix(spec, ("train",), True, 1, None)
+    assert matrix.num_row() == len(rows)
+
+
+def test_statistics_from_duckdb_equal_the_in_memory_ones(both):
+    batched, in_memory = both
+    assert spec_of(batched) == spec_of(in_memory)
+    assert spec_of(batched).vocabularies["colour"] == ("blue", "green", "red")  # None is not a category
+    pd.testing.assert_frame_equal(
+        batched.orders(("train", "valid")).reset_index(drop=True),
+        in_memory.orders(("train", "valid")).reset_index(drop=True),
+    )
+    for label in ("clicked", "converted"):
+        np.testing.assert_array_equal(
+            batched.labels(("valid",), label, True), in_memory.labels(("valid",), label, True)
+        )
+
+
+def test_batched_and_in_memory_give_the_same_model(both, tmp_path: Path):
+    """Same rows, same order, same parameters: the same trees, hence the same predictions. Here every feature
+    has few enough distinct values for XGBoost's quantile sketch to be exact, merged from batches
+    (QuantileDMatrix) or built from all rows at once (DMatrix); with millions of rows the merged sketch can
+    place a bin edge differently, so the benchmark (benchmarks/train.py) compares test AUCs at SCALE=small."""
+    batched, in_memory = both
+    test = in_memory.part("test")
+    scores = {}
+    for name, data in (("batched", batched), ("in_memory", in_memory)):
+        fitted = fit(data, CFG, tmp_path / name)
+        bundle = RankerBundle()
+        bundle.load_from_paths(write_artifacts(tmp_path / name / "bundle", fitted.spec, fitted.boosters, fitted.config))
+        scores[name] = (bundle.score_matrix(fitted.spec.frame_matrix(test)), fitted)
+    (a, fa), (b, fb) = scores["batched"], scores["in_memory"]
+    clicked = test["clicked"].to_numpy() == 1
+    auc_ctr = [fast_auc(test["clicked"].to_numpy(), s["pctr"]) for s in (a, b)]
+    auc_cvr = [fast_auc(test["converted"].to_numpy()[clicked], s["pcvr"][clicked]) for s in (a, b)]
+    assert auc_ctr[0] > 0.7, "the synthetic click signal must be learnt, or the comparison proves nothing"
+    for head in ("pctr", "pcvr", "pctcvr"):
+        np.testing.assert_array_equal(a[head], b[head])
+    assert auc_ctr[0] == pytest.approx(auc_ctr[1], abs=1e-3)
+    assert auc_cvr[0] == pytest.approx(auc_cvr[1], abs=1e-3)
+    assert fa.config == fb.config
+    assert {h: b.num_boosted_rounds() for h, b in fa.boosters.items()} == {
+        h: b.num_boosted_rounds() for h, b in fb.boosters.items()
+    }
+
+
+def test_fingerprint_is_deterministic_and_tracks_values(tmp_path: Path):
+    frame = synthetic(seed=9)
+    a, b, c = tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "c.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), a, row_group_size=500)
+    # same content in another column order and another row-group layout: the same fingerprint
+    reordered = frame[list(reversed(frame.columns))]
+    pq.write_table(pa.Table.from_pandas(reordered, preserve_index=False), b, row_group_size=3000)
+    assert stream_fingerprint(a) == stream_fingerprint(a) == stream_fingerprint(b)
+    changed = frame.copy()
+    changed.loc[7777, "x"] += 1e-9
+    pq.write_table(pa.Table.from_pandas(changed, preserve_index=False), c)
+    assert stream_fingerprint(c) != stream_fingerprint(a)
+
+
+def test_split_windows_select_utc_days(both):
+    batched, in_memory = both
+    for part in ("train", "valid", "test"):
+        ids = pd.concat(list(batched.source([part]).frames(["impression_id"], BATCH)), ignore_index=True)
+        assert ids["impression_id"].tolist() == in_memory.part(part)["impression_id"].tolist()
+    assert batched.split.test[1] == date(2026, 10, 1) + timedelta(days=N_DAYS - 1)

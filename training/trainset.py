@@ -1,0 +1,207 @@
+"""The point-in-time training set as a parquet file, never whole in pandas (the default training path).
+
+Feast joins the label impressions to their features as of each impression (`get_historical_features`) and
+`persist`s the result to parquet. The label days are joined in chunks of whole days: Feast's stock DuckDB store
+persists through an in-memory Arrow table, so one chunk is what it holds at a time (an offline store that
+streams its join to parquet is simply called fewer times). Joining a chunk of days alone gives the same rows:
+a row's features depend only on its own entity keys and timestamp. DuckDB then sorts the chunks into one
+file by (event_timestamp, impression_id), spilling to disk, which fixes the row order every later pass relies
+on; the fingerprint, the split windows, the vocabularies and the XGBoost matrices are all read from it in
+bounded batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from feast import FeatureStore
+from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
+
+from platform_common.feature_spec import FeatureSpec
+from platform_common.settings import Settings
+from training.batches import DayWindow, RowSource, connect, quantile_matrix, quote, where_clause
+from training.bundle import RankerBundle
+from training.config import TrainConfig
+from training.dataset import FeatureColumns, TimeSplit, feature_columns, plan_split
+
+TRAINSET_FILE = "trainset.parquet"
+ROW_GROUP_ROWS = 122_880  # DuckDB's default: small enough that a day window skips most of the file
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Columns added to the training set before fitting, as SQL expressions over its rows (window functions
+    allowed): the leakage test plants a leak with it. name -> expression."""
+
+    columns: Mapping[str, str]
+
+
+def label_days(labels: Path) -> list[tuple[date, int]]:
+    """(UTC day, label rows) for every label day, oldest first."""
+    with connect() as con:
+        rows = con.sql(
+            f"select cast(event_timestamp as date) d, count(*) from read_parquet('{labels}') group by d order by d"
+        ).fetchall()
+    return [(d, int(n)) for d, n in rows]
+
+
+def chunk_days(days: Sequence[tuple[date, int]], max_rows: int) -> list[DayWindow]:
+    """Consecutive whole days grouped into windows of at most `max_rows` label rows (a bigger day is alone)."""
+    windows: list[DayWindow] = []
+    start: date | None = None
+    last: date | None = None
+    rows = 0
+    for day, n in days:
+        if start is not None and last is not None and rows + n > max_rows:
+            windows.append((start, last))
+            start, rows = None, 0
+        start = day if start is None else start
+        last, rows = day, rows + n
+    if start is not None and last is not None:
+        windows.append((start, last))
+    return windows
+
+
+def entity_frame(labels: Path, window: DayWindow) -> pd.DataFrame:
+    """One chunk's label rows, as the entity frame Feast's stock DuckDB store requires (pandas)."""
+    with connect() as con:
+        table = con.sql(
+            f"select * from read_parquet('{labels}') where {where_clause([window])} order by event_timestamp, "
+            "impression_id"
+        ).to_arrow_table()
+    frame = table.to_pandas()
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    return frame
+
+
+def persist_join(store: FeatureStore, cfg: TrainConfig, labels: Path, windows: Sequence[DayWindow], out: Path) -> None:
+    """Feast's point-in-time join of each window's labels, persisted through Feast's API to out/part-N.parquet."""
+    service = store.get_feature_service(cfg.feature_service)
+    for i, window in enumerate(windows):
+        job = store.get_historical_features(
+            entity_df=entity_frame(labels, window),
+            features=service,
+            full_feature_names=False,
+            filter_by_created_timestamp=cfg.filter_by_created_timestamp,
+        )
+        job.persist(SavedDatasetFileStorage(path=str(out / f"part-{i:05d}.parquet")), allow_overwrite=True)
+        del job  # the stock store's job holds its entity frame
+
+
+def sort_into_one_file(parts: Path, out: Path, spill_dir: Path, augment: Augment | None = None) -> None:
+    """All chunks in one file ordered by (event_timestamp, impression_id); DuckDB spills the sort to disk."""
+    extra = "".join(f", ({expr}) as {quote(name)}" for name, expr in (augment.columns if augment else {}).items())
+    with connect(spill_dir) as con:
+        con.execute(
+            f"copy (select *{extra} from read_parquet('{parts}/*.parquet') order by event_timestamp, impression_id) "
+            f"to '{out}' (format parquet, compression zstd, row_group_size {ROW_GROUP_ROWS})"
+        )
+
+
+def stream_fingerprint(path: Path, spill_dir: Path | None = None) -> str:
+    """Content hash of a training set file: its column names and types (sorted by name, so column order does
+    not count) and DuckDB's hash of every row's values in file order, read in batches. Same data, same hash."""
+    with connect(spill_dir) as con:
+        schema = con.sql(f"describe select * from read_parquet('{path}')").fetchall()
+        columns = sorted((str(name), str(kind)) for name, kind, *_ in schema)
+        digest = hashlib.sha256(";".join(f"{n}:{k}" for n, k in columns).encode())
+        values = ", ".join(quote(n) for n, _ in columns)
+        for batch in con.sql(f"select hash({values}) from read_parquet('{path}')").to_arrow_reader(1 << 20):
+            digest.update(batch.column(0).to_numpy(zero_copy_only=False).astype("<u8").tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ParquetTrainingSet:
+    """The training set file and how it splits; implements training.fitting.TrainingData."""
+
+    path: Path
+    split: TimeSplit
+    columns: FeatureColumns
+    fingerprint: str
+    spill_dir: Path
+    batch_rows: int = field(default=131_072)
+
+    def remove(self) -> None:
+        """Delete the training set's folder (gigabytes at scale); the frozen test rows stay under their fingerprint."""
+        shutil.rmtree(self.path.parent, ignore_errors=True)
+
+    def source(self, parts: Sequence[str], clicked_only: bool = False) -> RowSource:
+        windows = tuple(getattr(self.split, p) for p in parts)
+        return RowSource(self.path, windows, clicked_only, self.spill_dir)
+
+    def fit_spec(self, feature_service: str, numeric: Sequence[str]) -> FeatureSpec:
+        """FeatureSpec.fit on the distinct values of each categorical column in the train rows (DuckDB finds
+        them; FeatureSpec.fit then applies its own rules to them, as it would to the whole frame)."""
+        distinct: dict[str, pd.Series] = {}
+        train = self.source(["train"])
+        with connect(self.spill_dir) as con:
+            for col in self.columns.categorical:
+                sql = f"select distinct {quote(col)} from ({train.sql([col])}) where {quote(col)} is not null"
+                distinct[col] = pd.Series(con.sql(sql).to_arrow_table().column(0).to_pylist(), dtype=object)
+        return FeatureSpec.fit(pd.DataFrame(distinct), feature_service, numeric, self.columns.categorical)
+
+    def matrix(
+        self, spec: FeatureSpec, parts: tuple[str, ...], clicked_only: bool, nthread: int, ref: xgb.DMatrix | None
+    ) -> xgb.DMatrix:
+        return quantile_matrix(self.source(parts, clicked_only), spec, nthread, ref, self.batch_rows)
+
+    def labels(self, parts: tuple[str, ...], label: str, clicked_only: bool) -> np.ndarray:
+        return self.source(parts, clicked_only).column(label)
+
+    def head_scores(self, bundle: RankerBundle, part: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        assert bundle.spec is not None
+        raw: dict[str, list[np.ndarray]] = {}
+        converted: list[np.ndarray] = []
+        for frame in self.source([part]).frames([*bundle.spec.columns, "converted"], self.batch_rows):
+            for head, scores in bundle.head_scores(bundle.spec.frame_matrix(frame)).items():
+                raw.setdefault(head, []).append(scores)
+            converted.append(frame["converted"].to_numpy())
+        return {h: np.concatenate(s) for h, s in raw.items()}, np.concatenate(converted)
+
+    def orders(self, parts: tuple[str, ...]) -> pd.DataFrame:
+        source = self.source(parts)
+        with connect(self.spill_dir) as con:
+            table = con.sql(f"select price, order_gmv from ({source.sql(['price', 'order_gmv', 'converted'])}) "
+                            "where converted = 1").to_arrow_table()  # fmt: skip
+        return table.to_pandas()
+
+    def save_test_set(self, settings: Settings) -> Path:
+        """Freeze the test rows (streamed by DuckDB) so promotion scores champion and challenger on the same rows."""
+        out = settings.datasets_dir / self.fingerprint / "test.parquet"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with connect(self.spill_dir) as con:
+            con.execute(f"copy (select * from read_parquet('{self.path}') where {where_clause([self.split.test])}) "
+                        f"to '{out}' (format parquet, compression zstd)")  # fmt: skip
+        return out
+
+
+def build_parquet_training_set(
+    store: FeatureStore, settings: Settings, cfg: TrainConfig, augment: Augment | None = None
+) -> ParquetTrainingSet:
+    labels = settings.marts_dir / "impression_labels.parquet"
+    if not labels.exists():
+        raise FileNotFoundError(f"{labels} is missing: run `make features` (dbt build) first")
+    days = label_days(labels)
+    split = plan_split([d for d, _ in days], cfg.split)
+    windows = chunk_days([(d, n) for d, n in days if d >= split.train[0]], cfg.join_chunk_rows)
+    # A folder of its own per build: two trainings on one state folder must not delete each other's files.
+    (settings.datasets_dir / "training_set").mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix=f"{cfg.feature_service}-", dir=settings.datasets_dir / "training_set"))
+    parts, spill = root / "parts", root / "spill"
+    parts.mkdir()
+    persist_join(store, cfg, labels, windows, parts)
+    path = root / TRAINSET_FILE
+    sort_into_one_file(parts, path, spill, augment)
+    shutil.rmtree(parts)
+    columns = feature_columns(store, cfg.feature_service)
+    return ParquetTrainingSet(path, split, columns, stream_fingerprint(path, spill), spill)
