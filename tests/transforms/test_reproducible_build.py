@@ -19,7 +19,7 @@ import pytest
 from platform_common.feast_config import get_feature_store, render_feature_store_yaml
 from platform_common.settings import FEATURE_REPO_DIR, REPO_ROOT, Settings
 from training.config import TrainConfig
-from training.dataset import build_training_set
+from training.trainset import build_parquet_training_set
 
 from .conftest import dbt_env, run_dbt
 
@@ -106,7 +106,10 @@ def test_same_raw_data_gives_the_same_training_data_fingerprint(two_builds: tupl
         settings = feast_apply(home)
         store = get_feature_store(settings)
         assert Path(store.get_feature_view("user_features").batch_source.path).parent == settings.marts_dir
-        training_set = build_training_set(store, settings, TrainConfig())
-        assert len(training_set.frame) > 10_000
-        fingerprints.append(training_set.fingerprint)
+        training_set = build_parquet_training_set(store, settings, TrainConfig())  # what `make train` builds
+        try:
+            assert training_set.path.stat().st_size > 100_000
+            fingerprints.append(training_set.fingerprint)
+        finally:
+            training_set.remove()
     assert fingerprints[0] == fingerprints[1]
