@@ -152,3 +152,28 @@ feast-ui: $(VENV_STAMP) ## Feast's web UI on this state's registry at http://127
 bento: $(VENV_STAMP) ## bentoml build: the ranking service (bentofile.yaml) with the dependencies locked in uv.lock
 	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --quiet -o requirements-bento.txt
 	$(RUN) bentoml build
+
+# --- online experiments of the ranker (docs/experiments.md) ------------------------------------------------
+ID ?=
+DESIGN ?= ab
+ARMS ?=
+SALT ?=
+START ?=
+STOP ?=
+
+.PHONY: experiment-start experiment-stop experiments experiment-show
+
+experiment-start: $(VENV_STAMP) ## start an experiment: ID=<id> ARMS="control=champion:0.5,treatment=v3:0.5" [DESIGN=ab|interleaving SALT= START= STOP=]
+	@test -n "$(ID)" -a -n "$(ARMS)" || { echo 'usage: make experiment-start ID=<id> ARMS="control=champion:0.5,treatment=v3:0.5" [DESIGN=ab|interleaving SALT=... START=<UTC ISO> STOP=<UTC ISO>]' >&2; exit 2; }
+	@$(RUN) python -m serving.experiments start --id "$(ID)" --arms "$(ARMS)" --design "$(DESIGN)" $(if $(SALT),--salt "$(SALT)") $(if $(START),--start "$(START)") $(if $(STOP),--stop "$(STOP)")
+
+experiment-stop: $(VENV_STAMP) ## stop a running experiment now: ID=<id>
+	@test -n "$(ID)" || { echo "usage: make experiment-stop ID=<id>" >&2; exit 2; }
+	@$(RUN) python -m serving.experiments stop "$(ID)"
+
+experiments: $(VENV_STAMP) ## every experiment with its arms, window and state
+	@$(RUN) python -m serving.experiments list
+
+experiment-show: $(VENV_STAMP) ## one experiment's stored definition as JSON: ID=<id>
+	@test -n "$(ID)" || { echo "usage: make experiment-show ID=<id>" >&2; exit 2; }
+	@$(RUN) python -m serving.experiments show "$(ID)"

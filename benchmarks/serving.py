@@ -364,7 +364,9 @@ def main(
         "service_config": (
             f"SHOPRANK_WORKERS={served.workers}, SHOPRANK_THREADS={served.threads}, "
             f"SHOPRANK_MAX_IN_FLIGHT={served.max_in_flight}, "
-            f"SHOPRANK_QUEUE_DEADLINE_SECONDS={served.queue_deadline_seconds:g}"
+            f"SHOPRANK_QUEUE_DEADLINE_SECONDS={served.queue_deadline_seconds:g}, "
+            f"SHOPRANK_QUEUE_TARGET_SECONDS={served.queue_target_seconds:g}, "
+            f"SHOPRANK_QUEUE_INTERVAL_SECONDS={served.queue_interval_seconds:g}"
         ),
         "in_process": {k: _stats(v) for k, v in pooled.items()},
         "http": http,

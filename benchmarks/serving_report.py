@@ -148,7 +148,9 @@ def overload_section(overload: dict | None, fixed100: dict) -> list[str]:
         f"{overload['p99_ms']} | {fixed100['p99_ms']} | {overload['shed_p99_ms']} |",
         "",
         "Admission control (`serving/guard.py`): at most `SHOPRANK_MAX_IN_FLIGHT` /rank requests in flight per worker "
-        "and `SHOPRANK_QUEUE_DEADLINE_SECONDS` of waiting before scoring; the rest is answered 503 with "
+        "and `SHOPRANK_QUEUE_DEADLINE_SECONDS` of waiting before scoring, and no more than "
+        "`SHOPRANK_QUEUE_TARGET_SECONDS` once the queue has stood above it for `SHOPRANK_QUEUE_INTERVAL_SECONDS`; "
+        "the rest is answered 503 with "
         "`Retry-After` at once and counted in `shoprank_shed_requests_total{reason}`.",
     ]
 
@@ -228,8 +230,10 @@ entities (user, product, user x category, merchant), two of them through keys re
   without bound (p99 of seconds at 300 req/s offered on a box that serves ~215). BentoML's own
   `traffic.max_concurrency` answers 429 without `Retry-After` and limits every route, so it is not used.
   16 per worker lets a burst of 16 concurrent clients through (`tests/e2e/test_platform.py`); under sustained
-  overload an accepted request then shares its core with up to 15 others, so a lower limit (4) keeps accepted
-  latency nearer the unloaded one at the price of shedding bursts.
+  overload the queue-delay test (`SHOPRANK_QUEUE_TARGET_SECONDS`, 10 ms, held for
+  `SHOPRANK_QUEUE_INTERVAL_SECONDS`, 100 ms; CoDel's idea) sheds what waited past the target, so accepted
+  requests wait about the target instead of behind up to 15 others, while a burst that drains within the interval
+  is still served in full.
 - Sampled request log (`SHOPRANK_REQUEST_LOG_RATE`, default 0.01): one parquet row per served candidate with
   every online feature value, the request context and all scores, written in batches by a background thread to
   `$SHOPRANK_HOME/logs/requests/dt=YYYY-MM-DD/` (`serving/request_log.py`).

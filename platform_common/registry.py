@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 import mlflow
 import mlflow.pyfunc
 from mlflow import MlflowClient
-from mlflow.entities.model_registry import ModelVersion
+from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 
 from platform_common.settings import Settings
@@ -189,3 +189,11 @@ def move_aliases(settings: Settings, model_name: str) -> Iterator[AliasMoves]:
             yield moves
         finally:
             moves._open = False
+
+
+def registered_model(client: MlflowClient, name: str) -> RegisteredModel | None:
+    """The registered model `name` with its tags and aliases (one registry call), or None if it does not exist."""
+    try:
+        return client.get_registered_model(name)
+    except MlflowException:
+        return None

@@ -17,8 +17,11 @@ Admission control (AdmissionControl below, inside the guard): at most SHOPRANK_M
 are in flight per worker process; one more is answered 503 at once, with a JSON reason and `Retry-After`,
 instead of queueing without bound behind the GIL (the ranking is CPU work: every request admitted past what
 the core keeps up with only makes all of them slower). A request that still waited longer than
-SHOPRANK_QUEUE_DEADLINE_SECONDS before its scoring starts is answered the same way by the handler
-(`waited_too_long`). BentoML's own `traffic.max_concurrency` was not used: it answers 429 without
+SHOPRANK_QUEUE_DEADLINE_SECONDS before its scoring starts is answered the same way by the handler, and so is
+one that waited more than SHOPRANK_QUEUE_TARGET_SECONDS while the queue has stood above that target for
+SHOPRANK_QUEUE_INTERVAL_SECONDS (`QueueDelayControl`, CoDel's test): under sustained overload the accepted
+requests keep about the latency they have without it. BentoML's own `traffic.max_concurrency` was not used: it
+answers 429 without
 `Retry-After`, limits every route (the merchant endpoints too) and is split evenly across workers.
 """
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from threading import Lock
 from time import perf_counter
 from typing import Any
 
@@ -64,11 +68,47 @@ def shed_body(reason: str, detail: str) -> dict[str, str]:
 
 def waited_too_long(deadline_seconds: float) -> float | None:
     """Seconds this request waited since admission, if more than `deadline_seconds`; else None."""
+    waited = waited_since_admission()
+    return waited if waited is not None and waited > deadline_seconds else None
+
+
+def waited_since_admission() -> float | None:
     admitted = ADMITTED_AT.get()
-    if admitted is None:
-        return None
-    waited = perf_counter() - admitted
-    return waited if waited > deadline_seconds else None
+    return None if admitted is None else perf_counter() - admitted
+
+
+class QueueDelayControl:
+    """Sheds at the start of scoring once this worker's queue has stood for a while (CoDel's idea, RFC 8289).
+
+    A fixed deadline cannot tell a burst from overload: sixteen requests arriving together queue behind each
+    other for a moment and should all be served, while a sustained excess keeps every request waiting and
+    only makes all of them late. CoDel's test is whether even the *least* delayed request stayed above `target`
+    for a whole `interval`: then the queue is standing, not passing, and every request that waited more than
+    `target` is answered 503 until one starts under it again. What is accepted under overload therefore waits
+    about `target`, not the length of the queue. (Only the entering and leaving of the shedding state is
+    CoDel's; its rising drop rate is not needed here, since a shed answer costs next to nothing.)
+
+    Handler threads call `should_shed` concurrently, hence the lock.
+    """
+
+    def __init__(self, target_seconds: float, interval_seconds: float) -> None:
+        self.target = target_seconds
+        self.interval = interval_seconds
+        self._above_since: float | None = None  # when the delay first stayed above target, this episode
+        self._shedding = False
+        self._lock = Lock()
+
+    def should_shed(self, waited: float, now: float) -> bool:
+        with self._lock:
+            if waited < self.target:
+                self._above_since = None
+                self._shedding = False
+                return False
+            if self._above_since is None:
+                self._above_since = now
+            elif now - self._above_since >= self.interval:
+                self._shedding = True
+            return self._shedding
 
 
 class RequestGuard:

@@ -4,6 +4,10 @@ A background thread asks the registry every `SHOPRANK_RELOAD_SECONDS` (default 3
 `champion` alias (and `challenger`, in shadow mode). When it changed, the new version is loaded beside the
 old one; only once it is fully loaded does one reference assignment make it active, and the old one is
 dropped when the last request using it finishes. A failed load keeps the old model serving.
+
+The same poll reads the experiments stored on the registered model (serving/experiments/store.py): the one
+running now, or the next to start, is loaded with a model per arm (serving/experiments/live.py) and becomes
+part of the same Active, swapped in the same single assignment.
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from platform_common.registry import CHALLENGER, CHAMPION, connect, version_by_alias
+from platform_common.registry import CHALLENGER, CHAMPION, connect, registered_model, version_by_alias
 from platform_common.settings import Settings
 from serving.champion import LoadedModel, load_version
+from serving.experiments.live import LiveExperiment, load_live
+from serving.experiments.store import current, parse_tags
 from serving.features.base import FeatureReader
 
 log = logging.getLogger("shoprank.serving.watcher")
@@ -28,6 +35,7 @@ class Active:
     model: LoadedModel
     reader: FeatureReader  # built for the model's feature service
     shadow: LoadedModel | None = None
+    experiment: LiveExperiment | None = None  # running or next to start; None: the hot path checks only this
 
 
 def alias_versions(settings: Settings, shadow: bool) -> tuple[str | None, str | None]:
@@ -68,22 +76,50 @@ class RegistryWatcher:
         self._stop.set()
 
     def check(self, current: Active | None) -> Active | None:
-        """Load and return a new Active if the aliases moved; None if nothing changed."""
+        """Load and return a new Active if the aliases or the experiment moved; None if nothing changed."""
         champion_v, challenger_v = alias_versions(self.settings, self.shadow)
         if champion_v is None:
             raise LookupError(f"registered model {self.settings.model_name} has no '{CHAMPION}' alias")
         same_champion = current is not None and current.model.version == champion_v
         current_shadow = current.shadow.version if current and current.shadow else None
         wanted_shadow = challenger_v if challenger_v != champion_v else None
-        if same_champion and current_shadow == wanted_shadow:
-            return None
-        model = current.model if current is not None and same_champion else load_version(self.settings, champion_v)
+        if current is not None and same_champion:
+            model = current.model
+        else:  # a new champion an experiment arm already holds is not loaded twice
+            model = self._held_by_experiment(current, champion_v) or load_version(self.settings, champion_v)
         reader = current.reader if current is not None and same_champion else self.build_reader(model)
         shadow = None
         if wanted_shadow is not None:
             keep = current is not None and current_shadow == wanted_shadow
             shadow = current.shadow if current is not None and keep else load_version(self.settings, wanted_shadow)
-        return Active(model=model, reader=reader, shadow=shadow)
+        experiment = self.check_experiment(model, current.experiment if current is not None else None)
+        parts = (model, reader, shadow, experiment)
+        if current is not None and all(
+            new is old
+            for new, old in zip(parts, (current.model, current.reader, current.shadow, current.experiment), strict=True)
+        ):
+            return None  # every part is the object already serving: nothing to swap
+        return Active(model=model, reader=reader, shadow=shadow, experiment=experiment)
+
+    @staticmethod
+    def _held_by_experiment(current: Active | None, version: str) -> LoadedModel | None:
+        if current is None or current.experiment is None:
+            return None
+        held = (a.model for a in current.experiment.arms.values() if a.fallback is None and a.model.version == version)
+        return next(held, None)
+
+    def check_experiment(self, champion: LoadedModel, previous: LiveExperiment | None) -> LiveExperiment | None:
+        """The experiment to hold now, loaded (`previous` itself if nothing about it changed)."""
+        stored = registered_model(connect(self.settings), self.settings.model_name)
+        if stored is None:
+            return None
+        experiments, errors = parse_tags(stored.tags)
+        for error in errors:
+            log.warning("unreadable experiment skipped: %s", error)
+        definition = current(experiments, datetime.now(UTC))
+        if definition is None:
+            return None
+        return load_live(self.settings, definition, stored.aliases, champion, previous, load_version)
 
     def poll(self) -> bool:
         """One registry check; True if the active model is (still) usable."""
@@ -103,10 +139,11 @@ class RegistryWatcher:
         if fresh is not None:
             self.on_change(fresh)
             log.info(
-                "now serving %s v%s (shadow: %s)",
+                "now serving %s v%s (shadow: %s, experiment: %s)",
                 fresh.model.name,
                 fresh.model.version,
                 fresh.shadow.version if fresh.shadow else "-",
+                fresh.experiment.definition.id if fresh.experiment else "-",
             )
         return True
 

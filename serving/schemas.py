@@ -71,6 +71,21 @@ class RequestContext(BaseModel):
     is_campaign_day: int
 
 
+class ExperimentInfo(BaseModel):
+    """The online experiment an answer was served under (docs/experiments.md)."""
+
+    id: str
+    design: Literal["ab", "interleaving"]
+    arm: str = Field(description="The user's arm (A/B); `interleaved` for an interleaving answer.")
+    versions: dict[str, str] = Field(description="Per arm in this answer, the model version that ranked for it.")
+    credit: list[str] | None = Field(
+        None, description="Interleaving: per product of `ranking`, in order, the arm that contributed it."
+    )
+    fallback: str | None = Field(
+        None, description="Set when an arm of this answer could not be loaded and the champion served it: why."
+    )
+
+
 class RankResponse(BaseModel):
     user_id: str
     surface: str
@@ -88,3 +103,5 @@ class RankResponse(BaseModel):
         "snapshot of the online store while the store cannot be read (values older than their TTL still "
         "served as missing).",
     )
+    request_id: str | None = Field(None, description="Set under an experiment: the key of its exposure log rows.")
+    experiment: ExperimentInfo | None = Field(None, description="The experiment and arm, while one runs.")

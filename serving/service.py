@@ -4,7 +4,10 @@ Loads the registry's champion and the Feast online store at start-up and then fo
 champion (or a rollback) is picked up within SHOPRANK_RELOAD_SECONDS without a restart and without failing a
 request (serving/model_watcher.py). If nothing can be loaded yet, the service still starts, answers /readyz
 and /rank with 503 and the reason, and keeps retrying in the background. With SHOPRANK_SHADOW=1 the
-`challenger` is scored on live traffic too and both scores are logged, never returned.
+`challenger` is scored on live traffic too and both scores are logged, never returned. An online experiment
+stored in the registry (`make experiment-start`; docs/experiments.md) is followed the same way: while it runs,
+each answer comes from the user's arm (A/B) or both arms merged (team-draft interleaving), names the experiment
+and arm, and is logged in full (serving/experiments/).
 
 Every SHOPRANK_* serving variable is read and validated once, at import (serving/settings.py): a bad value
 stops `bentoml serve` with one line naming it. Over capacity /rank answers 503 with `Retry-After` rather
@@ -36,9 +39,11 @@ from platform_common.feast_config import get_feature_store
 from platform_common.settings import get_settings
 from serving.calendar import load_campaign_days
 from serving.champion import LoadedModel
+from serving.experiments.exposure_log import ExposureLog, experiment_metrics
+from serving.experiments.live import LiveExperiment, serve
 from serving.features.base import FeatureReader, FeatureStoreUnavailable
 from serving.features.factory import make_reader
-from serving.guard import AdmissionControl, RequestGuard, shed_body, waited_too_long
+from serving.guard import AdmissionControl, QueueDelayControl, RequestGuard, shed_body, waited_since_admission
 from serving.model_watcher import Active, RegistryWatcher
 from serving.observability import count_shed, get_telemetry, http_tuning
 from serving.ranking import rank, score_candidates
@@ -71,11 +76,19 @@ class Ranker:
         self.not_ready_reason = "starting"
         self.campaign_days: frozenset = frozenset()
         self.telemetry = get_telemetry()
+        self.queue = QueueDelayControl(SERVING.queue_target_seconds, SERVING.queue_interval_seconds)
         self.request_log = RequestLog(
             self.settings.logs_dir / "requests",
             rate=SERVING.request_log_rate,
             flush_seconds=SERVING.request_log_flush_seconds,
             on_rows=self.telemetry.log_rows_hook,
+        )
+        self.experiment_metrics = experiment_metrics()
+        # Not sampled: every request served under an experiment (serving/experiments/exposure_log.py).
+        self.exposure_log = ExposureLog(
+            self.settings.logs_dir / "experiments",
+            flush_seconds=SERVING.request_log_flush_seconds,
+            on_rows=self.experiment_metrics.rows_hook,
         )
         if SERVING.shadow:
             self._setup_shadow_log()
@@ -130,8 +143,24 @@ class Ranker:
             "ready": True,
             "model": {"name": active.model.name, "version": active.model.version},
             "shadow": {"name": active.shadow.name, "version": active.shadow.version} if active.shadow else None,
+            "experiment": active.experiment.status(datetime.now(UTC)) if active.experiment else None,
             "registry_check_error": self.watcher.last_error or None,
         }
+
+    def _shed_reason(self) -> tuple[str, str] | None:
+        """Why this request is answered 503 instead of scored, if it is (serving/guard.py)."""
+        waited = waited_since_admission()
+        if waited is None:
+            return None
+        if waited > SERVING.queue_deadline_seconds:
+            return "deadline", f"waited {waited:.3f} s before scoring (SHOPRANK_QUEUE_DEADLINE_SECONDS)"
+        if self.queue.should_shed(waited, perf_counter()):
+            detail = (
+                f"waited {waited:.3f} s before scoring while the queue stood above "
+                f"SHOPRANK_QUEUE_TARGET_SECONDS={SERVING.queue_target_seconds:g}"
+            )
+            return "queue_delay", detail
+        return None
 
     def __is_ready__(self) -> bool:
         return self.active is not None
@@ -145,16 +174,19 @@ class Ranker:
             ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
             self.telemetry.failed("not_ready", perf_counter() - started)
             return {"error": f"model or feature store not loaded: {self.not_ready_reason}"}
-        waited = waited_too_long(SERVING.queue_deadline_seconds)
-        if waited is not None:  # the answer would come too late to be of use: say so at once, and cheaply
-            count_shed("deadline")
+        shed = self._shed_reason()
+        if shed is not None:  # the answer would come too late to be of use: say so at once, and cheaply
+            reason, detail = shed
+            count_shed(reason)
             ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
             ctx.response.headers["Retry-After"] = str(SERVING.retry_after_seconds)
-            detail = f"waited {waited:.3f} s before scoring (SHOPRANK_QUEUE_DEADLINE_SECONDS)"
-            return shed_body("deadline", detail)
+            return shed_body(reason, detail)
         request = RankRequest.model_construct(**fields)
         now = datetime.now(UTC)
         campaign = now.date() in self.campaign_days
+        live = active.experiment
+        if live is not None and live.definition.running(now):  # without an experiment, this is all it costs
+            return self._rank_experiment(ctx, active, live, request, now, campaign, started)
         trace: dict[str, Any] = {}
         try:
             response = rank(request, active.model, active.reader, now=now, is_campaign_day=campaign, trace=trace)
@@ -169,6 +201,32 @@ class Ranker:
         self.telemetry.served(active.model, active.reader, trace, perf_counter() - started)
         # Serialized by pydantic in one call (Rust), not dumped to a dict for BentoML to re-validate and encode.
         # The annotation stays dict: BentoML builds the OpenAPI schema from it; a Response passes through as is.
+        return Response(response.model_dump_json(), media_type="application/json")  # type: ignore[return-value]
+
+    def _rank_experiment(
+        self,
+        ctx: bentoml.Context,
+        active: Active,
+        live: LiveExperiment,
+        request: RankRequest,
+        now: datetime,
+        campaign: bool,
+        started: float,
+    ) -> dict[str, Any]:
+        """/rank under an experiment: the user's arm or both merged, named in the answer and logged in full.
+        No shadow scoring here: the answer is not the champion's, so a champion/challenger pair would be wrong."""
+        try:
+            served = serve(live, request, active.reader, now, campaign)
+        except FeatureStoreUnavailable as exc:
+            ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
+            self.telemetry.failed("store_unavailable", perf_counter() - started)
+            return {"error": f"feature store unavailable: {exc}"}
+        response = served.response
+        response.degraded = active.reader.degraded_reason() or None
+        self.exposure_log.offer(served.exposure)
+        self.experiment_metrics.requests.labels(live.definition.id, served.exposure.arm).inc()
+        self.request_log.offer(request, response, served.trace)
+        self.telemetry.served(active.model, active.reader, served.trace, perf_counter() - started)
         return Response(response.model_dump_json(), media_type="application/json")  # type: ignore[return-value]
 
     @bentoml.api(route="/merchant/diagnose", input_spec=DiagnoseRequest)

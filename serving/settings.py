@@ -45,6 +45,15 @@ class ServingSettings(BaseSettings):
     queue_deadline_seconds: float = Field(
         default=1.0, gt=0, le=60, description="A /rank request that waited longer before scoring is answered 503."
     )
+    queue_target_seconds: float = Field(
+        default=0.01,
+        gt=0,
+        le=10,
+        description="Queue delay a /rank request may have when the queue has stood above it for a whole interval.",
+    )
+    queue_interval_seconds: float = Field(
+        default=0.1, gt=0, le=60, description="How long the queue delay must stay above target before shedding."
+    )
     retry_after_seconds: int = Field(default=1, ge=1, le=3600, description="Retry-After of a shed request.")
 
 

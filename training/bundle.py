@@ -104,11 +104,26 @@ class RankerBundle(PythonModel):
         absent = [c for c in self.spec.columns if c not in model_input.columns]
         if absent:
             model_input = model_input.assign(**dict.fromkeys(absent, np.nan))
+        _check_numeric(model_input, self.spec.numeric)
         scores = self.score_matrix(self.spec.frame_matrix(model_input))
         if "pctcvr" in scores and "price" in model_input:
             price = pd.to_numeric(model_input["price"], errors="coerce").to_numpy(dtype=float)
             scores["expected_gmv"] = self.expected_gmv(scores["pctcvr"], price)
         return pd.DataFrame(scores)
+
+
+def _check_numeric(frame: pd.DataFrame, columns: tuple[str, ...]) -> None:
+    """The signature declares Feast's integer features `Any` (training/signature.py), so MLflow lets anything
+    through them: a value that is not a number is refused here, by name, instead of scored as missing."""
+    for name in columns:
+        values = frame[name]
+        if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+            continue
+        present = values[values.notna()]
+        converted = pd.to_numeric(present, errors="coerce")
+        if converted.isna().any():
+            bad = present[converted.isna()].iloc[0]
+            raise ValueError(f"input column {name!r} must be numeric: got {bad!r} ({values.dtype})")
 
 
 def write_artifacts(

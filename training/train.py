@@ -13,8 +13,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import xgboost as xgb
-from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema, TensorSpec
 from rich.console import Console
 
 from platform_common.feast_config import get_feature_store
@@ -27,6 +25,7 @@ from training.config import TrainConfig, XGBConfig
 from training.dataset import build_training_set, save_test_set
 from training.guards import leakage_guard
 from training.metrics import binary_metrics
+from training.signature import integer_features, model_signature
 
 console = Console(stderr=True)
 
@@ -76,32 +75,6 @@ def refit_head(
 
 def _dmatrix(spec: FeatureSpec, rows: pd.DataFrame, label: str) -> xgb.DMatrix:
     return xgb.DMatrix(spec.frame_matrix(rows), label=rows[label].to_numpy(), feature_names=list(spec.columns))
-
-
-def input_type(frame: pd.DataFrame, name: str) -> str:
-    """The MLflow type of a numeric training column, as the training frame holds it: MLflow refuses int64 where
-    double is declared and float64 where long is, so the declared type must be the one callers' frames have.
-    Feast's Int64 features arrive as int64, or as float64 where a value is missing (pandas' integers hold no
-    NaN), which MLflow's convention for integers with missing values declares as double."""
-    dtype = frame[name].dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        return "boolean"
-    if pd.api.types.is_integer_dtype(dtype):
-        return "long"
-    if pd.api.types.is_float_dtype(dtype):
-        return "double"
-    raise ValueError(f"training column {name!r} has dtype {dtype}: a numeric model input must be int, float or bool")
-
-
-def model_signature(spec: FeatureSpec, frame: pd.DataFrame, output_example: pd.DataFrame) -> ModelSignature:
-    """Input types from the training `frame`; every input optional: any feature can be missing at serving time
-    (unknown user, stale value)."""
-    inputs: list[ColSpec | TensorSpec] = [
-        ColSpec(input_type(frame, name), name, required=False) for name in spec.numeric
-    ]
-    inputs += [ColSpec("string", name, required=False) for name in spec.categorical]
-    outputs: list[ColSpec | TensorSpec] = [ColSpec("double", name) for name in output_example.columns]
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
 def units_per_order(train: pd.DataFrame) -> float:
@@ -220,7 +193,7 @@ def train(
         )
         mlflow.log_metrics(metrics)
         example = test_df[list(spec.columns)].head(20)
-        signature = model_signature(spec, train_df, bundle.predict(None, example))
+        signature = model_signature(spec, integer_features(store, cfg.feature_service), bundle.predict(None, example))
         info = mlflow.pyfunc.log_model(
             name="ranker",
             python_model=RankerBundle(),

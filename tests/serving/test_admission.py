@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from serving.guard import ADMITTED_AT, AdmissionControl, waited_too_long
+from serving.guard import ADMITTED_AT, AdmissionControl, QueueDelayControl, waited_too_long
 from serving.launcher import running_service
 
 
@@ -113,6 +113,27 @@ def test_waited_too_long_measures_from_admission() -> None:
         assert waited_too_long(5.0) is None
     finally:
         ADMITTED_AT.reset(token)
+
+
+def test_a_burst_that_drains_within_the_interval_is_never_shed() -> None:
+    control = QueueDelayControl(target_seconds=0.010, interval_seconds=0.100)
+    # sixteen requests arriving together: each waits behind the previous ones for 5 ms of scoring
+    burst = [control.should_shed(waited=0.005 * i, now=1.0 + 0.005 * i) for i in range(16)]
+    assert not any(burst)
+    # the next one finds the queue empty: the episode is over
+    assert not control.should_shed(waited=0.0, now=1.2)
+    assert not control.should_shed(waited=0.05, now=1.21)
+
+
+def test_a_standing_queue_sheds_what_waited_past_target_until_one_starts_under_it() -> None:
+    control = QueueDelayControl(target_seconds=0.010, interval_seconds=0.100)
+    decisions = [control.should_shed(waited=0.030, now=t / 1000) for t in range(0, 300, 10)]
+    first_shed = decisions.index(True)
+    assert not any(decisions[:first_shed]) and all(decisions[first_shed:])
+    assert first_shed == 10  # 100 ms after the delay first stayed above target
+    assert not control.should_shed(waited=0.004, now=0.31)  # under target: served, and shedding stops
+    assert not control.should_shed(waited=0.030, now=0.32)  # a new episode starts its own interval
+    assert control.should_shed(waited=0.030, now=0.43)
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -12,10 +12,12 @@ import pandas as pd
 import pytest
 
 from platform_common.feast_config import get_feature_store
+from platform_common.feature_spec import CONTEXT_NUMERIC
 from platform_common.registry import CHAMPION, connect
 from serving.features.feast import FeastReader
 from serving.ranking import context_columns
 from training.bundle import RankerBundle
+from training.signature import integer_features
 
 OUTPUTS = ["pctr", "pcvr", "pctcvr", "expected_gmv"]
 
@@ -30,19 +32,34 @@ def champion(tiny_platform):
     return model, bundle, version
 
 
-def test_the_signature_declares_the_training_frame_types(champion):
+def test_the_signature_declares_each_input_by_where_it_comes_from(champion, tiny_platform):
     model, bundle, version = champion
     rows = pd.read_parquet(version.tags["test_set_path"])
-    declared = {c.name: c.type.name for c in model.metadata.get_input_schema().inputs}
+    declared = {c.name: repr(c.type) for c in model.metadata.get_input_schema().inputs}
     assert list(declared) == list(bundle.spec.columns)
+    integers = integer_features(get_feature_store(tiny_platform), bundle.spec.feature_service)
+    assert "user_impressions_7d" in integers and "user_ctr_7d" not in integers
     expected = {
-        name: "long" if pd.api.types.is_integer_dtype(rows[name]) else "double" for name in bundle.spec.numeric
+        name: "long" if name in CONTEXT_NUMERIC else "Any" if name in integers else "double"
+        for name in bundle.spec.numeric
     } | dict.fromkeys(bundle.spec.categorical, "string")
     assert declared == expected
-    # Both kinds really occur: Feast Int64 counts and the request context as long, Float64 features as double.
-    assert declared["position"] == declared["user_impressions_7d"] == "long"
-    assert declared["price"] == declared["user_ctr_7d"] == "double"
-    assert declared["surface"] == "string"
+    # The frozen rows hold every kind the signature has to admit: integer features as int64 and, where a value
+    # was missing, as float64; strict types everywhere else.
+    assert any(pd.api.types.is_integer_dtype(rows[n]) for n in integers if n in rows)
+    assert all(rows[n].dtype == "float64" for n, t in declared.items() if t == "double")
+    assert declared["position"] == "long" and declared["surface"] == "string"
+
+
+def test_a_value_that_is_not_a_number_is_refused_by_name(champion):
+    model, _, version = champion
+    rows = pd.read_parquet(version.tags["test_set_path"]).head(5)
+    rows["user_impressions_7d"] = rows["user_impressions_7d"].astype(object)
+    rows.loc[rows.index[2], "user_impressions_7d"] = "twelve"
+    with pytest.raises(ValueError, match="'user_impressions_7d' must be numeric: got 'twelve'"):
+        model.predict(rows)
+    with pytest.raises(Exception, match="price"):  # a strict column: MLflow's own check names it
+        model.predict(rows.assign(price="cheap"))
 
 
 def test_the_frozen_test_rows_predict_unchanged(champion):
@@ -96,11 +113,8 @@ def test_a_frame_of_online_features_predicts_as_the_service_scores_it(champion, 
     now = datetime.now(UTC)
     context = context_columns("home_feed", len(products), now, is_campaign_day=False)
     frame = online_frame(store, bundle.spec.feature_service, user, products).assign(**context)
-    # An Int64 feature that had missing values in training is declared double (MLflow's convention for integers
-    # with missing values); Feast returns it as int64 when none is missing here, and MLflow does not cast int64 to
-    # double by itself, so the client casts those columns by the model's own schema.
-    doubles = [c.name for c in model.metadata.get_input_schema().inputs if c.type.name == "double"]
-    frame = frame.astype(dict.fromkeys(doubles, "float64"))
+    integers = integer_features(store, bundle.spec.feature_service)
+    assert any(frame[n].dtype == "int64" for n in integers)  # what a `double` declaration used to refuse
     served = model.predict(frame)
 
     vectors = FeastReader(store, bundle.spec.feature_service).fetch(user, products, now)
@@ -109,16 +123,11 @@ def test_a_frame_of_online_features_predicts_as_the_service_scores_it(champion, 
     for head in ("pctr", "pcvr", "pctcvr"):
         np.testing.assert_array_equal(served[head].to_numpy(), expected[head])
 
-    # An unknown user: its integer features cannot be int64 (missing) nor float64 (declared long), so the client
-    # leaves the user's columns out (every input is optional) and the model scores them as missing.
-    user_columns = [
-        f.name
-        for p in store.get_feature_service(bundle.spec.feature_service).feature_view_projections
-        if p.name_to_use() in ("user_features", "user_category_features")
-        for f in p.features
-    ]
-    anonymous = model.predict(frame.drop(columns=[c for c in user_columns if c in frame]))
+    # An unknown user, as Feast answers for one: every user feature missing, integer ones included.
+    unknown_frame = online_frame(store, bundle.spec.feature_service, "u_nobody", products).assign(**context)
+    anonymous = model.predict(unknown_frame)
     unknown = FeastReader(store, bundle.spec.feature_service).fetch("u_nobody", products, now)
     assert not unknown.known_user
     expected = bundle.score_matrix(unknown.model_matrix(bundle.spec, context, len(products)))
-    np.testing.assert_array_equal(anonymous["pctr"].to_numpy(), expected["pctr"])
+    for head in ("pctr", "pcvr", "pctcvr"):
+        np.testing.assert_array_equal(anonymous[head].to_numpy(), expected[head])

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from platform_common.settings import REPO_ROOT
+from platform_common.feast_config import get_feature_store, render_feature_store_yaml
+from platform_common.settings import FEATURE_REPO_DIR, REPO_ROOT, Settings
+from training.config import TrainConfig
+from training.dataset import build_training_set
 
 from .conftest import dbt_env, run_dbt
 
@@ -81,3 +84,29 @@ def test_same_raw_data_gives_byte_identical_marts(two_builds: tuple[Path, Path],
     a, b = first.read_bytes(), second.read_bytes()
     assert len(a) > 0
     assert a == b, f"{folder}/{name} differs between two builds of the same raw data ({len(a)} vs {len(b)} bytes)"
+
+
+def feast_apply(home: Path) -> Settings:
+    settings = Settings(home=home, profile="local")
+    env = dbt_env(home) | {"FEAST_FS_YAML_FILE_PATH": str(render_feature_store_yaml(settings))}
+    env.pop("SHOPRANK_PROFILE", None)
+    feast = Path(sys.executable).parent / "feast"
+    result = subprocess.run(
+        [str(feast), "apply"], cwd=FEATURE_REPO_DIR, env=env, capture_output=True, text=True, timeout=600
+    )
+    if result.returncode != 0:
+        pytest.fail(f"feast apply failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return settings
+
+
+def test_same_raw_data_gives_the_same_training_data_fingerprint(two_builds: tuple[Path, Path]) -> None:
+    """Through Feast's point-in-time join over each build's own marts: what promotion compares versions by."""
+    fingerprints = []
+    for home in two_builds:
+        settings = feast_apply(home)
+        store = get_feature_store(settings)
+        assert Path(store.get_feature_view("user_features").batch_source.path).parent == settings.marts_dir
+        training_set = build_training_set(store, settings, TrainConfig())
+        assert len(training_set.frame) > 10_000
+        fingerprints.append(training_set.fingerprint)
+    assert fingerprints[0] == fingerprints[1]

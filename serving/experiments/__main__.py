@@ -1,0 +1,3 @@
+from serving.experiments.cli import app
+
+app()
