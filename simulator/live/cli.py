@@ -24,7 +24,10 @@ def live_command(
     seconds: Annotated[float, typer.Option(min=0.1, max=86_400.0, help="Stop by itself after this long.")] = 30.0,
     url: Annotated[str, typer.Option(help="The ranking service; loopback only.")] = "http://127.0.0.1:3000",
     seed: Annotated[int | None, typer.Option(help="Seed of the sessions and reactions (default: fresh).")] = None,
-    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Requests in flight at most (pool size).")] = 64,
+    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Requests in flight at most (pool size).")] = 32,
+    linger: Annotated[
+        float, typer.Option(min=0.0, max=3600.0, help="After the last request, keep landing what happens this long.")
+    ] = 0.0,
     home: Annotated[Path | None, typer.Option(help="State folder; default SHOPRANK_HOME (else .state).")] = None,
 ) -> None:
     """Live shoppers: sessions from the world `make data` drew, ranked by the service, clicks and orders landed."""
@@ -57,6 +60,7 @@ def live_command(
                     seconds,
                     seed=seed,
                     concurrency=concurrency,
+                    linger_seconds=linger,
                     progress=report,
                 )
             )
@@ -77,7 +81,10 @@ def print_stats(stats: Stats, rate: float) -> None:
         ("sent", f"{stats.sent:,}"),
         ("answered", f"{stats.answered:,} in {elapsed:.1f}s = {stats.rate():,.1f}/s"),
         ("under an experiment", f"{stats.experiment_answers:,}"),
-        ("shed (503)", f"{stats.shed:,}"),
+        (
+            "shed (503)",
+            f"{stats.shed:,}" + (f" (Retry-After {', '.join(sorted(stats.retry_after))})" if stats.shed else ""),
+        ),
         ("connection errors", f"{stats.connection_errors:,}"),
         ("timeouts", f"{stats.timeouts:,}"),
         ("other HTTP errors", ", ".join(f"{k}: {v}" for k, v in sorted(stats.http_errors.items())) or "0"),

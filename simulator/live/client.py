@@ -1,6 +1,7 @@
 """The live run: paced `POST /rank` calls over loopback HTTP, shoppers reacting in batches, landing as it goes.
 
-One asyncio loop, one `httpx.AsyncClient` with a bounded pool. Sessions are drawn a batch ahead; each batch
+One asyncio loop, one `aiohttp.ClientSession` with a bounded pool (httpx's pool spends its time rescanning
+waiting requests above ~100/s). Sessions are drawn a batch ahead; each batch
 is handed to the shoppers (`session.react`, vectorised) once all its requests have ended, answered or not.
 Shed answers (503) and transport errors are counted, never raised. Every loop is bounded by the deadline.
 """
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 import numpy as np
 
 from simulator.config import SURFACES
@@ -29,7 +30,7 @@ from simulator.live.session import LiveMarket, Served, SessionBatch, draw_sessio
 from simulator.live.world_store import load_world
 
 BATCH = 256
-SHED_PAUSE_MAX_S = 1.0
+_HEADERS = {"content-type": "application/json"}
 
 
 class LiveError(RuntimeError):
@@ -61,6 +62,7 @@ class Stats:
     timeouts: int = 0
     http_errors: Counter[int] = field(default_factory=Counter)
     bad_answers: int = 0
+    retry_after: set[str] = field(default_factory=set)
     latencies_ms: list[float] = field(default_factory=list)
     landed: Counter[str] = field(default_factory=Counter)
     drawn: Counter[str] = field(default_factory=Counter)
@@ -103,31 +105,31 @@ def _bodies(batch: SessionBatch) -> list[bytes]:
     return bodies
 
 
-async def _one(client: httpx.AsyncClient, pending: _Pending, i: int, stats: Stats, shed_until: list[float]) -> None:
+async def _one(client: aiohttp.ClientSession, url: str, pending: _Pending, i: int, stats: Stats) -> None:
     t0 = time.perf_counter()
     try:
-        resp = await client.post("/rank", content=pending.bodies[i], headers={"content-type": "application/json"})
-    except httpx.TimeoutException:
+        async with client.post(url, data=pending.bodies[i], headers=_HEADERS) as resp:
+            status = resp.status
+            retry_after = resp.headers.get("retry-after", "1")
+            body = await resp.read() if status == 200 else b""
+    except TimeoutError:
         stats.timeouts += 1
         return
-    except httpx.TransportError:
+    except aiohttp.ClientError:
         stats.connection_errors += 1
         return
     finally:
         pending.ended += 1
-    if resp.status_code == 503:
+    if status == 503:
+        # counted, not obeyed: shoppers arrive on their own (open loop), and shedding is the service's defence
         stats.shed += 1
-        try:
-            pause = min(float(resp.headers.get("retry-after", "1")), SHED_PAUSE_MAX_S)
-        except ValueError:
-            pause = SHED_PAUSE_MAX_S
-        shed_until[0] = max(shed_until[0], time.monotonic() + pause)
+        stats.retry_after.add(retry_after)
         return
-    if resp.status_code != 200:
-        stats.http_errors[resp.status_code] += 1
+    if status != 200:
+        stats.http_errors[status] += 1
         return
     try:
-        answer = resp.json()
+        answer = json.loads(body)
         served = [int(item["product_id"][1:]) - 1 for item in answer["ranking"]]
     except (ValueError, KeyError, TypeError):
         stats.bad_answers += 1
@@ -187,9 +189,10 @@ async def run_live(
     rate: float,
     seconds: float,
     seed: int | None = None,
-    concurrency: int = 64,
+    concurrency: int = 32,
     timeout_s: float = 5.0,
     flush_seconds: float = 5.0,
+    linger_seconds: float = 0.0,
     progress: ProgressHook | None = None,
 ) -> Stats:
     if rate <= 0 or seconds <= 0:
@@ -208,11 +211,12 @@ async def run_live(
         market = LiveMarket(world, time.time_ns() // 1000)
         landing = LiveLanding(home_raw, home_oracle, world, run_id, seed)
         stats.run_dir = landing.run_dir
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 2.0))
-        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as client:
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 2.0))
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
             await _drive(
                 client,
+                base + "/rank",
                 market,
                 landing,
                 stats,
@@ -224,6 +228,11 @@ async def run_live(
                 flush_seconds,
                 progress,
             )
+        # after the last request, shoppers still scroll and click: land what happens while we linger
+        linger_end = time.monotonic() + linger_seconds
+        while landing.ledger_rows() and time.monotonic() < linger_end:
+            await asyncio.sleep(min(flush_seconds, linger_end - time.monotonic()))
+            landing.flush(time.time_ns() // 1000)
         stats.pending = landing.close(time.time_ns() // 1000)
         stats.landed.update(landing.landed)
         stats.drawn.update(landing.drawn)
@@ -231,7 +240,8 @@ async def run_live(
 
 
 async def _drive(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
+    url: str,
     market: LiveMarket,
     landing: LiveLanding,
     stats: Stats,
@@ -250,7 +260,6 @@ async def _drive(
     interval = 1.0 / rate
     total = int(round(rate * seconds))  # the loop's bound: never more requests than the rate asks for
     slots = asyncio.Semaphore(concurrency)
-    shed_until = [0.0]
     in_flight: set[asyncio.Task[None]] = set()
     batches: list[_Pending] = []
     next_flush = start + flush_seconds
@@ -270,7 +279,7 @@ async def _drive(
         if now >= deadline:
             break
         due = start + k * interval
-        wait = max(due, shed_until[0]) - now
+        wait = due - now
         if wait > 0:
             await asyncio.sleep(min(wait, deadline - now))
             if time.monotonic() >= deadline:
@@ -283,7 +292,7 @@ async def _drive(
         i = current.sent
         current.sent += 1
         stats.sent += 1
-        task = loop.create_task(_one(client, current, i, stats, shed_until))
+        task = loop.create_task(_one(client, url, current, i, stats))
         in_flight.add(task)
         task.add_done_callback(finished)
         now = time.monotonic()

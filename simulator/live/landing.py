@@ -286,6 +286,9 @@ class LiveLanding:
             )
         )
 
+    def ledger_rows(self) -> int:
+        return sum(self.ledger.rows(name) for name in EVENT_TABLES)
+
     def flush(self, now_us: int) -> dict[str, int]:
         """Land every event that has happened by `now_us`, stamped `_ingested_at = now_us`; rows per table."""
         written: dict[str, int] = {}
