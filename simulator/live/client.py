@@ -14,7 +14,7 @@ import json
 import secrets
 import socket
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +30,7 @@ from simulator.live.session import LiveMarket, Served, SessionBatch, draw_sessio
 from simulator.live.world_store import load_world
 
 BATCH = 256
+LATENCY_WINDOW = 200_000
 _HEADERS = {"content-type": "application/json"}
 
 
@@ -63,7 +64,8 @@ class Stats:
     http_errors: Counter[int] = field(default_factory=Counter)
     bad_answers: int = 0
     retry_after: set[str] = field(default_factory=set)
-    latencies_ms: list[float] = field(default_factory=list)
+    # the latest answers' latencies, bounded for long runs
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     landed: Counter[str] = field(default_factory=Counter)
     drawn: Counter[str] = field(default_factory=Counter)
     started: float = 0.0
@@ -132,6 +134,10 @@ async def _one(client: aiohttp.ClientSession, url: str, pending: _Pending, i: in
         answer = json.loads(body)
         served = [int(item["product_id"][1:]) - 1 for item in answer["ranking"]]
     except (ValueError, KeyError, TypeError):
+        stats.bad_answers += 1
+        return
+    # the shoppers can only see what they asked about, once each
+    if not served or len(set(served)) != len(served) or not set(served) <= set(pending.batch.candidates(i).tolist()):
         stats.bad_answers += 1
         return
     stats.latencies_ms.append((time.perf_counter() - t0) * 1000.0)

@@ -15,7 +15,7 @@ import pytest
 
 from simulator.campaigns import build_days
 from simulator.entities import SECOND_US, make_merchants, make_panels, make_products, make_users, plant_causes, rng_for
-from simulator.live.client import LiveError, check_loopback, run_live
+from simulator.live.client import LiveError, Stats, check_loopback, run_live
 from simulator.live.landing import LIVE_ID_BASE, AnswerMeta, LiveLanding
 from simulator.live.session import LiveMarket, Served, draw_sessions, react
 from simulator.live.world_store import StoredWorld, load_world
@@ -202,3 +202,34 @@ def test_connection_errors_are_counted_not_raised(home: Path) -> None:
     stats = asyncio.run(run_live(home / "raw", home / "oracle", f"http://127.0.0.1:{port}", 40.0, 1.0, seed=1))
     assert stats.sent > 10
     assert stats.connection_errors == stats.sent and stats.answered == 0
+
+
+def test_shed_requests_and_foreign_answers_are_counted_not_raised(home: Path) -> None:
+    from aiohttp import web
+
+    calls = {"n": 0}
+
+    async def rank(request: web.Request) -> web.Response:
+        calls["n"] += 1
+        await request.read()
+        if calls["n"] % 2:
+            return web.Response(status=503, headers={"Retry-After": "1"}, text="over capacity")
+        return web.json_response({"ranking": [{"product_id": "p999999"}], "request_id": None, "experiment": None})
+
+    async def main() -> Stats:
+        app = web.Application()
+        app.router.add_post("/rank", rank)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            return await run_live(home / "raw", home / "oracle", f"http://127.0.0.1:{port}", 40.0, 1.0, seed=2)
+        finally:
+            await runner.cleanup()
+
+    stats = asyncio.run(main())
+    assert stats.sent > 10 and stats.answered == 0
+    assert stats.shed > 0 and stats.bad_answers > 0 and stats.shed + stats.bad_answers == stats.sent
+    assert stats.retry_after == {"1"}
