@@ -314,7 +314,12 @@ class LiveLanding:
             return EventTable(name, {k: v[rows].copy() for k, v in due.items()})
 
         rng = rng_for(self.flaw_seed, f"live/{self.run_id}/{self.flushes}/{name}")
-        plan = plan_flaws(name, n, self.config, now_us, dependent, np.zeros(n, dtype=bool), gather, rng)
+        # the usual rate on average: a binomial count per family (history's one-per-kind minimum would swamp
+        # a flush's few orders); never late, which needs a day-old event
+        per_family = int(rng.binomial(n, self.config.flaw_rate))
+        plan = plan_flaws(
+            name, n, self.config, now_us, dependent, np.zeros(n, dtype=bool), gather, rng, per_family=per_family
+        )
         for kind, count in plan.counts.items():
             self.flaw_counts[name][kind] = self.flaw_counts[name].get(kind, 0) + count
         flawed = apply_flaws(plan, table, 0)
