@@ -26,7 +26,7 @@ from simulator.flaws import apply_flaws, plan_flaws
 from simulator.landing import EventTable
 from simulator.live.session import Outcome, Served
 from simulator.live.world_store import StoredWorld
-from simulator.writer import ID_FORMATS, LABELS, SCHEMAS, SORT_KEYS, to_arrow
+from simulator.writer import ID_FORMATS, LABELS, ORACLE_SCHEMA, SCHEMAS, SORT_KEYS, to_arrow
 
 EVENT_TABLES = ("impressions", "clicks", "orders")
 ID_COLUMNS = {"impressions": "impression_id", "clicks": "click_id", "orders": "order_id", "requests": "request_id"}
@@ -348,6 +348,7 @@ class LiveLanding:
         self.flush(now_us)
         self.served.close()
         self.lists.close()
+        append_truth(self.run_dir.parent.parent, self.run_dir / "served.parquet")
         pending = {name: self.ledger.rows(name) for name in EVENT_TABLES}
         self._save_pending()
         summary = {
@@ -382,3 +383,24 @@ class LiveLanding:
                     cols["request_id"] = cols["request_id"].astype(object)
                 # kept until close rewrites it: a crash lands a row twice (a quarantined duplicate), never zero times
                 self.ledger.add(name, cols)
+
+
+def append_truth(oracle_dir: Path, served_path: Path) -> int:
+    """Add a run's served impressions to `oracle/impression_truth.parquet`, the one file evaluation reads.
+
+    Streamed row group by row group into a new file swapped in at the end, so memory stays that of a row
+    group and a crash leaves the old file whole. Returns the rows added.
+    """
+    path = oracle_dir / "impression_truth.parquet"
+    added = pq.read_table(served_path, columns=[f.name for f in ORACLE_SCHEMA]).cast(ORACLE_SCHEMA)
+    if added.num_rows == 0:
+        return 0
+    tmp = path.with_suffix(".parquet.partial")
+    with pq.ParquetWriter(tmp, ORACLE_SCHEMA, compression="zstd") as writer:
+        if path.exists():
+            old = pq.ParquetFile(path)
+            for i in range(old.num_row_groups):
+                writer.write_table(old.read_row_group(i).cast(ORACLE_SCHEMA))
+        writer.write_table(added)
+    tmp.replace(path)
+    return int(added.num_rows)

@@ -140,6 +140,11 @@ def test_live_ids_never_collide_and_rows_keep_the_raw_contract(home: Path, tiny:
     assert not (landed_ids[0] & landed_ids[1])
     assert not (landed_ids[0] | landed_ids[1]) & historical
     assert min(int(i[3:]) for i in landed_ids[0]) >= LIVE_ID_BASE
+    # evaluation reads one truth file: every served live impression is in it, beside the historical ones
+    truth = set(
+        pq.read_table(home / "oracle" / "impression_truth.parquet", columns=["impression_id"]).column(0).to_pylist()
+    )
+    assert landed_ids[0] | landed_ids[1] <= truth and historical <= truth
     for name in ("impressions", "clicks", "orders"):
         live_files = sorted((home / "raw" / name).glob("dt=*/part-live-*.parquet"))
         assert live_files, name
