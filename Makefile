@@ -183,3 +183,13 @@ experiments: $(VENV_STAMP) ## every experiment with its arms, window and state
 experiment-show: $(VENV_STAMP) ## one experiment's stored definition as JSON: ID=<id>
 	@test -n "$(ID)" || { echo "usage: make experiment-show ID=<id>" >&2; exit 2; }
 	@$(RUN) python -m serving.experiments show "$(ID)"
+
+# Live shoppers (issue 16): sessions from the world `make data` drew, sent to the service running on PORT.
+RATE ?= 50
+SECONDS ?= 60
+LINGER ?= 0
+
+.PHONY: live
+
+live: $(VENV_STAMP) ## live shoppers against the running service: RATE=<req/s> SECONDS=<n> [PORT= LINGER=<s> LIVE_SEED=]
+	$(RUN) python -m simulator live --rate $(RATE) --seconds $(SECONDS) --linger $(LINGER) --url http://127.0.0.1:$(PORT) $(if $(LIVE_SEED),--seed $(LIVE_SEED))

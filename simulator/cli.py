@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from simulator.config import SimConfig, env_scale, state_settings, utc_today
+from simulator.live.cli import live_command
 from simulator.run import Summary, generate
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -29,6 +30,9 @@ class Scale(StrEnum):
 @app.callback()
 def main() -> None:
     """Seeded marketplace simulator standing in for production logs."""
+
+
+app.command("live")(live_command)
 
 
 @app.command("generate")

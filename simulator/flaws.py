@@ -78,17 +78,22 @@ def plan_flaws(
     late_ok: np.ndarray,
     gather: Callable[[np.ndarray], EventTable],
     rng: np.random.Generator,
+    per_family: int | None = None,
 ) -> FlawPlan:
     """Pick and rewrite the flawed rows of a table of `n` rows; `gather(rows)` reads rows back.
 
     `late_ok`: rows whose event is at least a day (and a minute) before the snapshot, so a late
-    landing still fits before it.
+    landing still fits before it. `per_family`: rows per flaw family, exactly, instead of
+    `round(flaw_rate * n)` raised to one row per kind (live batches are small and many: the minimum
+    would flaw most of a handful of orders).
     """
     lp = config.params.landing
     k = round(config.flaw_rate * n)
     nullable, impossible = NULLABLE[name], IMPOSSIBLE[name]
 
     def quota(n_kinds: int) -> int:
+        if per_family is not None:
+            return per_family
         return max(k, n_kinds) if config.flaw_rate > 0 else 0
 
     counts: dict[str, int] = {}

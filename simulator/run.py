@@ -31,6 +31,7 @@ from simulator.entities import (
     plant_causes,
     rng_for,
 )
+from simulator.live.world_store import save_world
 from simulator.pipeline import stream_events
 from simulator.tables import (
     Columns,
@@ -119,6 +120,8 @@ def generate(config: SimConfig, progress: ProgressFn | None = None) -> Summary:
         home / ".spool.partial",
         progress,
     )
+    # live mode (`simulator.live`) replays this very world, so it is kept beside the oracle
+    save_world(oracle_tmp, config, days, (users, merchants, products, panels), stats.clean_rows)
     step("writing dimensions")
     rows = _write_dimensions(raw_tmp, config, world) | stats.rows
     planted_json = [

@@ -1,0 +1,230 @@
+"""Live sessions from the stored world: who shops now, on which surface, which candidates, and what they do.
+
+Sessions are drawn in batches ahead of the requests (users, surfaces and candidate lists vectorised, with
+the per-impression noise of the true model drawn per candidate), and outcomes are drawn per batch of
+answers: the true probabilities come from `simulator.traffic.true_probabilities` at the served positions,
+the clicks and orders from `simulator.traffic.draw_outcomes`, the one generative model of the history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from simulator.campaigns import DAY_KINDS, DAY_US, campaign_of
+from simulator.config import SURFACES
+from simulator.entities import SECOND_US
+from simulator.live.world_store import StoredWorld
+from simulator.traffic import (
+    CatalogueView,
+    DayState,
+    catalogue_view,
+    draw_candidates,
+    draw_outcomes,
+    session_shape,
+    true_probabilities,
+)
+
+
+def day_kind(now_us: int) -> int:
+    """Index into DAY_KINDS of the UTC day of `now_us` (the campaign calendar continues past the period)."""
+    campaign = campaign_of(datetime.fromtimestamp(now_us / SECOND_US, UTC).date())
+    if campaign is None:
+        return DAY_KINDS.index("normal")
+    return DAY_KINDS.index("mega" if campaign[1] else "campaign")
+
+
+class LiveMarket:
+    """The stored world as it stands on a live day: the incumbent's catalogue view and the day's panels."""
+
+    def __init__(self, world: StoredWorld, now_us: int) -> None:
+        self.world = world
+        config, days = world.config, world.days
+        # days since the period began; the panels stay those of its last day (the world is not re-drawn)
+        self.day = max(int((now_us - int(days.start_us[0])) // DAY_US), days.n - 1)
+        age = (now_us - world.products.created_us) / DAY_US
+        self.view: CatalogueView = catalogue_view(config, world.products, world.last_day.is_live, age, self.day)
+        self.state = DayState(
+            world.last_day.price,
+            world.last_day.discount,
+            world.last_day.rating,
+            world.last_day.is_live,
+            day_kind(now_us),
+        )
+        users = world.users
+        self.active = users.first_day <= self.day
+        tp = config.params.traffic
+        self.hour_p = np.array(tp.local_hour_weights) / np.sum(tp.local_hour_weights)
+
+    def user_weights(self, now_us: int) -> np.ndarray:
+        """Who starts a session now: latent activity x the weight of each user's local hour, as traffic draws them."""
+        users = self.world.users
+        local_hour = self.local_hour(now_us, np.arange(users.n))
+        return users.activity * self.active * self.hour_p[local_hour]
+
+    def local_hour(self, ts_us: int | np.ndarray, user: np.ndarray) -> np.ndarray:
+        utc_h = (np.asarray(ts_us) % DAY_US) / (3600 * SECOND_US)
+        return np.floor(np.mod(utc_h + self.world.users.utc_offset_h[user], 24.0)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class SessionBatch:
+    """`n` sessions; candidate k of session i is row `offsets[i] + k` of the flat candidate arrays."""
+
+    user: np.ndarray  # user row per session
+    surface: np.ndarray  # surface code per session
+    offsets: np.ndarray  # (n + 1,)
+    product: np.ndarray  # product row per candidate
+    click_noise: np.ndarray  # the true model's per-impression noise, per candidate
+    order_noise: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.user)
+
+    def candidates(self, i: int) -> np.ndarray:
+        return self.product[self.offsets[i] : self.offsets[i + 1]]
+
+
+def draw_sessions(rng: np.random.Generator, market: LiveMarket, n: int, now_us: int) -> SessionBatch:
+    world = market.world
+    config = world.config
+    weights = market.user_weights(now_us)
+    cdf = np.cumsum(weights)
+    user = np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"), world.users.n - 1)
+    surface, length, query_cat = session_shape(rng, config, world.users, user)
+    slot_req, product = draw_candidates(rng, config, market.view, world.users, user, surface, length, query_cat)
+    counts = np.bincount(slot_req, minlength=n)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    cp, op = config.params.clicks, config.params.orders
+    click_noise = rng.normal(0.0, cp.noise_sd, len(product))
+    order_noise = rng.normal(0.0, op.noise_sd, len(product))
+    return SessionBatch(user, surface.astype(np.int64), offsets, product, click_noise, order_noise)
+
+
+@dataclass(frozen=True)
+class Served:
+    """Answers to some sessions of a batch: per session, the served product rows in order, and when."""
+
+    session: np.ndarray  # index into the batch, per answer
+    answered_us: np.ndarray  # wall clock of each answer
+    offsets: np.ndarray  # (n_answers + 1,) into `product`
+    product: np.ndarray  # served product rows, in served order per answer
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Every served impression with its truth and what the shopper did; per answer, the list's truth."""
+
+    imp_answer: np.ndarray  # index into Served per impression
+    imp_user: np.ndarray
+    imp_product: np.ndarray
+    imp_surface: np.ndarray
+    imp_position: np.ndarray
+    imp_ts: np.ndarray
+    p_click: np.ndarray
+    p_order: np.ndarray
+    expected_value: np.ndarray
+    clicked: np.ndarray  # impression rows
+    clk_ts: np.ndarray
+    ordered: np.ndarray  # rows of `clicked`
+    ord_ts: np.ndarray
+    quantity: np.ndarray
+    unit_price: np.ndarray  # per order
+    list_gmv: np.ndarray  # per answer: true expected GMV of the served order
+    best_gmv: np.ndarray  # per answer: of the best order of the same candidates in as many slots
+
+
+def _positions(offsets: np.ndarray) -> np.ndarray:
+    lengths = np.diff(offsets)
+    return (np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths) + 1).astype(np.int32)
+
+
+def react(rng: np.random.Generator, market: LiveMarket, batch: SessionBatch, served: Served) -> Outcome:
+    """The shoppers see the served lists in order: true probabilities at the served slots, then draws."""
+    world = market.world
+    config = world.config
+    tp = config.params.traffic
+    n_ans = len(served.session)
+    lengths = np.diff(served.offsets)
+    imp_answer = np.repeat(np.arange(n_ans), lengths)
+    session = served.session[imp_answer]
+    position = _positions(served.offsets)
+    product = served.product
+
+    # each served product's candidate row, to reuse the noise drawn with the session
+    cand_session = np.repeat(np.arange(batch.n), np.diff(batch.offsets))
+    n_prod = world.products.n
+    cand_key = cand_session * n_prod + batch.product
+    order = np.argsort(cand_key, kind="stable")
+    at = order[np.searchsorted(cand_key, session * n_prod + product, sorter=order)]
+    if not np.array_equal(batch.product[at], product):
+        raise ValueError("a served product is not among the session's candidates")
+
+    # the truth of every candidate of the answered sessions: the served ones, and the best order's
+    cand_lengths = np.diff(batch.offsets)[served.session]
+    cand_answer = np.repeat(np.arange(n_ans), cand_lengths)
+    cand_rows = (
+        np.repeat(batch.offsets[served.session], cand_lengths)
+        + _positions(np.concatenate([[0], np.cumsum(cand_lengths)]))
+        - 1
+    )
+    cand_user = batch.user[served.session][cand_answer]
+    cand_surface = batch.surface[served.session][cand_answer]
+    evening_lo, evening_hi = config.params.clicks.evening_hours
+    hour = market.local_hour(served.answered_us[cand_answer], cand_user)
+    truth = true_probabilities(
+        config,
+        world.users,
+        world.merchants,
+        world.products,
+        market.state,
+        cand_user,
+        batch.product[cand_rows],
+        cand_surface,
+        (hour >= evening_lo) & (hour <= evening_hi),
+        batch.click_noise[cand_rows],
+        batch.order_noise[cand_rows],
+    )
+    inverse = np.full(len(batch.product), -1, dtype=np.int64)
+    inverse[cand_rows] = np.arange(len(cand_rows))
+    j = inverse[at]  # served impression -> its row in `truth`
+    user, surface = cand_user[j], cand_surface[j]
+    attraction, p_order, value, price = truth.attraction[j], truth.p_order[j], truth.expected_value[j], truth.price[j]
+    p_click = truth.examination(position, surface) * attraction
+
+    gap_s = np.array([tp.position_gap_seconds[s] for s in SURFACES])
+    jitter = rng.uniform(*tp.position_jitter, len(product))
+    offset_s = (position - 1) * gap_s[surface] * jitter + rng.random(len(product)) * 0.5
+    imp_ts = served.answered_us[imp_answer] + (offset_s * SECOND_US).astype(np.int64)
+    out = draw_outcomes(rng, config, imp_ts, p_click, p_order, truth.multi_buy[j])
+
+    served_gmv = np.bincount(imp_answer, weights=p_click * p_order * value, minlength=n_ans)
+    # rearrangement: examination falls with position, so the best order sorts by unexamined expected GMV
+    cand_value = truth.attraction * truth.p_order * truth.expected_value
+    rank = np.lexsort((-cand_value, cand_answer))
+    best_pos = _positions(np.concatenate([[0], np.cumsum(cand_lengths)]))
+    in_list = best_pos <= lengths[cand_answer[rank]]
+    exam = truth.examination(best_pos, cand_surface[rank])
+    best_gmv = np.bincount(cand_answer[rank][in_list], weights=(exam * cand_value[rank])[in_list], minlength=n_ans)
+    return Outcome(
+        imp_answer=imp_answer,
+        imp_user=user,
+        imp_product=product,
+        imp_surface=surface,
+        imp_position=position,
+        imp_ts=imp_ts,
+        p_click=p_click,
+        p_order=p_order,
+        expected_value=value,
+        clicked=out.clicked,
+        clk_ts=out.clk_ts,
+        ordered=out.ordered,
+        ord_ts=out.ord_ts,
+        quantity=out.quantity,
+        unit_price=price[out.clicked[out.ordered]],
+        list_gmv=served_gmv,
+        best_gmv=best_gmv,
+    )
