@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FEATURE_REPO_DIR = REPO_ROOT / "feature_repo"
 TRANSFORMS_DIR = REPO_ROOT / "transforms"
 
-Scale = Literal["tiny", "small", "medium"]
+Scale = Literal["tiny", "small", "medium", "large"]
 Profile = Literal["local", "prod"]
 
 # PostgreSQL identifiers we create ourselves (database, schemas) and Feast project names: kept simple so they

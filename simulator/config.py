@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from platform_common.settings import Scale as PlatformScale
 from platform_common.settings import Settings
 
 ScaleName = Literal["tiny", "small", "medium", "large"]
@@ -370,12 +369,5 @@ def env_scale() -> ScaleName:
 
 
 def state_settings(home: Path | None = None) -> Settings:
-    """The platform settings, for where state lives (SHOPRANK_HOME unless `home`).
-
-    The platform's `Settings.scale` does not list `large` (only the simulator and dbt run at it so
-    far), so a scale it would reject is read by `env_scale` instead and not handed to it.
-    """
-    overrides: dict[str, object] = {} if home is None else {"home": home}
-    if os.environ.get("SHOPRANK_SCALE", "small") not in get_args(PlatformScale):
-        overrides["scale"] = "small"
-    return Settings(**overrides)  # type: ignore[arg-type]  # pydantic validates the values
+    """The platform settings, for where state lives (SHOPRANK_HOME unless `home`)."""
+    return Settings() if home is None else Settings(home=home)
