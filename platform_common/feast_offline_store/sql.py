@@ -110,6 +110,9 @@ def view_sql(plan: ViewPlan, mode: ViewMode, filter_by_created_timestamp: bool) 
     )
 
 
+ROW_ID = "__shoprank_row"  # a unique integer per entity row, added by the store
+
+
 def join_sql(
     entity_relation: str,
     entity_columns: Sequence[str],
@@ -120,34 +123,46 @@ def join_sql(
     filter_by_created_timestamp: bool,
 ) -> str:
     """The whole join, unordered: entity columns in their order (timestamps as microsecond UTC), then each
-    view's features in plan order."""
+    view's features in plan order. `entity_relation` has the ROW_ID column besides `entity_columns`.
+
+    The ASOF joins run on a narrow copy of the entity rows (row id, join keys, time): each ASOF join sorts
+    its left side with all the columns it carries, so label columns would be sorted once per view for
+    nothing. The features found join back to the full entity rows once, on the row id."""
     t = quote(event_timestamp_column)
     recast = ", ".join(f"{quote(c)}::timestamptz as {quote(c)}" for c in timestamp_columns)
     entity = f"select * replace ({recast}) from {entity_relation}" if recast else f"select * from {entity_relation}"
-    needs_rank = any(mode is ViewMode.RANK for mode in modes)
-    if needs_rank:
-        entity = f"select *, {entity_rank(t)} as __at from ({entity})"
-    ctes = [f"__entity as ({entity})"]
+    keys = list(dict.fromkeys(entity_col for plan in plans for _, entity_col in plan.join_keys))
+    narrow = [ROW_ID, *keys, event_timestamp_column]
+    rank = f", {entity_rank(t)} as __at" if any(mode is ViewMode.RANK for mode in modes) else ""
+    ctes = [
+        f"__entity as ({entity})",
+        f"__keys as (select {', '.join(quote(c) for c in narrow)}{rank} from __entity)",
+    ]
     ctes += [
         f"__view{i} as ({view_sql(plan, mode, filter_by_created_timestamp)})"
         for i, (plan, mode) in enumerate(zip(plans, modes, strict=True))
     ]
-    select = [f"__entity.{quote(c)}" for c in entity_columns]
+    found = [f"__keys.{quote(ROW_ID)}"]
     joins = []
     for i, (plan, mode) in enumerate(zip(plans, modes, strict=True)):
         view = f"__view{i}"
-        on = [f"__entity.{quote(entity_col)} = {view}.__k{j}" for j, (_, entity_col) in enumerate(plan.join_keys)]
-        entity_at = "__entity.__at" if mode is ViewMode.RANK else f"__entity.{t}"
-        on.append(f"{entity_at} >= {view}.__at")
+        on = [f"__keys.{quote(entity_col)} = {view}.__k{j}" for j, (_, entity_col) in enumerate(plan.join_keys)]
+        on.append(f"{'__keys.__at' if mode is ViewMode.RANK else f'__keys.{t}'} >= {view}.__at")
         joins.append(f"asof left join {view} on {' and '.join(on)}")
         ttl_us = plan.ttl_microseconds
-        fresh = f"{view}.__ts >= __entity.{t} - to_microseconds({ttl_us})" if ttl_us is not None else None
+        fresh = f"{view}.__ts >= __keys.{t} - to_microseconds({ttl_us})" if ttl_us is not None else None
         for j, feature in enumerate(plan.features):
             value = f"{view}.__v{j}"
             if fresh is not None:
                 value = f"case when {fresh} then {value} end"
-            select.append(f"{value} as {quote(feature.output_name)}")
-    return f"with {', '.join(ctes)} select {', '.join(select)} from __entity {' '.join(joins)}"
+            found.append(f"{value} as {quote(feature.output_name)}")
+    ctes.append(f"__found as (select {', '.join(found)} from __keys {' '.join(joins)})")
+    select = [f"__entity.{quote(c)}" for c in entity_columns]
+    select += [f"__found.{quote(feature.output_name)}" for plan in plans for feature in plan.features]
+    return (
+        f"with {', '.join(ctes)} select {', '.join(select)} "
+        f"from __entity join __found on __entity.{quote(ROW_ID)} = __found.{quote(ROW_ID)}"
+    )
 
 
 def order_by_sql(columns: Sequence[str]) -> str:

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from feast import FeatureView
@@ -27,7 +28,7 @@ from pydantic import StrictInt, StrictStr
 
 from platform_common.feast_offline_store.job import AsofRetrievalJob
 from platform_common.feast_offline_store.plan import UnsupportedByPlugin, ViewPlan, plan_views
-from platform_common.feast_offline_store.sql import ViewMode, join_sql, late_created_sql, quote
+from platform_common.feast_offline_store.sql import ROW_ID, ViewMode, join_sql, late_created_sql, quote
 
 log = logging.getLogger("shoprank.feast_offline_store")
 
@@ -110,14 +111,17 @@ def build_job(
     plans = plan_views(feature_views, feature_refs, full_feature_names)
     con = connect(config)
     keep_alive: object = None
+    if not isinstance(entity_df, str) and ROW_ID in entity_df.columns:
+        raise UnsupportedByPlugin(f"the entity rows have a column named {ROW_ID}, the join's own row id")
     if isinstance(entity_df, str):
-        relation = f"({entity_df})"
+        relation = f"(select *, row_number() over () as {quote(ROW_ID)} from ({entity_df}))"
     else:
         # Arrow strings scan faster than pandas object columns; the table must outlive the job (keep_alive).
-        keep_alive = pa.Table.from_pandas(entity_df, preserve_index=False)
+        table = pa.Table.from_pandas(entity_df, preserve_index=False)
+        keep_alive = table.append_column(ROW_ID, pa.array(np.arange(len(table), dtype=np.int64)))
         con.register(_ENTITY_VIEW, keep_alive)
         relation = _ENTITY_VIEW
-    schema = con.sql(f"select * from {relation} limit 0")
+    schema = con.sql(f"select * exclude ({quote(ROW_ID)}) from {relation} limit 0")
     columns = list(schema.columns)
     types = [str(t) for t in schema.types]
     event_timestamp = infer_event_timestamp(columns, types)
