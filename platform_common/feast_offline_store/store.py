@@ -14,9 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
-import numpy as np
 import pandas as pd
-import pyarrow as pa
 from feast import FeatureView
 from feast.errors import EntityTimestampInferenceException
 from feast.infra.offline_stores.duckdb import DuckDBOfflineStore, DuckDBOfflineStoreConfig
@@ -28,7 +26,7 @@ from pydantic import StrictInt, StrictStr
 
 from platform_common.feast_offline_store.job import AsofRetrievalJob
 from platform_common.feast_offline_store.plan import UnsupportedByPlugin, ViewPlan, plan_views
-from platform_common.feast_offline_store.sql import ROW_ID, ViewMode, join_sql, late_created_sql, quote
+from platform_common.feast_offline_store.sql import ROW_ID, ViewMode, join_sql, late_created_sql, order_by_sql, quote
 
 log = logging.getLogger("shoprank.feast_offline_store")
 
@@ -116,11 +114,12 @@ def build_job(
     if isinstance(entity_df, str):
         relation = f"(select *, row_number() over () as {quote(ROW_ID)} from ({entity_df}))"
     else:
-        # Arrow strings scan faster than pandas object columns; the table must outlive the job (keep_alive).
-        table = pa.Table.from_pandas(entity_df, preserve_index=False)
-        keep_alive = table.append_column(ROW_ID, pa.array(np.arange(len(table), dtype=np.int64)))
-        con.register(_ENTITY_VIEW, keep_alive)
-        relation = _ENTITY_VIEW
+        # DuckDB scans the frame in place (no Arrow copy of the labels); the frame must outlive the job
+        # (keep_alive). A positional join numbers its rows in frame order.
+        keep_alive = entity_df
+        con.register(_ENTITY_VIEW, entity_df)
+        numbers = f"(select range as {quote(ROW_ID)} from range({len(entity_df)}))"
+        relation = f"(select * from {_ENTITY_VIEW} positional join {numbers})"
     schema = con.sql(f"select * exclude ({quote(ROW_ID)}) from {relation} limit 0")
     columns = list(schema.columns)
     types = [str(t) for t in schema.types]
@@ -152,7 +151,7 @@ def build_job(
     return AsofRetrievalJob(
         connection=con,
         query=query,
-        order_columns=[event_timestamp] + [c for c in columns if c != event_timestamp],
+        persist_order=order_by_sql(event_timestamp),
         full_feature_names=full_feature_names,
         on_demand_feature_views=[odfv for odfv in odfvs if odfv.mode != "substrait"],
         metadata=metadata,
