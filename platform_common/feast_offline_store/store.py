@@ -14,7 +14,9 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 from feast import FeatureView
 from feast.errors import EntityTimestampInferenceException
 from feast.infra.offline_stores.duckdb import DuckDBOfflineStore, DuckDBOfflineStoreConfig
@@ -114,12 +116,12 @@ def build_job(
     if isinstance(entity_df, str):
         relation = f"(select *, row_number() over () as {quote(ROW_ID)} from ({entity_df}))"
     else:
-        # DuckDB scans the frame in place (no Arrow copy of the labels); the frame must outlive the job
-        # (keep_alive). A positional join numbers its rows in frame order.
-        keep_alive = entity_df
-        con.register(_ENTITY_VIEW, entity_df)
-        numbers = f"(select range as {quote(ROW_ID)} from range({len(entity_df)}))"
-        relation = f"(select * from {_ENTITY_VIEW} positional join {numbers})"
+        # An Arrow copy with the row id appended: scanning the frame in place through a positional join with
+        # the row numbers took minutes at a million labels. The table must outlive the job (keep_alive).
+        table = pa.Table.from_pandas(entity_df, preserve_index=False)
+        keep_alive = table.append_column(ROW_ID, pa.array(np.arange(len(table), dtype=np.int64)))
+        con.register(_ENTITY_VIEW, keep_alive)
+        relation = _ENTITY_VIEW
     schema = con.sql(f"select * exclude ({quote(ROW_ID)}) from {relation} limit 0")
     columns = list(schema.columns)
     types = [str(t) for t in schema.types]
