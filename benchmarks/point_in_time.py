@@ -10,7 +10,7 @@ Paths, each timed in a fresh child process so peak RSS (ru_maxrss) is its own:
                    (...).to_df()`: the join as it was before the plugin;
 - `plugin`         the same call through platform_common.feast_offline_store (the configured store), `.to_df()`;
 - `plugin-parquet` the same job's `.persist(SavedDatasetFileStorage(path))`: DuckDB `COPY ... TO` a parquet
-                   file sorted by (event_timestamp, the label columns);
+                   file sorted by (event_timestamp, the labels' input order);
 - `plugin-query`   `persist` with the entity rows given as a DuckDB query over the labels parquet: labels and
                    result never enter pandas (the bigger-than-memory path);
 - `asof`           a hand-written DuckDB query (below, `asof_sql`), result to pandas with `.df()`;

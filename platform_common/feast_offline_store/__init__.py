@@ -16,8 +16,9 @@ docs/benchmarks.md for the numbers after this plugin.
 
 Its RetrievalJob returns Arrow or pandas, and `persist(SavedDatasetFileStorage(path))` streams the query
 into a parquet file with DuckDB's `COPY ... TO`, so a training set larger than memory never passes through
-Python. Rows come out ordered by the entity event timestamp, then the entity frame's other columns (Feast
-promises no order); timestamps are microsecond UTC. The entity rows may also be a DuckDB query string.
+Python. The file's rows are ordered by the entity event timestamp, then the entity rows' input order (Feast
+promises no order; `to_df` keeps none); timestamps are microsecond UTC. The entity rows may also be a DuckDB
+query string.
 
 A request the ASOF join does not reproduce exactly (a source that is not a local parquet file, substrait
 on-demand views, a feature named like an entity column) is handed to Feast's own DuckDB join with a warning.
