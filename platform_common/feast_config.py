@@ -8,6 +8,10 @@ through FEAST_FS_YAML_FILE_PATH and Python opens the store on it.
 The prod profile renders `feature_store.prod.yaml` with the configured servers (SHOPRANK_PG_*, SHOPRANK_REDIS_*,
 SHOPRANK_FEAST_PROJECT). Passwords are written as `${SHOPRANK_PG_PASSWORD}` / `${SHOPRANK_REDIS_PASSWORD}`, which
 Feast expands from the environment when it loads the file, so the rendered file holds no secret.
+
+Both profiles use the ASOF-join offline store (platform_common.feast_offline_store); the rendered file points
+its DuckDB spill folder into the state folder, so a join larger than memory spills there and never into
+whatever directory the command ran from.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
 PROFILE_FILES = {"local": "feature_store.yaml", "prod": "feature_store.prod.yaml"}
+# Spelled out rather than imported: importing the plugin would load Feast and DuckDB for every `make` target.
+OFFLINE_STORE_TYPE = "platform_common.feast_offline_store.AsofDuckDBOfflineStore"
 
 
 def rendered_yaml_path(settings: Settings) -> Path:
@@ -43,6 +49,9 @@ def render_feature_store_yaml(settings: Settings | None = None) -> Path:
     online = config.get("online_store", {})
     if online.get("type") == "sqlite":
         online["path"] = str(feast_dir / "online_store.db")
+    offline = config.get("offline_store", {})
+    if offline.get("type") == OFFLINE_STORE_TYPE:
+        offline.setdefault("temp_directory", str(settings.home_dir / "duckdb_tmp"))
     if settings.profile == "prod":
         _render_prod(config, settings)
     out = rendered_yaml_path(settings)
