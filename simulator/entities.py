@@ -288,7 +288,7 @@ def make_panels(
         drift[:, d] = p.price_drift_phi * drift[:, d - 1] + rng.normal(0.0, p.price_drift_sigma, n_p)
     list_price = products.base_price[:, None] * np.exp(drift)
 
-    rating = np.empty((merchants.n, n_d))
+    rating: np.ndarray = np.empty((merchants.n, n_d))
     sd0 = mp.rating_drift_sigma / np.sqrt(1 - mp.rating_drift_phi**2)
     dev = rng.normal(0.0, sd0, merchants.n)
     for d in range(n_d):
@@ -306,7 +306,7 @@ def make_panels(
             rating[plant.merchant, after] -= plant.magnitude
         else:
             is_live[plant.merchant, after] = True
-    rating = np.round(np.clip(rating, 1.0, 5.0), 2).astype(np.float64)
+    rating = np.round(np.clip(rating, 1.0, 5.0), 2)
 
     promo_mult = np.array([p.promo_multiplier[k] for k in kinds])
     on_promo = rng.random((n_p, n_d)) < np.minimum(products.promo_propensity[:, None] * promo_mult, 0.95)
