@@ -116,6 +116,11 @@ class Settings(BaseSettings):
         return self.home_dir / "logs"
 
     @property
+    def experiments_dir(self) -> Path:
+        """Experiment analyses: `<id>/summary.json` and the HTML report (platform_common/experiment_summary.py)."""
+        return self.home_dir / "experiments"
+
+    @property
     def datasets_dir(self) -> Path:
         """Frozen training/validation/test sets, keyed by their fingerprint."""
         return self.home_dir / "datasets"
