@@ -80,7 +80,8 @@ def read_summary(experiments_dir: Path, experiment_id: str) -> ExperimentSummary
     path = summary_path(experiments_dir, experiment_id)
     if not path.exists():
         raise SummaryError(
-            f"no analysis for experiment {experiment_id!r}: {path} is missing (make experiment-report ID={experiment_id})"
+            f"no analysis for experiment {experiment_id!r}: {path} is missing "
+            f"(make experiment-report ID={experiment_id})"
         )
     try:
         return ExperimentSummary.model_validate_json(path.read_text())
