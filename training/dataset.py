@@ -7,7 +7,6 @@ batched path (training/trainset.py, the default) gives the same model on the sam
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -24,6 +23,7 @@ from feast.types import String
 from platform_common.feature_spec import CONTEXT_CATEGORICAL, CONTEXT_NUMERIC, FeatureSpec
 from platform_common.settings import Settings
 from training.config import SplitConfig, TrainConfig
+from training.fingerprint import frame_fingerprint
 
 if TYPE_CHECKING:
     from training.bundle import RankerBundle
@@ -109,14 +109,6 @@ def historical_features(
     return frame.set_index("impression_id").loc[entity_df["impression_id"]].reset_index()
 
 
-def fingerprint(frame: pd.DataFrame) -> str:
-    """Content hash of a training frame: same rows, columns and values give the same fingerprint."""
-    cols = sorted(frame.columns)
-    digest = hashlib.sha256(",".join(cols).encode())
-    digest.update(pd.util.hash_pandas_object(frame[cols], index=False).to_numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 @dataclass(frozen=True)
 class TrainingSet:
     frame: pd.DataFrame
@@ -164,7 +156,7 @@ def build_training_set(store: FeatureStore, settings: Settings, cfg: TrainConfig
     labels = labels[labels["event_timestamp"].dt.date >= split.train[0]]
     columns = feature_columns(store, cfg.feature_service)
     frame = historical_features(store, labels, cfg.feature_service, cfg.filter_by_created_timestamp)
-    return TrainingSet(frame=frame, split=split, columns=columns, fingerprint=fingerprint(frame))
+    return TrainingSet(frame=frame, split=split, columns=columns, fingerprint=frame_fingerprint(frame))
 
 
 def save_test_set(ts: TrainingSet, settings: Settings) -> Path:

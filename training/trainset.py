@@ -6,13 +6,12 @@ persists through an in-memory Arrow table, so one chunk is what it holds at a ti
 streams its join to parquet is simply called fewer times). Joining a chunk of days alone gives the same rows:
 a row's features depend only on its own entity keys and timestamp. DuckDB then sorts the chunks into one
 file by (event_timestamp, impression_id), spilling to disk, which fixes the row order every later pass relies
-on; the fingerprint, the split windows, the vocabularies and the XGBoost matrices are all read from it in
-bounded batches.
+on; the fingerprint (training/fingerprint.py), the split windows, the vocabularies and the XGBoost matrices
+are all read from it in bounded batches.
 """
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -32,6 +31,7 @@ from training.batches import DayWindow, RowSource, connect, quantile_matrix, quo
 from training.bundle import RankerBundle
 from training.config import TrainConfig
 from training.dataset import FeatureColumns, TimeSplit, feature_columns, plan_split
+from training.fingerprint import file_fingerprint
 
 TRAINSET_FILE = "trainset.parquet"
 ROW_GROUP_ROWS = 122_880  # DuckDB's default: small enough that a day window skips most of the file
@@ -105,19 +105,6 @@ def sort_into_one_file(parts: Path, out: Path, spill_dir: Path, augment: Augment
             f"copy (select *{extra} from read_parquet('{parts}/*.parquet') order by event_timestamp, impression_id) "
             f"to '{out}' (format parquet, compression zstd, row_group_size {ROW_GROUP_ROWS})"
         )
-
-
-def stream_fingerprint(path: Path, spill_dir: Path | None = None) -> str:
-    """Content hash of a training set file: its column names and types (sorted by name, so column order does
-    not count) and DuckDB's hash of every row's values in file order, read in batches. Same data, same hash."""
-    with connect(spill_dir) as con:
-        schema = con.sql(f"describe select * from read_parquet('{path}')").fetchall()
-        columns = sorted((str(name), str(kind)) for name, kind, *_ in schema)
-        digest = hashlib.sha256(";".join(f"{n}:{k}" for n, k in columns).encode())
-        values = ", ".join(quote(n) for n, _ in columns)
-        for batch in con.sql(f"select hash({values}) from read_parquet('{path}')").to_arrow_reader(1 << 20):
-            digest.update(batch.column(0).to_numpy(zero_copy_only=False).astype("<u8").tobytes())
-    return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -204,4 +191,4 @@ def build_parquet_training_set(
     sort_into_one_file(parts, path, spill, augment)
     shutil.rmtree(parts)
     columns = feature_columns(store, cfg.feature_service)
-    return ParquetTrainingSet(path, split, columns, stream_fingerprint(path, spill), spill)
+    return ParquetTrainingSet(path, split, columns, file_fingerprint(path, spill), spill)

@@ -17,9 +17,10 @@ from training.batches import RowBatches
 from training.bundle import RankerBundle, write_artifacts
 from training.config import SplitConfig, TrainConfig, XGBConfig
 from training.dataset import FeatureColumns, TrainingSet, plan_split
+from training.fingerprint import file_fingerprint, frame_fingerprint
 from training.guards import fast_auc
 from training.train import fit
-from training.trainset import ParquetTrainingSet, stream_fingerprint
+from training.trainset import ParquetTrainingSet
 
 N_DAYS, ROWS_PER_DAY, BATCH = 20, 500, 777  # 777: batches straddle days and windows
 COLUMNS = FeatureColumns(numeric=("position", "x", "count_7d"), categorical=("surface", "colour"), feature_refs=())
@@ -73,7 +74,7 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> tuple[ParquetTrainingSet, 
     path = root / "trainset.parquet"
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=1000)
     split = split_of(frame)
-    batched = ParquetTrainingSet(path, split, COLUMNS, stream_fingerprint(path), root / "spill", batch_rows=BATCH)
+    batched = ParquetTrainingSet(path, split, COLUMNS, file_fingerprint(path), root / "spill", batch_rows=BATCH)
     in_memory = TrainingSet(frame=pd.read_parquet(path), split=split, columns=COLUMNS, fingerprint="-")
     return batched, in_memory
 
@@ -163,11 +164,22 @@ def test_fingerprint_is_deterministic_and_tracks_values(tmp_path: Path):
     # same content in another column order and another row-group layout: the same fingerprint
     reordered = frame[list(reversed(frame.columns))]
     pq.write_table(pa.Table.from_pandas(reordered, preserve_index=False), b, row_group_size=3000)
-    assert stream_fingerprint(a) == stream_fingerprint(a) == stream_fingerprint(b)
+    assert file_fingerprint(a) == file_fingerprint(a) == file_fingerprint(b)
     changed = frame.copy()
     changed.loc[7777, "x"] += 1e-9
     pq.write_table(pa.Table.from_pandas(changed, preserve_index=False), c)
-    assert stream_fingerprint(c) != stream_fingerprint(a)
+    assert file_fingerprint(c) != file_fingerprint(a)
+
+
+def test_both_training_paths_share_one_fingerprint(tmp_path: Path):
+    """`train --in-memory` hashes its frame as the batched path hashes the file: same rows, same fingerprint,
+    whatever order the frame's rows come in (Feast returns them in the entity frame's order)."""
+    frame = synthetic(seed=9)
+    path = tmp_path / "trainset.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    shuffled = frame.sample(frac=1.0, random_state=3)
+    assert frame_fingerprint(shuffled) == frame_fingerprint(frame) == file_fingerprint(path)
+    assert frame_fingerprint(frame.drop(index=5)) != file_fingerprint(path)
 
 
 def test_split_windows_select_utc_days(both):

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from training.config import SplitConfig
-from training.dataset import fingerprint, plan_split
+from training.dataset import plan_split
+from training.fingerprint import frame_fingerprint as fingerprint
 
 
 def days(n: int) -> list[date]:
