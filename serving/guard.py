@@ -66,13 +66,8 @@ def shed_body(reason: str, detail: str) -> dict[str, str]:
     return {"error": f"overloaded: {detail}", "reason": reason}
 
 
-def waited_too_long(deadline_seconds: float) -> float | None:
-    """Seconds this request waited since admission, if more than `deadline_seconds`; else None."""
-    waited = waited_since_admission()
-    return waited if waited is not None and waited > deadline_seconds else None
-
-
 def waited_since_admission() -> float | None:
+    """Seconds since the admission middleware let this request in; None for in-process callers."""
     admitted = ADMITTED_AT.get()
     return None if admitted is None else perf_counter() - admitted
 
