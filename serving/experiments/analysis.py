@@ -207,7 +207,10 @@ def _metric(est: stats.Lift, true_lift: float | None, **extra: float | None) -> 
     def clean(v: float) -> float:
         return float(v) if math.isfinite(v) else 0.0
 
-    fields = {k: v for k, v in extra.items() if v is not None}
+    fields: dict[str, object] = {k: v for k, v in extra.items() if v is not None}
+    # No outcome in an arm: no lift to estimate. The contract wants numbers, so the interval is the widest one
+    # (-100% .. +1e9) with p = 1, and `estimable` says why.
+    fields["estimable"] = math.isfinite(est.lift)
     return MetricSummary(
         lift=clean(est.lift),
         ci_low=clean(est.ci_low) if math.isfinite(est.ci_low) else -1.0,

@@ -138,8 +138,10 @@ def report_cmd(
     truth = f"; oracle's true lift {m.true_lift:+.1%}" if m.true_lift is not None else ""
     console.print(
         f"GMV per request, {s.treatment} over {s.control}: {m.lift:+.1%} "
-        f"(95% CI {m.ci_low:+.1%} .. {m.ci_high:+.1%}, p = {m.p_value:.3g}){truth}",
+        f"(95% CI {m.ci_low:+.1%} .. {m.ci_high:+.1%}, p = {m.p_value:.3g}){truth}"
+        + ("" if (m.model_extra or {}).get("estimable", True) else " [not estimable: no order in an arm yet]"),
         highlight=False,
+        soft_wrap=True,
     )
     for name in ("ctr", "cvr"):
         x = s.metrics[name]
@@ -150,7 +152,11 @@ def report_cmd(
     failed = [g.name for g in s.guardrails if not g.passed]
     console.print(f"guardrails: {'all pass' if not failed else 'FAILED ' + ', '.join(failed)}", highlight=False)
     colour = "green" if s.readable else "yellow"
-    console.print(f"[{colour}]{'readable' if s.readable else 'not readable yet'}[/]: {s.readable_reason}", highlight=False)
+    console.print(
+        f"[{colour}]{'readable' if s.readable else 'not readable yet'}[/]: {s.readable_reason}",
+        highlight=False,
+        soft_wrap=True,
+    )
     console.print(f"report: {report}\nsummary: {summary_path}", highlight=False, soft_wrap=True)
 
 
@@ -179,6 +185,7 @@ def plan_cmd(
         f"history: {p.history_users:,} users, {p.history_requests:,} requests, GMV per request "
         f"{p.mean_gmv_per_request:.4f} (variance per request {p.per_request_variance:.4f}, by user)",
         highlight=False,
+        soft_wrap=True,
     )
     console.print(
         f"{p.requests:,} requests ({rate:g}/s for {duration:g} s), {p.requests_per_arm:,.0f} in the smaller arm: "

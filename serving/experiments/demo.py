@@ -92,6 +92,12 @@ def main(
         f"(95% CI {m.ci_low:+.1%} .. {m.ci_high:+.1%}); oracle's true lift {truth}[/]",
         highlight=False,
     )
+    if not (m.model_extra or {}).get("estimable", True):
+        console.print("GMV per request: not estimable, no order attributed yet in one arm", highlight=False)
+    for name in ("ctr", "cvr"):
+        x = s.metrics[name]
+        t = f"{x.true_lift:+.1%}" if x.true_lift is not None else "unknown"
+        console.print(f"{name.upper()}: {x.lift:+.1%} (95% CI {x.ci_low:+.1%} .. {x.ci_high:+.1%}); true {t}", highlight=False)
     excludes = m.ci_low > 0
     covers = m.true_lift is not None and m.ci_low <= m.true_lift <= m.ci_high
     console.print(
