@@ -191,4 +191,5 @@ def plan_cmd(
         f"{p.requests:,} requests ({rate:g}/s for {duration:g} s), {p.requests_per_arm:,.0f} in the smaller arm: "
         f"[bold]minimum detectable GMV-per-request lift {p.mde:.1%}[/] (two-sided alpha {alpha:g}, power {power:.0%})",
         highlight=False,
+        soft_wrap=True,
     )

@@ -34,6 +34,7 @@ from serving.experiments.model import Experiment, ExperimentError  # noqa: E402
 
 REPORT_FILE = "report.html"
 MLFLOW_EXPERIMENT = "shoprank-online-experiments"
+ORDER_HORIZON_HOURS = 48  # simulator: orders come at most 48 h after their click (the plan waits that long)
 EXPOSURE_COLUMNS = (
     "request_id", "served_at", "user_id", "arm", "position", "product_id", "credit_arm", "model_version",
     "fallback", "latency_ms",
@@ -387,27 +388,36 @@ class Plan:
 
 
 def history_users(settings: Settings) -> pd.DataFrame:
-    """Per user: requests and GMV over the whole landed history (clean orders, each once)."""
+    """Per user: requests and the GMV of their orders, over the landed history whose orders have all landed
+    (requests older than ORDER_HORIZON before the newest impression: an order comes at most 48 h after its
+    click), clean orders, each once."""
     raw = settings.raw_dir
     imps, orders = _glob(raw / "impressions", "dt=*/*.parquet"), _glob(raw / "orders", "dt=*/*.parquet")
     if not imps:
         raise ExperimentError(f"no impressions in {raw}: run `make data` first")
-    if not orders:
-        with duckdb.connect() as con:
-            return con.execute(
-                "select user_id, count(distinct request_id) as requests, 0.0 as gmv "
-                "from read_parquet(?, union_by_name = true) where user_id is not null group by user_id",
-                [imps],
-            ).df()
     with duckdb.connect() as con:
+        con.execute(
+            "create temp table imps as select impression_id, any_value(user_id) as user_id, "
+            "any_value(request_id) as request_id, any_value(event_ts) as ts "
+            "from read_parquet(?, union_by_name = true) group by impression_id",
+            [imps],
+        )
+        con.execute(
+            "delete from imps where user_id is null or ts is null "
+            f"or ts >= (select max(ts) from imps) - interval {ORDER_HORIZON_HOURS} hour"
+        )
+        if not orders:
+            return con.execute(
+                "select user_id, count(distinct request_id) as requests, 0.0 as gmv from imps group by user_id"
+            ).df()
         return con.execute(
-            "with r as (select user_id, count(distinct request_id) as requests from read_parquet(?, union_by_name = true)"
-            "  where user_id is not null group by user_id),"
-            " o as (select user_id, sum(gmv) as gmv from (select order_id, any_value(user_id) as user_id,"
-            "  any_value(gmv) as gmv, any_value(quantity) as quantity from read_parquet(?, union_by_name = true)"
-            "  group by order_id) where gmv > 0 and quantity > 0 group by user_id)"
-            " select r.user_id, r.requests, coalesce(o.gmv, 0) as gmv from r left join o using (user_id)",
-            [imps, orders],
+            "with o as (select order_id, any_value(impression_id) as impression_id, any_value(gmv) as gmv,"
+            "  any_value(quantity) as quantity from read_parquet(?, union_by_name = true) group by order_id),"
+            " g as (select i.user_id, sum(o.gmv) as gmv from o join imps i using (impression_id)"
+            "  where o.gmv > 0 and o.quantity > 0 group by i.user_id),"
+            " r as (select user_id, count(distinct request_id) as requests from imps group by user_id)"
+            " select r.user_id, r.requests, coalesce(g.gmv, 0) as gmv from r left join g using (user_id)",
+            [orders],
         ).df()
 
 

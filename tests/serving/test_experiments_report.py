@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +18,6 @@ from platform_common.settings import Settings
 from training.baseline import BASELINE_TAG, BaselineBundle, BaselineConfig, popularity_feature
 from training.promotion import newest_candidate
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = "report-e2e"
 
 
@@ -75,20 +73,23 @@ def platform(tiny_platform: Settings, tmp_path_factory: pytest.TempPathFactory) 
     return _copy_home(tiny_platform, tmp_path_factory.mktemp("report-home"))
 
 
-def _run(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {"SHOPRANK_HOME": str(home), "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+def test_report_on_a_live_ab_run_against_a_random_baseline(platform: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Register the random baseline, run live shoppers under an A/B experiment, analyse: in process but for the
+    service (the CLI subprocesses cost ~10 s each to import MLflow on a busy machine)."""
+    from typer.testing import CliRunner
 
-
-def test_report_on_a_live_ab_run_against_a_random_baseline(platform: Settings) -> None:
+    from serving.experiments import store
+    from serving.experiments.cli import app
+    from serving.experiments.model import build
     from serving.launcher import running_service
     from simulator.live.client import run_live
     from training.baseline import register_baseline
 
     home = platform.home_dir
+    monkeypatch.setenv("SHOPRANK_HOME", str(home))
     baseline = register_baseline("random", platform)
-    started = _run(home, "serving.experiments", "start", "--id", EXPERIMENT, "--arms", f"control=v{baseline},treatment=champion")
-    assert started.returncode == 0, started.stderr
+    now = datetime.now(UTC)
+    store.start(platform, build(EXPERIMENT, "ab", f"control=v{baseline},treatment=champion", None, now, None))
     env = {"SHOPRANK_REQUEST_LOG_FLUSH_SECONDS": "1"}
     with running_service(platform, extra_env=env) as url:
         stats = asyncio.run(run_live(home / "raw", home / "oracle", url, rate=60.0, seconds=4.0, seed=5, linger_seconds=2.0))
@@ -98,12 +99,12 @@ def test_report_on_a_live_ab_run_against_a_random_baseline(platform: Settings) -
         while time.monotonic() < deadline and not list(folder.glob("dt=*/*.parquet")):
             time.sleep(0.5)
         time.sleep(1.5)
-    stopped = _run(home, "serving.experiments", "stop", EXPERIMENT)
-    assert stopped.returncode == 0, stopped.stderr
+    store.stop(platform, EXPERIMENT)
 
-    reported = _run(home, "serving.experiments", "report", EXPERIMENT, "--window-minutes", "30")
-    assert reported.returncode == 0, reported.stdout + reported.stderr
-    assert "oracle's true lift" in reported.stdout
+    runner = CliRunner()
+    reported = runner.invoke(app, ["report", EXPERIMENT, "--window-minutes", "30"])
+    assert reported.exit_code == 0, reported.output
+    assert "oracle's true lift" in reported.output
     summary = read_summary(platform.experiments_dir, EXPERIMENT)
     assert set(summary.arms) == {"control", "treatment"}
     assert summary.arms["control"].model_version == baseline
@@ -124,10 +125,10 @@ def test_report_on_a_live_ab_run_against_a_random_baseline(platform: Settings) -
     logged = MlflowClient(tracking_uri=platform.tracking_uri).get_run(run)
     assert logged.data.tags["shoprank.experiment"] == EXPERIMENT and "srm_p_value" in logged.data.metrics
 
-    # a bad id is refused in one line
-    missing = _run(home, "serving.experiments", "report", "no-such")
-    assert missing.returncode == 2 and "no experiment 'no-such'" in missing.stderr and "Traceback" not in missing.stderr
+    # a bad id is refused in one line, exit 2
+    missing = runner.invoke(app, ["report", "no-such"])
+    assert missing.exit_code == 2 and "no experiment 'no-such'" in missing.output and "Traceback" not in missing.output
 
     # the plan reads the history
-    plan = _run(home, "serving.experiments", "plan", "--rate", "100", "--seconds", "600")
-    assert plan.returncode == 0 and "minimum detectable GMV-per-request lift" in plan.stdout
+    plan = runner.invoke(app, ["plan", "--rate", "100", "--seconds", "600"])
+    assert plan.exit_code == 0 and "minimum detectable GMV-per-request lift" in plan.output, plan.output
