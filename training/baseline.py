@@ -112,7 +112,7 @@ def register_baseline(kind: str, settings: Settings | None = None, seed: int = 0
     if spec is None:
         raise ValueError(f"{settings.model_name} v{champion.version} has no feature spec")
     feature = popularity_feature(spec.columns) if kind == "popularity" else None
-    config = BaselineConfig(kind=kind, seed=seed, popularity_feature=feature)  # type: ignore[arg-type]
+    config = BaselineConfig(kind=kind, seed=seed, popularity_feature=feature)
     signature = mlflow.models.get_model_info(f"models:/{settings.model_name}/{champion.version}").signature
     with (
         mlflow.start_run(experiment_id=ensure_experiment(settings), run_name=f"baseline-{kind}"),

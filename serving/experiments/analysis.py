@@ -96,7 +96,10 @@ def _per_request(exposures: pd.DataFrame, attributed: pd.DataFrame, truth: pd.Da
     """One row per request (and credit arm: A/B has one per request), outcome sums and truth sums."""
     keys = ["request_id", "credit_arm"]
     base = exposures.groupby(keys, sort=False).agg(
-        user_id=("user_id", "first"), arm=("arm", "first"), served_at=("served_at", "first"), impressions=("position", "size")
+        user_id=("user_id", "first"),
+        arm=("arm", "first"),
+        served_at=("served_at", "first"),
+        impressions=("position", "size"),
     )
     kind = attributed["kind"]
     sums = (
@@ -108,14 +111,20 @@ def _per_request(exposures: pd.DataFrame, attributed: pd.DataFrame, truth: pd.Da
     if truth is not None and len(truth):
         t = truth.merge(exposures[["request_id", "product_id", "credit_arm"]], on=["request_id", "product_id"])
         t = t.assign(t_orders=t["p_click"] * t["p_order_given_click"])
-        tsum = t.groupby(keys).agg(t_clicks=("p_click", "sum"), t_orders=("t_orders", "sum"), t_gmv=("expected_gmv", "sum"))
+        tsum = t.groupby(keys).agg(
+            t_clicks=("p_click", "sum"), t_orders=("t_orders", "sum"), t_gmv=("expected_gmv", "sum")
+        )
         out = out.join(tsum, how="left")
     return out.reset_index()
 
 
 def _users(requests: pd.DataFrame, by: str) -> pd.DataFrame:
     """User-level sums per `by` (the arm under A/B, the credit arm under interleaving)."""
-    cols = {c: (c, "sum") for c in ("impressions", "clicks", "orders", "gmv", "t_clicks", "t_orders", "t_gmv") if c in requests}
+    cols = {
+        c: (c, "sum")
+        for c in ("impressions", "clicks", "orders", "gmv", "t_clicks", "t_orders", "t_gmv")
+        if c in requests
+    }
     users = requests.groupby([by, "user_id"]).agg(requests=("request_id", "nunique"), **cols).reset_index()
     return users.assign(one=1.0)
 
@@ -155,7 +164,9 @@ def _arm_table(users: pd.DataFrame, by: str) -> pd.DataFrame:
 def _ab_lift(users: pd.DataFrame, control: str, treatment: str, metric: str) -> stats.Lift:
     num, den = RATIOS[metric]
     c, t = users[users["arm"] == control], users[users["arm"] == treatment]
-    return stats.lift(stats.ratio(t[num].to_numpy(), t[den].to_numpy()), stats.ratio(c[num].to_numpy(), c[den].to_numpy()))
+    return stats.lift(
+        stats.ratio(t[num].to_numpy(), t[den].to_numpy()), stats.ratio(c[num].to_numpy(), c[den].to_numpy())
+    )
 
 
 def _wide(users: pd.DataFrame, control: str, treatment: str) -> pd.DataFrame:
@@ -174,8 +185,10 @@ def _interleaving_lift(wide: pd.DataFrame, control: str, treatment: str, metric:
     if metric == "gmv_per_user":  # every user is in both arms: per user it is the credited GMV itself
         den = "one"
     return stats.paired_lift(
-        wide[(num, treatment)].to_numpy(), wide[(den, treatment)].to_numpy() if den != "one" else np.ones(len(wide)),
-        wide[(num, control)].to_numpy(), wide[(den, control)].to_numpy() if den != "one" else np.ones(len(wide)),
+        wide[(num, treatment)].to_numpy(),
+        wide[(den, treatment)].to_numpy() if den != "one" else np.ones(len(wide)),
+        wide[(num, control)].to_numpy(),
+        wide[(den, control)].to_numpy() if den != "one" else np.ones(len(wide)),
     )
 
 
@@ -227,7 +240,11 @@ def _guardrails(exposures: pd.DataFrame, d: Design, srm_p: float | None) -> list
     checks: list[Guardrail] = []
     if srm_p is not None:
         checks.append(
-            Guardrail(name="sample ratio", passed=srm_p >= SRM_ALPHA, detail=f"chi-square p = {srm_p:.4g} (fails below {SRM_ALPHA})")
+            Guardrail(
+                name="sample ratio",
+                passed=srm_p >= SRM_ALPHA,
+                detail=f"chi-square p = {srm_p:.4g} (fails below {SRM_ALPHA})",
+            )
         )
     requests = exposures.drop_duplicates(["request_id", "credit_arm"])
     by = "credit_arm"
@@ -251,7 +268,9 @@ def _guardrails(exposures: pd.DataFrame, d: Design, srm_p: float | None) -> list
     return checks
 
 
-def readability(d: Design, requests: pd.DataFrame, window: timedelta, watermark: datetime | None, now: datetime) -> tuple[bool, str]:
+def readability(
+    d: Design, requests: pd.DataFrame, window: timedelta, watermark: datetime | None, now: datetime
+) -> tuple[bool, str]:
     """The fixed-horizon rule: read once the experiment ran to its planned stop and every request matured."""
     reasons = []
     if d.end is None or d.end > now:
@@ -355,12 +374,25 @@ def analyse(
             if has_truth and outcome == "orders":
                 tt, tc = float(wide[("t_orders", d.treatment)].sum()), float(wide[("t_orders", d.control)].sum())
                 true_share = tt / (tt + tc) if tt + tc > 0 else None
-            rows.append({"outcome": outcome, "treatment_share": share, "ci_low": lo, "ci_high": hi, "p_value": p, "true_share": true_share})
+            rows.append(
+                {
+                    "outcome": outcome,
+                    "treatment_share": share,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "p_value": p,
+                    "true_share": true_share,
+                }
+            )
         inter = pd.DataFrame(rows)
 
     arm_summaries = {}
     for arm in arms.index:
-        versions = exposures.loc[exposures[by] == arm, "model_version"].dropna().unique() if "model_version" in exposures else []
+        versions = (
+            exposures.loc[exposures[by] == arm, "model_version"].dropna().unique()
+            if "model_version" in exposures
+            else []
+        )
         arm_summaries[str(arm)] = ArmSummary(
             model_version=str(versions[0]) if len(versions) == 1 else None,
             requests=int(arms.loc[arm, "requests"]),
@@ -381,7 +413,7 @@ def analyse(
         readable, reason = False, f"sample-ratio mismatch (p = {srm_p:.2g}): the split is broken; " + reason
     summary = ExperimentSummary(
         id=d.id,
-        design=d.design,  # type: ignore[arg-type]
+        design=d.design,
         control=d.control,
         treatment=d.treatment,
         arms=arm_summaries,

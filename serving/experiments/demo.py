@@ -36,7 +36,9 @@ def _baseline_version(settings: object, kind: str) -> str:
 
 def main(
     rate: Annotated[float, typer.Option(min=1.0, max=2000.0, help="Live requests per second.")] = 200.0,
-    seconds: Annotated[float, typer.Option(min=5.0, max=3600.0, help="Length of the experiment (its planned stop).")] = 120.0,
+    seconds: Annotated[
+        float, typer.Option(min=5.0, max=3600.0, help="Length of the experiment (its planned stop).")
+    ] = 120.0,
     linger: Annotated[float, typer.Option(min=0.0, max=3600.0, help="Keep landing outcomes this long after.")] = 30.0,
     seed: Annotated[int, typer.Option(help="Seed of the live shoppers.")] = 7,
     salt: Annotated[str | None, typer.Option(help="Assignment salt (default: the experiment id).")] = None,
@@ -54,7 +56,9 @@ def main(
     settings = get_settings()
     baseline = _baseline_version(settings, kind)
     experiment_id = f"demo-{datetime.now(UTC):%Y%m%dt%H%M%S}-{secrets.token_hex(2)}"
-    console.print(f"[bold]demo-experiment[/] {experiment_id}: control = {kind} baseline v{baseline}, treatment = champion")
+    console.print(
+        f"[bold]demo-experiment[/] {experiment_id}: control = {kind} baseline v{baseline}, treatment = champion"
+    )
     env = {"SHOPRANK_REQUEST_LOG_FLUSH_SECONDS": "1", "SHOPRANK_RELOAD_SECONDS": "2"}
     with running_service(settings, extra_env=env) as url:
         # Every worker follows the registry every SHOPRANK_RELOAD_SECONDS: start a little ahead so each holds the
@@ -74,7 +78,15 @@ def main(
         time.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds()) + 0.5)
         remaining = (experiment.end - datetime.now(UTC)).total_seconds() if experiment.end else seconds
         stats = asyncio.run(
-            run_live(settings.raw_dir, settings.oracle_dir, url, rate, max(remaining - 0.5, 1.0), seed=seed, linger_seconds=linger)
+            run_live(
+                settings.raw_dir,
+                settings.oracle_dir,
+                url,
+                rate,
+                max(remaining - 0.5, 1.0),
+                seed=seed,
+                linger_seconds=linger,
+            )
         )
         console.print(
             f"live: {stats.answered:,} answered ({stats.rate():,.0f}/s), {stats.experiment_answers:,} under the "
@@ -97,7 +109,9 @@ def main(
     for name in ("ctr", "cvr"):
         x = s.metrics[name]
         t = f"{x.true_lift:+.1%}" if x.true_lift is not None else "unknown"
-        console.print(f"{name.upper()}: {x.lift:+.1%} (95% CI {x.ci_low:+.1%} .. {x.ci_high:+.1%}); true {t}", highlight=False)
+        console.print(
+            f"{name.upper()}: {x.lift:+.1%} (95% CI {x.ci_low:+.1%} .. {x.ci_high:+.1%}); true {t}", highlight=False
+        )
     excludes = m.ci_low > 0
     covers = m.true_lift is not None and m.ci_low <= m.true_lift <= m.ci_high
     console.print(

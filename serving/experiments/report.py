@@ -54,7 +54,9 @@ class Frames:
 def design_of(experiment: Experiment) -> Design:
     names = [a.name for a in experiment.arms]
     control, treatment = pick_arms(names)
-    stopped_early = experiment.stopped_at is not None and (experiment.stop is None or experiment.stopped_at < experiment.stop)
+    stopped_early = experiment.stopped_at is not None and (
+        experiment.stop is None or experiment.stopped_at < experiment.stop
+    )
     return Design(
         id=experiment.id,
         design=experiment.design,
@@ -81,7 +83,10 @@ def read_exposures(settings: Settings, experiment_id: str) -> pd.DataFrame:
             "did the service serve traffic while it ran?"
         )
     with duckdb.connect() as con:
-        present = {r[0] for r in con.execute("describe select * from read_parquet(?, union_by_name = true)", [files]).fetchall()}
+        present = {
+            r[0]
+            for r in con.execute("describe select * from read_parquet(?, union_by_name = true)", [files]).fetchall()
+        }
         cols = ", ".join(c for c in EXPOSURE_COLUMNS if c in present)
         return con.execute(f"select {cols} from read_parquet(?, union_by_name = true)", [files]).df()
 
@@ -91,7 +96,15 @@ def read_outcomes(settings: Settings, request_ids: pd.Series) -> tuple[pd.DataFr
     the landing watermark (the latest flush of live events: everything that happened before it has landed)."""
     raw = settings.raw_dir
     files = {t: _glob(raw / t, "dt=*/part-live-*.parquet") for t in ("impressions", "clicks", "orders")}
-    empty = pd.DataFrame({"request_id": [], "product_id": [], "kind": [], "event_ts": pd.Series([], dtype="datetime64[us, UTC]"), "gmv": []})
+    empty = pd.DataFrame(
+        {
+            "request_id": [],
+            "product_id": [],
+            "kind": [],
+            "event_ts": pd.Series([], dtype="datetime64[us, UTC]"),
+            "gmv": [],
+        }
+    )
     if not files["impressions"]:
         return empty, None
     with duckdb.connect() as con:
@@ -135,7 +148,11 @@ def read_outcomes(settings: Settings, request_ids: pd.Series) -> tuple[pd.DataFr
     outcomes = pd.concat(parts, ignore_index=True) if parts else empty
     watermark = max((m for m in marks if m is not None), default=None)
     if watermark is not None:
-        watermark = pd.Timestamp(watermark).tz_convert("UTC").to_pydatetime() if pd.Timestamp(watermark).tzinfo else pd.Timestamp(watermark).tz_localize("UTC").to_pydatetime()
+        watermark = (
+            pd.Timestamp(watermark).tz_convert("UTC").to_pydatetime()
+            if pd.Timestamp(watermark).tzinfo
+            else pd.Timestamp(watermark).tz_localize("UTC").to_pydatetime()
+        )
     return outcomes, watermark
 
 
@@ -264,7 +281,8 @@ def render_html(a: Analysis, figs: dict[str, bytes]) -> str:
             f"<td>{m.p_value:.3g}</td><td>{_pct(m.true_lift)}</td><td>{covered}</td><td>{cuped}</td></tr>"
         )
     guard_rows = "".join(
-        f"<tr><td>{html.escape(g.name)}</td><td>{'pass' if g.passed else '<b>FAIL</b>'}</td><td>{html.escape(g.detail)}</td></tr>"
+        f"<tr><td>{html.escape(g.name)}</td><td>{'pass' if g.passed else '<b>FAIL</b>'}</td>"
+        f"<td>{html.escape(g.detail)}</td></tr>"
         for g in s.guardrails
     )
     inter = ""
@@ -289,13 +307,15 @@ def render_html(a: Analysis, figs: dict[str, bytes]) -> str:
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}</style></head>
 <body><h1>Experiment {html.escape(s.id)} ({s.design}): {html.escape(s.treatment)} vs {html.escape(s.control)}</h1>
 <p><b>{verdict}</b>: {html.escape(s.readable_reason)}</p>
-<p>{extra.get("requests", 0):,} requests analysed; outcomes attributed within {extra.get("window_seconds", 0) / 60:g} min
-of serving; landing zone complete up to {extra.get("watermark") or "-"}; analysed at {extra.get("analysed_at")}.
+<p>{extra.get("requests", 0):,} requests analysed; outcomes attributed within
+{extra.get("window_seconds", 0) / 60:g} min of serving; landing zone complete up to
+{extra.get("watermark") or "-"}; analysed at {extra.get("analysed_at")}.
 Lifts are {html.escape(s.treatment)} over {html.escape(s.control)}; intervals are 95%, by user (delta method on
 user-level sums). The oracle's true lift is the simulator's expected value for the very lists served.
 Sample-ratio p-value: {s.srm_p_value if s.srm_p_value is not None else "-"}.</p>
-<h2>Arms</h2><table><tr><th>arm</th><th>target</th><th>version</th><th>requests</th><th>users</th><th>impressions</th>
-<th>clicks</th><th>orders</th><th>CTR</th><th>CVR</th><th>GMV/request</th><th>GMV/user</th><th>oracle GMV/request</th></tr>
+<h2>Arms</h2><table><tr><th>arm</th><th>target</th><th>version</th><th>requests</th><th>users</th>
+<th>impressions</th><th>clicks</th><th>orders</th><th>CTR</th><th>CVR</th><th>GMV/request</th><th>GMV/user</th>
+<th>oracle GMV/request</th></tr>
 {arm_rows}</table>
 <h2>Lifts</h2><table><tr><th>metric</th><th>lift</th><th>95% interval</th><th>p</th><th>oracle's true lift</th>
 <th>covered</th><th>CUPED (pre-period GMV)</th></tr>{metric_rows}</table>
@@ -317,7 +337,9 @@ def _num(v: object, fmt: str) -> str:
     return format(f, fmt) if math.isfinite(f) else "-"
 
 
-def write_report(settings: Settings, experiment_id: str, window: timedelta, log_mlflow: bool = True) -> tuple[Analysis, Path, Path]:
+def write_report(
+    settings: Settings, experiment_id: str, window: timedelta, log_mlflow: bool = True
+) -> tuple[Analysis, Path, Path]:
     """Analyse `experiment_id` and write `<experiments_dir>/<id>/report.html` and `summary.json`."""
     from serving.experiments import store
 
@@ -356,7 +378,13 @@ def log_to_mlflow(settings: Settings, a: Analysis, out: Path, files: list[Path])
     s = a.summary
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{s.id}-{datetime.now(UTC):%Y%m%dT%H%M%S}") as run:
         mlflow.set_tags({"shoprank.experiment": s.id, "design": s.design, "readable": str(s.readable).lower()})
-        mlflow.log_params({"control": s.control, "treatment": s.treatment, **{f"arm_{k}_version": v.model_version for k, v in s.arms.items()}})
+        mlflow.log_params(
+            {
+                "control": s.control,
+                "treatment": s.treatment,
+                **{f"arm_{k}_version": v.model_version for k, v in s.arms.items()},
+            }
+        )
         values: dict[str, float] = {}
         for name, m in s.metrics.items():
             for key, v in m.model_dump().items():
@@ -421,7 +449,9 @@ def history_users(settings: Settings) -> pd.DataFrame:
         ).df()
 
 
-def plan(settings: Settings, rate: float, seconds: float, alpha: float = 0.05, power: float = 0.8, share: float = 0.5) -> Plan:
+def plan(
+    settings: Settings, rate: float, seconds: float, alpha: float = 0.05, power: float = 0.8, share: float = 0.5
+) -> Plan:
     users = history_users(settings)
     mean, var = stats.per_request_variance(users["gmv"].to_numpy(), users["requests"].to_numpy())
     total = int(rate * seconds)

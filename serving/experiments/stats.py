@@ -79,9 +79,7 @@ def lift(treatment: Ratio, control: Ratio, level: float = 0.95) -> Lift:
     )
 
 
-def paired_lift(
-    y_t: np.ndarray, n_t: np.ndarray, y_c: np.ndarray, n_c: np.ndarray, level: float = 0.95
-) -> Lift:
+def paired_lift(y_t: np.ndarray, n_t: np.ndarray, y_c: np.ndarray, n_c: np.ndarray, level: float = 0.95) -> Lift:
     """The lift when every user sees both arms (interleaving): arrays over the same users, the covariance of the
     two ratios kept by linearising log R_t - log R_c per user."""
     y_t, n_t, y_c, n_c = (np.asarray(a, dtype=np.float64) for a in (y_t, n_t, y_c, n_c))

@@ -41,7 +41,9 @@ def _world(seed: int, n_users: int = 400, lift: float = 0.5, split: float = 0.5,
                 credit = arm if design == "ab" else ("treatment" if pos % 2 else "control")
                 p_click, p_order = 0.2, 0.1 * (1 + lift if credit == "treatment" else 1.0)
                 pid = f"p{pos}"
-                exp.append((rid, served, f"u{u}", arm if design == "ab" else "interleaved", pos, pid, credit, "1", None, 3.0))
+                exp.append(
+                    (rid, served, f"u{u}", arm if design == "ab" else "interleaved", pos, pid, credit, "1", None, 3.0)
+                )
                 truth.append((rid, pid, p_click, p_order, p_click * p_order * 10.0))
                 if rng.random() < p_click:
                     out.append((rid, pid, "click", served + timedelta(seconds=5), 0.0))
@@ -49,10 +51,23 @@ def _world(seed: int, n_users: int = 400, lift: float = 0.5, split: float = 0.5,
                         out.append((rid, pid, "order", served + timedelta(minutes=20), 10.0))
     exposures = pd.DataFrame(
         exp,
-        columns=["request_id", "served_at", "user_id", "arm", "position", "product_id", "credit_arm", "model_version", "fallback", "latency_ms"],
+        columns=[
+            "request_id",
+            "served_at",
+            "user_id",
+            "arm",
+            "position",
+            "product_id",
+            "credit_arm",
+            "model_version",
+            "fallback",
+            "latency_ms",
+        ],
     )
     outcomes = pd.DataFrame(out, columns=["request_id", "product_id", "kind", "event_ts", "gmv"])
-    truth_df = pd.DataFrame(truth, columns=["request_id", "product_id", "p_click", "p_order_given_click", "expected_gmv"])
+    truth_df = pd.DataFrame(
+        truth, columns=["request_id", "product_id", "p_click", "p_order_given_click", "expected_gmv"]
+    )
     return exposures, outcomes, truth_df
 
 
@@ -86,19 +101,59 @@ def test_ab_analysis_sums_attributes_and_puts_the_truth_beside_the_estimate(tmp_
 
 def test_outcomes_past_the_window_do_not_count_and_immature_requests_are_not_readable() -> None:
     exposures, outcomes, truth = _world(2)
-    short = analyse(_design(), exposures, outcomes, truth, window=timedelta(minutes=10), watermark=T0 + timedelta(hours=2), now=T0 + timedelta(hours=2))
+    short = analyse(
+        _design(),
+        exposures,
+        outcomes,
+        truth,
+        window=timedelta(minutes=10),
+        watermark=T0 + timedelta(hours=2),
+        now=T0 + timedelta(hours=2),
+    )
     assert sum(int(a.model_extra["orders"]) for a in short.summary.arms.values()) == 0  # type: ignore[index]
-    early = analyse(_design(), exposures, outcomes, truth, window=timedelta(hours=1), watermark=T0 + timedelta(minutes=30), now=T0 + timedelta(minutes=30))
+    early = analyse(
+        _design(),
+        exposures,
+        outcomes,
+        truth,
+        window=timedelta(hours=1),
+        watermark=T0 + timedelta(minutes=30),
+        now=T0 + timedelta(minutes=30),
+    )
     assert not early.summary.readable and "attribution window" in early.summary.readable_reason
-    running = analyse(_design(end=None), exposures, outcomes, truth, window=timedelta(hours=1), watermark=T0 + timedelta(hours=2), now=T0 + timedelta(hours=2))
+    running = analyse(
+        _design(end=None),
+        exposures,
+        outcomes,
+        truth,
+        window=timedelta(hours=1),
+        watermark=T0 + timedelta(hours=2),
+        now=T0 + timedelta(hours=2),
+    )
     assert not running.summary.readable and "still running" in running.summary.readable_reason
-    early_stop = analyse(_design(stopped_early=True), exposures, outcomes, truth, window=timedelta(hours=1), watermark=T0 + timedelta(hours=2), now=T0 + timedelta(hours=2))
+    early_stop = analyse(
+        _design(stopped_early=True),
+        exposures,
+        outcomes,
+        truth,
+        window=timedelta(hours=1),
+        watermark=T0 + timedelta(hours=2),
+        now=T0 + timedelta(hours=2),
+    )
     assert not early_stop.summary.readable and "peeking" in early_stop.summary.readable_reason
 
 
 def test_a_broken_split_is_flagged_and_not_readable() -> None:
     exposures, outcomes, truth = _world(3, n_users=3000, lift=0.0, split=0.4)
-    a = analyse(_design(), exposures, outcomes, truth, window=timedelta(hours=1), watermark=T0 + timedelta(hours=2), now=T0 + timedelta(hours=2))
+    a = analyse(
+        _design(),
+        exposures,
+        outcomes,
+        truth,
+        window=timedelta(hours=1),
+        watermark=T0 + timedelta(hours=2),
+        now=T0 + timedelta(hours=2),
+    )
     assert a.summary.srm_p_value is not None and a.summary.srm_p_value < 1e-6
     assert not a.summary.readable and "sample-ratio" in a.summary.readable_reason
     assert not next(g for g in a.summary.guardrails if g.name == "sample ratio").passed

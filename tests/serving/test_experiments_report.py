@@ -6,7 +6,6 @@ import asyncio
 import json
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -92,7 +91,9 @@ def test_report_on_a_live_ab_run_against_a_random_baseline(platform: Settings, m
     store.start(platform, build(EXPERIMENT, "ab", f"control=v{baseline},treatment=champion", None, now, None))
     env = {"SHOPRANK_REQUEST_LOG_FLUSH_SECONDS": "1"}
     with running_service(platform, extra_env=env) as url:
-        stats = asyncio.run(run_live(home / "raw", home / "oracle", url, rate=60.0, seconds=4.0, seed=5, linger_seconds=2.0))
+        stats = asyncio.run(
+            run_live(home / "raw", home / "oracle", url, rate=60.0, seconds=4.0, seed=5, linger_seconds=2.0)
+        )
         assert stats.answered > 100 and stats.experiment_answers == stats.answered
         deadline = time.monotonic() + 20
         folder = home / "logs" / "experiments" / EXPERIMENT
