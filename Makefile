@@ -211,4 +211,4 @@ experiment-plan: $(VENV_STAMP) ## minimum detectable GMV-per-request lift: RATE=
 	@$(RUN) python -m serving.experiments plan --rate $(RATE) $(if $(DAYS),--days $(DAYS),--seconds $(SECONDS)) --alpha $(ALPHA) --power $(POWER)
 
 demo-experiment: $(VENV_STAMP) ## champion vs a random ranker on live shoppers: report, summary.json, headline lift vs the oracle's [RATE= SECONDS= LIVE_SEED= SALT=]
-	$(RUN) python -m serving.experiments.demo --rate $(if $(filter command line,$(origin RATE)),$(RATE),200) --seconds $(if $(filter command line,$(origin SECONDS)),$(SECONDS),120) --linger $(if $(filter-out 0,$(LINGER)),$(LINGER),30) $(if $(LIVE_SEED),--seed $(LIVE_SEED)) $(if $(SALT),--salt "$(SALT)") --window-minutes $(WINDOW_MINUTES)
+	$(RUN) python -m serving.experiments.demo --rate $(if $(filter command line,$(origin RATE)),$(RATE),200) --seconds $(if $(filter command line,$(origin SECONDS)),$(SECONDS),120) --linger $(if $(filter-out 0,$(LINGER)),$(LINGER),30) $(if $(LIVE_SEED),--seed $(LIVE_SEED)) $(if $(SALT),--salt "$(SALT)") --window-minutes $(WINDOW_MINUTES) --design $(DESIGN)

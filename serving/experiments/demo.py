@@ -44,6 +44,7 @@ def main(
     salt: Annotated[str | None, typer.Option(help="Assignment salt (default: the experiment id).")] = None,
     kind: Annotated[str, typer.Option(help="The worse ranker: random or popularity.")] = "random",
     window_minutes: Annotated[float, typer.Option(min=0.1, help="Attribution window of the report.")] = 1440.0,
+    design: Annotated[str, typer.Option(help="ab (users split) or interleaving (every answer merged).")] = "ab",
 ) -> None:
     from platform_common.settings import get_settings
     from serving.experiments import store
@@ -66,7 +67,7 @@ def main(
         start = datetime.now(UTC) + timedelta(seconds=6)
         experiment = build(
             experiment_id,
-            "ab",
+            design,
             f"control=v{baseline}:0.5,treatment=champion:0.5",
             salt,
             start,
