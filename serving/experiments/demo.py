@@ -100,25 +100,33 @@ def main(
     m = s.metrics["gmv_per_request"]
     console.print(f"report: {report}\nsummary: {summary_path}", highlight=False, soft_wrap=True)
     truth = f"{m.true_lift:+.1%}" if m.true_lift is not None else "unknown"
-    console.print(
-        f"[bold]GMV per request, champion over the {kind} ranker: {m.lift:+.1%} "
-        f"(95% CI {m.ci_low:+.1%} .. {m.ci_high:+.1%}); oracle's true lift {truth}[/]",
-        highlight=False,
+    estimable = bool((m.model_extra or {}).get("estimable", True))
+    headline = (
+        f"{m.lift:+.1%} (95% CI {m.ci_low:+.1%} .. {m.ci_high:+.1%})"
+        if estimable
+        else "not estimable yet (no order attributed in one arm: orders come a median 25 min after the click)"
     )
-    if not (m.model_extra or {}).get("estimable", True):
-        console.print("GMV per request: not estimable, no order attributed yet in one arm", highlight=False)
+    console.print(
+        f"[bold]GMV per request, champion over the {kind} ranker: {headline}; oracle's true lift {truth}[/]",
+        highlight=False,
+        soft_wrap=True,
+    )
     for name in ("ctr", "cvr"):
         x = s.metrics[name]
         t = f"{x.true_lift:+.1%}" if x.true_lift is not None else "unknown"
-        console.print(
-            f"{name.upper()}: {x.lift:+.1%} (95% CI {x.ci_low:+.1%} .. {x.ci_high:+.1%}); true {t}", highlight=False
+        value = (
+            f"{x.lift:+.1%} (95% CI {x.ci_low:+.1%} .. {x.ci_high:+.1%})"
+            if (x.model_extra or {}).get("estimable", True)
+            else "not estimable yet"
         )
-    excludes = m.ci_low > 0
-    covers = m.true_lift is not None and m.ci_low <= m.true_lift <= m.ci_high
+        console.print(f"{name.upper()}: {value}; true {t}", highlight=False, soft_wrap=True)
+    excludes = estimable and m.ci_low > 0
+    covers = estimable and m.true_lift is not None and m.ci_low <= m.true_lift <= m.ci_high
     console.print(
         f"interval excludes zero on the right: {'yes' if excludes else 'no'}; covers the true lift: "
         f"{'yes' if covers else 'no'}; {'readable' if s.readable else 'not readable yet'}: {s.readable_reason}",
         highlight=False,
+        soft_wrap=True,
     )
 
 
