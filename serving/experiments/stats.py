@@ -157,11 +157,11 @@ def srm_p_value(observed: dict[str, int], shares: dict[str, float]) -> float:
 def share(won: np.ndarray, total: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
     """Interleaving: the share of credited outcomes one arm won, its interval by user and the p-value of 0.5."""
     r = ratio(won, total)
-    if not math.isfinite(r.value):
+    if not math.isfinite(r.value) or not r.variance > 0:  # no outcome, or too few to vary: nothing to read
         return math.nan, math.nan, math.nan, 1.0
     se = math.sqrt(r.variance)
     z_crit = float(stats.norm.ppf(0.5 + level / 2))
-    p = float(2 * stats.norm.sf(abs(r.value - 0.5) / se)) if se > 0 else float(r.value == 0.5)
+    p = float(2 * stats.norm.sf(abs(r.value - 0.5) / se))
     return r.value, r.value - z_crit * se, r.value + z_crit * se, p
 
 

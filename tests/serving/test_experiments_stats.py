@@ -135,3 +135,8 @@ def test_mde_shrinks_with_the_square_root_of_the_sample() -> None:
     b = stats.mde(1.0, 0.1, 40_000, 0.05, 0.8)
     assert a == pytest.approx(2 * b)
     assert a == pytest.approx((1.959964 + 0.841621) * math.sqrt(2 / 10_000) / 0.1, rel=1e-4)
+
+
+def test_interleaving_share_of_a_handful_of_outcomes_all_to_one_arm_is_not_read_as_certain() -> None:
+    share, lo, hi, p = stats.share(np.array([0.0, 0.0, 0.0]), np.array([1.0, 1.0, 0.0]))
+    assert math.isnan(share) and p == 1.0
