@@ -194,3 +194,21 @@ LINGER ?= 0
 
 live: $(VENV_STAMP) ## live shoppers against the running service: RATE=<req/s> SECONDS=<n> [PORT= LINGER=<s> LIVE_SEED=]
 	$(RUN) python -m simulator live --rate $(RATE) --seconds $(SECONDS) --linger $(LINGER) --url http://127.0.0.1:$(PORT) $(if $(LIVE_SEED),--seed $(LIVE_SEED))
+
+# Analysis of an experiment (issue 16, section 3; docs/experiments.md "Analysis").
+WINDOW_MINUTES ?= 1440
+ALPHA ?= 0.05
+POWER ?= 0.8
+DAYS ?=
+
+.PHONY: experiment-report experiment-plan demo-experiment
+
+experiment-report: $(VENV_STAMP) ## analyse an experiment: ID=<id> [WINDOW_MINUTES=1440]; HTML report, summary.json, MLflow run
+	@test -n "$(ID)" || { echo "usage: make experiment-report ID=<id> [WINDOW_MINUTES=1440]" >&2; exit 2; }
+	@$(RUN) python -m serving.experiments report "$(ID)" --window-minutes $(WINDOW_MINUTES)
+
+experiment-plan: $(VENV_STAMP) ## minimum detectable GMV-per-request lift: RATE=<req/s> SECONDS=<n> | DAYS=<n> [ALPHA=0.05 POWER=0.8]
+	@$(RUN) python -m serving.experiments plan --rate $(RATE) $(if $(DAYS),--days $(DAYS),--seconds $(SECONDS)) --alpha $(ALPHA) --power $(POWER)
+
+demo-experiment: $(VENV_STAMP) ## champion vs a random ranker on live shoppers: report, summary.json, headline lift vs the oracle's [RATE= SECONDS= LIVE_SEED= SALT=]
+	$(RUN) python -m serving.experiments.demo --rate $(if $(filter command line,$(origin RATE)),$(RATE),200) --seconds $(if $(filter command line,$(origin SECONDS)),$(SECONDS),120) --linger $(if $(filter-out 0,$(LINGER)),$(LINGER),30) $(if $(LIVE_SEED),--seed $(LIVE_SEED)) $(if $(SALT),--salt "$(SALT)") --window-minutes $(WINDOW_MINUTES) --design $(DESIGN)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 from http import HTTPStatus
 from time import perf_counter
@@ -223,7 +224,7 @@ class Ranker:
             return {"error": f"feature store unavailable: {exc}"}
         response = served.response
         response.degraded = active.reader.degraded_reason() or None
-        self.exposure_log.offer(served.exposure)
+        self.exposure_log.offer(replace(served.exposure, latency_ms=(perf_counter() - started) * 1000.0))
         self.experiment_metrics.requests.labels(live.definition.id, served.exposure.arm).inc()
         self.request_log.offer(request, response, served.trace)
         self.telemetry.served(active.model, active.reader, served.trace, perf_counter() - started)

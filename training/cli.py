@@ -75,6 +75,23 @@ def promote_cmd(
     console.print(f"[{colour}]{'PROMOTED' if decision.promoted else 'NOT PROMOTED'}[/]: {decision.reason}")
 
 
+@app.command("baseline")
+def baseline_cmd(
+    kind: str = typer.Option("random", help="random (a fixed pseudo-random order) or popularity (recent clicks)."),
+    seed: int = typer.Option(0, help="Seed of the random baseline's scores."),
+) -> None:
+    """Register a clearly worse ranker (for experiments; never promoted as the newest version)."""
+    from training.baseline import register_baseline
+
+    try:
+        version = register_baseline(kind, seed=seed)
+    except (LookupError, ValueError) as exc:
+        console.print(f"[red]baseline refused:[/] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"[green]Registered baseline v{version}[/] ({kind}): serve it as an experiment arm, e.g. v{version}")
+    print(version)
+
+
 @app.command("rollback")
 def rollback_cmd() -> None:
     """Restore the champion that the current champion replaced; the rollback is recorded in the history."""

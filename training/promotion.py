@@ -26,13 +26,13 @@ from platform_common.registry import (
     CHALLENGER,
     CHAMPION,
     connect,
-    latest_version,
     load_bundle,
     move_aliases,
     version_by_alias,
 )
 from platform_common.settings import Settings, get_settings
 from training import audit, evaluation, oracle
+from training.baseline import BASELINE_TAG
 from training.bundle import RankerBundle
 from training.metrics import binary_metrics
 
@@ -65,6 +65,16 @@ class Decision:
 
 class PromotionError(RuntimeError):
     """Promotion could not run (no registry, no versions, unreadable test set): nothing was changed."""
+
+
+def newest_candidate(client: MlflowClient, name: str) -> ModelVersion | None:
+    """The newest registered version that is not a baseline (training/baseline.py: for experiments only)."""
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    trained = [v for v in versions if BASELINE_TAG not in (v.tags or {})]
+    return max(trained, key=lambda v: int(v.version), default=None)
 
 
 def load_ranker(settings: Settings, version: str) -> RankerBundle:
@@ -195,7 +205,7 @@ def promote(
     client = connect(settings)
     name = settings.model_name
     with move_aliases(settings, name) as aliases:
-        candidate = client.get_model_version(name, version) if version else latest_version(client, name)
+        candidate = client.get_model_version(name, version) if version else newest_candidate(client, name)
         if candidate is None:
             raise PromotionError(f"no version of {name} is registered: run `make train` first")
         champion = version_by_alias(client, name, CHAMPION)

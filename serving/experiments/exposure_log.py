@@ -12,7 +12,8 @@ new_merchant_boost, arm (the request's arm; `interleaved` for interleaving), pos
 product_id, credit_arm (the arm that put the product in that slot: the request's arm under A/B, the team
 that picked it under interleaving), arm_target (what that arm asked the registry for), model_name and
 model_version (what actually scored it), fallback (why the champion served that arm instead, or null), score
-(the objective's value, boost included), pctr, pcvr, pctcvr, expected_gmv, and n_candidates.
+(the objective's value, boost included), pctr, pcvr, pctcvr, expected_gmv, n_candidates, and latency_ms (the
+request's time in the service up to its answer, for the analysis's latency guardrail).
 
 The queue holds QUEUE_SIZE requests (minutes of traffic at a few hundred requests per second); if the writer
 ever falls that far behind, a request is dropped rather than waited on, counted in
@@ -69,6 +70,7 @@ class Exposure:
     order: Sequence[int]  # candidate indices, in served order
     credit: Sequence[str]  # per served slot, the arm that contributed it
     arms: Mapping[str, ArmServed]
+    latency_ms: float = float("nan")  # in the service, from the request's arrival to its answer (the guardrail)
 
 
 def exposure_columns(e: Exposure) -> dict[str, object]:
@@ -94,6 +96,7 @@ def exposure_columns(e: Exposure) -> dict[str, object]:
         "model_version": [e.arms[a].model_version for a in credit],
         "fallback": [e.arms[a].fallback for a in credit],
         "n_candidates": np.full(n, len(e.product_ids), dtype=np.int64),
+        "latency_ms": np.full(n, float(e.latency_ms)),
     }
     # Each slot's scores come from the arm credited with it: pick per arm, then interleave by slot.
     slot_arm = np.array(credit, dtype=object)
