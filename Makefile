@@ -194,3 +194,12 @@ LINGER ?= 0
 
 live: $(VENV_STAMP) ## live shoppers against the running service: RATE=<req/s> SECONDS=<n> [PORT= LINGER=<s> LIVE_SEED=]
 	$(RUN) python -m simulator live --rate $(RATE) --seconds $(SECONDS) --linger $(LINGER) --url http://127.0.0.1:$(PORT) $(if $(LIVE_SEED),--seed $(LIVE_SEED))
+
+# --- monitoring (issue 19; README "Monitoring") -------------------------------------------------------------
+DAY ?=
+THRESHOLDS ?=
+
+.PHONY: monitor
+
+monitor: $(VENV_STAMP) ## data quality, drift, freshness, online quality over a day [DAY=YYYY-MM-DD THRESHOLDS=file]; non-zero on an alert
+	$(RUN) python -m serving.monitoring $(if $(DAY),--day $(DAY)) $(if $(THRESHOLDS),--thresholds $(THRESHOLDS))
