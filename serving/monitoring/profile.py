@@ -91,13 +91,10 @@ def load_reference_profile(settings: Any, version: str) -> tuple[dict[str, Any] 
 
     bundle = load_ranker(settings, version)
     rows = pd.read_parquet(test_path)
-    run = client.get_run(mv.run_id)
     refs: list[str] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=run.info.run_id, artifact_path="features.json", dst_path=tmp
-            )
+            path = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path="features.json", dst_path=tmp)
             refs = json.loads(Path(path).read_text()).get("feature_refs", [])
     except Exception:  # noqa: BLE001 - without it every feature is reported under the view "unknown"
         pass
