@@ -28,6 +28,16 @@ def window_for(day: str | None, days: int, now: datetime) -> Window:
     return Window(end - timedelta(days=days), end)
 
 
+def parse_as_of(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ThresholdError(f"--as-of: expected an ISO time such as 2026-03-09T06:00, got {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 @app.command()
 def main(
     day: str | None = typer.Option(None, help="Last day of the window, YYYY-MM-DD (default: yesterday, UTC)."),
@@ -35,16 +45,20 @@ def main(
     thresholds: Path = typer.Option(DEFAULT_PATH, help="Thresholds YAML (serving/monitoring/thresholds.yml)."),
     run_name: str | None = typer.Option(None, help="Folder name under $SHOPRANK_HOME/monitoring/."),
     mlflow: bool = typer.Option(True, help="Log the report, alerts and metrics to MLflow."),
+    as_of: str | None = typer.Option(
+        None, help="UTC ISO time the labels are judged at (default: now); only requests older by the delay count."
+    ),
 ) -> None:
     try:
         th = load_thresholds(thresholds)
         window = window_for(day, days, datetime.now(UTC))
+        when = parse_as_of(as_of)
     except ThresholdError as exc:
         console.print(f"[red]error[/]: {exc}")
         raise typer.Exit(2) from None
     from serving.monitoring.run import monitor
 
-    outcome = monitor(get_settings(), th, window, run_name=run_name, log_to_mlflow=mlflow)
+    outcome = monitor(get_settings(), th, window, as_of=when, run_name=run_name, log_to_mlflow=mlflow)
     for alert in outcome.result.alerts:
         console.print(
             f"[red]ALERT[/] {alert.check} [bold]{alert.target}[/]: {alert.measured:.4g} (threshold "

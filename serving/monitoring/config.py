@@ -42,6 +42,12 @@ class DataQuality(_Frozen):
 class Drift(_Frozen):
     psi_warn: float = Field(0.1, gt=0, description="PSI that is reported (not alerted): a moderate shift.")
     psi_alert: float = Field(0.25, gt=0, description="PSI that alerts: the usual 'significant shift' cut.")
+    served_psi_alert: float | None = Field(
+        None,
+        gt=0,
+        description="PSI of a served feature vs the training reference that alerts; unset: reported, not alerted "
+        "(the served candidates are not the shown impressions the reference was built from).",
+    )
     bins: int = Field(10, ge=2, le=100, description="Quantile bins of a numeric feature's reference profile.")
     min_rows: int = Field(200, ge=10, description="Fewer rows than this in a window: drift is not judged.")
     zero_share_jump: float = Field(
@@ -70,7 +76,9 @@ class ModelQuality(_Frozen):
     )
     min_impressions: int = Field(300, ge=10, description="Matured impressions per surface below this: not judged.")
     ece_max: float = Field(0.03, gt=0, description="Online CTR calibration error (ECE, 10 quantile bins).")
-    ctr_ratio_max: float = Field(1.5, gt=1, description="Predicted / realised CTR above this (or below 1/this).")
+    ctr_ratio_max: float = Field(
+        2.0, gt=1, description="Predicted / realised CTR above this (or below 1/this); clean tiny live runs: 1.3-1.7."
+    )
     auc_min: float = Field(0.55, gt=0, lt=1, description="Online CTR AUC below this.")
     score_psi_alert: float = Field(0.25, gt=0, description="PSI of served pCTR vs the training reference.")
 

@@ -7,7 +7,10 @@ Two comparisons, as in Hopsworks' feature monitoring (a detection window against
 - served: feature values in the sampled request log (serving/request_log.py) against the reference profile of
   the model version that served them (serving/monitoring/profile.py): the training-time vs serving-time skew,
   judged continuously on the logs, plus the missing share per view and the stale share per view.
-Per feature: PSI over the reference bins, and the jump of the share of exact zeros.
+Per feature: PSI over the reference bins, and the jump of the share of exact zeros and of nulls. Served PSI
+against the training reference is reported and alerts only if `drift.served_psi_alert` is set: the served
+candidates are the candidate lists callers send, not the impressions the previous ranker chose to show, so on
+a clean live run at SCALE=tiny (40 merchants) merchant_orders_30d measured PSI 1.67 while pCTR's was 0.01.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ import pandas as pd
 from serving.monitoring import stats
 from serving.monitoring.alerts import CheckResult, Window
 from serving.monitoring.config import Drift, Features
+
+# Set by the request, not by a pipeline: position is 1 for every served candidate by design, the hour and the
+# campaign flag follow the clock (a window of an hour has one hour of day). The surface mix stays judged.
+REQUEST_CONTEXT = ("position", "hour_of_day", "is_campaign_day")
 
 
 def features_by_view(reference: dict[str, Any] | None) -> dict[str, list[str]]:
@@ -42,6 +49,7 @@ def drift_of(
     window: Window,
     th: Drift,
     alert_psi: bool = True,
+    psi_threshold: float | None = None,
 ) -> None:
     if len(values) < th.min_rows:
         out.notes.append(f"{check} {view}.{feature}: {len(values)} rows < {th.min_rows}, not judged")
@@ -49,13 +57,14 @@ def drift_of(
     ref, cur = stats.current_shares(profile, values)
     value = stats.psi(ref, cur)
     target = f"{view}.{feature}"
+    cut = (psi_threshold or th.psi_alert) if alert_psi else None
     out.measure(
         check,
         target,
         value,
-        th.psi_alert if alert_psi else None,
+        cut,
         window,
-        alert_psi and value > th.psi_alert,
+        cut is not None and value > cut,
         f"{target}: PSI {value:.3f} vs the reference",
     )
     nulls = float(pd.isna(values).mean()) - (profile["shares"][-1] if profile["kind"] == "numeric" else 0.0)
@@ -155,8 +164,19 @@ def served_health(
         )
     psis = {}
     for name, prof in features.items():
-        if name in log.columns and name != "position":  # served at slot 1 by design, not a drift
-            drift_of(out, "feature.served_drift", prof["view"], name, prof, log[name], window, th)
+        if name in log.columns and name not in REQUEST_CONTEXT:
+            drift_of(
+                out,
+                "feature.served_drift",
+                prof["view"],
+                name,
+                prof,
+                log[name],
+                window,
+                th,
+                alert_psi=th.served_psi_alert is not None,
+                psi_threshold=th.served_psi_alert,
+            )
     for m in out.measurements:
         if m.check == "feature.served_drift":
             psis[m.target] = m.value

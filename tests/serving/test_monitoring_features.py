@@ -81,7 +81,11 @@ def test_served_health_clean_missing_and_drift() -> None:
     assert features.served_health(served(rng), ref, WINDOW, Drift(), Features()).alerts == []
     fired = features.served_health(served(rng, user_missing=0.5), ref, WINDOW, Drift(), Features()).alerts
     assert ("feature.missing_share", "user_features") in [(a.check, a.target) for a in fired]
-    fired = features.served_health(served(rng, price_scale=2.0), ref, WINDOW, Drift(), Features()).alerts
+    doubled = served(rng, price_scale=2.0)
+    result = features.served_health(doubled, ref, WINDOW, Drift(), Features())
+    assert result.alerts == []  # reported, not alerted by default (drift.served_psi_alert unset)
+    assert result.series["served_psi"]["product_features.price"] > 0.25
+    fired = features.served_health(doubled, ref, WINDOW, Drift(served_psi_alert=0.25), Features()).alerts
     assert [(a.check, a.target) for a in fired] == [("feature.served_drift", "product_features.price")]
 
 
