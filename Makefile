@@ -198,8 +198,9 @@ live: $(VENV_STAMP) ## live shoppers against the running service: RATE=<req/s> S
 # --- monitoring (issue 19; README "Monitoring") -------------------------------------------------------------
 DAY ?=
 THRESHOLDS ?=
+MONITOR_RUN ?=
 
 .PHONY: monitor
 
 monitor: $(VENV_STAMP) ## data quality, drift, freshness, online quality over a day [DAY=YYYY-MM-DD THRESHOLDS=file]; non-zero on an alert
-	$(RUN) python -m serving.monitoring $(if $(DAY),--day $(DAY)) $(if $(THRESHOLDS),--thresholds $(THRESHOLDS))
+	$(RUN) python -m serving.monitoring $(if $(DAY),--day $(DAY)) $(if $(THRESHOLDS),--thresholds $(THRESHOLDS)) $(if $(MONITOR_RUN),--run-name $(MONITOR_RUN))
