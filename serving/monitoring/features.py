@@ -30,6 +30,22 @@ from serving.monitoring.config import Drift, Features
 REQUEST_CONTEXT = ("position", "hour_of_day", "is_campaign_day")
 
 
+MART_VIEWS = ("user_features", "product_features", "merchant_features", "user_category_features")
+NOT_FEATURES = {"user_id", "product_id", "merchant_id", "category_l1", "event_timestamp", "created_timestamp"}
+
+
+def mart_features(marts_dir: Path) -> dict[str, list[str]]:
+    """Without a model version to ask: every column of the feature marts but keys and timestamps."""
+    import pyarrow.parquet as pq
+
+    out = {}
+    for view in MART_VIEWS:
+        path = marts_dir / f"{view}.parquet"
+        if path.exists():
+            out[view] = [c for c in pq.read_schema(path).names if c not in NOT_FEATURES]
+    return out
+
+
 def features_by_view(reference: dict[str, Any] | None) -> dict[str, list[str]]:
     """{view: the model's features from it}, request context left out."""
     out: dict[str, list[str]] = {}

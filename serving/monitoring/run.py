@@ -63,10 +63,11 @@ def monitor(
         reference, source = load_reference_profile(settings, version)
         header |= {"model version": f"{settings.model_name} v{version}", "reference profile": source}
     by_view = features.features_by_view(reference)
-    result.extend(features.mart_drift(settings.marts_dir, by_view, window, th.drift, th.data_quality.baseline_days))
+    marts = by_view or features.mart_features(settings.marts_dir)
+    result.extend(features.mart_drift(settings.marts_dir, marts, window, th.drift, th.data_quality.baseline_days))
     until = freshness.materialized_until(settings)
-    if by_view:  # the views the served model reads; a view nothing serves has no SLA
-        until = {v: t for v, t in until.items() if v in by_view}
+    # The views the served model reads (a view nothing serves has no SLA); without a model, those materialized.
+    until = {v: t for v, t in until.items() if (v in by_view if by_view else t is not None)}
     result.extend(freshness.check(freshness.newest_rows(settings.marts_dir, until), window, th.freshness))
     result.extend(features.served_health(log, reference, window, th.drift, th.features))
     shown = pd.DataFrame()
