@@ -94,15 +94,18 @@ def check(
     window: Window,
     as_of: datetime,
     th: ModelQuality,
+    version: str | None = None,
 ) -> CheckResult:
-    """`shown` carries `pctr_shown` (pCTR at the shown slot) and the outcomes; `log` every logged candidate."""
+    """`shown` carries `pctr_shown` (pCTR at the shown slot) and the outcomes; `log` every logged candidate, both
+    of one served model version (`version` prefixes the targets when several served in the window)."""
     out = CheckResult()
+    prefix = f"v{version} " if version else ""
     if reference is not None and "pctr" in reference.get("scores", {}) and len(log) >= th.min_impressions:
         ref, cur = stats.current_shares(reference["scores"]["pctr"], log["pctr"])
         value = stats.psi(ref, cur)
         out.measure(
             "model.prediction_drift",
-            "pctr",
+            f"{prefix}pctr",
             value,
             th.score_psi_alert,
             window,
@@ -115,7 +118,7 @@ def check(
     matured = shown[pd.to_datetime(shown["served_at"], utc=True) <= as_of - timedelta(hours=th.label_delay_hours)]
     if len(matured) < len(shown):
         out.notes.append(f"{len(shown) - len(matured)} impressions younger than {th.label_delay_hours:g} h not judged")
-    groups = [("all", matured)] + [(f"surface={s}", g) for s, g in matured.groupby("surface")]
+    groups = [(f"{prefix}all", matured)] + [(f"{prefix}surface={s}", g) for s, g in matured.groupby("surface")]
     for target, g in groups:
         if len(g) < th.min_impressions:
             out.notes.append(f"online quality {target}: {len(g)} matured impressions < {th.min_impressions}")
@@ -154,7 +157,7 @@ def check(
             out.measure("model.predicted_gmv", target, float(g["expected_gmv"].sum()), None, window, False, "")
             out.measure("model.realised_gmv", target, float(g["realised_gmv"].sum()), None, window, False, "")
     hourly = matured.assign(hour=pd.to_datetime(matured["served_at"], utc=True).dt.floor("h"))
-    out.series["calibration_hourly"] = hourly.groupby("hour").agg(
+    out.series[f"calibration_hourly{prefix.strip()}"] = hourly.groupby("hour").agg(
         predicted=("pctr_shown", "mean"), realised=("clicked", "mean"), n=("clicked", "size")
     )
     return out

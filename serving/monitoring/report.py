@@ -61,11 +61,13 @@ def figures(result: CheckResult, psi_warn: float, psi_alert: float) -> dict[str,
         ax.set(title="Quarantined share per day (0 = the window)", xlabel="day", ylabel="share")
         ax.legend(fontsize=8)
         figs["quarantine_trend.png"] = _png(fig)
-    hourly = s.get("calibration_hourly")
-    if isinstance(hourly, pd.DataFrame) and not hourly.empty:
+    calibration = {k: v for k, v in s.items() if k.startswith("calibration_hourly") and not v.empty}
+    if calibration:
         fig, ax = plt.subplots(figsize=(9, 3.5))
-        ax.plot(hourly.index, hourly["predicted"], "o-", label="predicted CTR (shown slot)")
-        ax.plot(hourly.index, hourly["realised"], "s-", label="realised CTR")
+        for key, hourly in sorted(calibration.items()):
+            version = key.removeprefix("calibration_hourly") or "served"
+            ax.plot(hourly.index, hourly["predicted"], "o-", label=f"{version}: predicted CTR (shown slot)")
+            ax.plot(hourly.index, hourly["realised"], "s--", label=f"{version}: realised CTR")
         ax.set(title="Online calibration over time", ylabel="CTR")
         ax.legend(fontsize=8)
         figs["calibration.png"] = _png(fig)

@@ -30,17 +30,17 @@ class RunOutcome:
     window: Window
 
 
-def served_version(settings: Settings, log: pd.DataFrame) -> str | None:
-    """The version that served most logged rows; the champion when nothing was logged."""
+def served_versions(settings: Settings, log: pd.DataFrame) -> list[str]:
+    """Versions that served logged rows, most rows first; the champion when nothing was logged."""
     if not log.empty and "model_version" in log:
-        return str(log["model_version"].mode().iloc[0])
+        return [str(v) for v in log["model_version"].astype(str).value_counts().index]
     from platform_common.registry import CHAMPION, connect, version_by_alias
 
     try:
         mv = version_by_alias(connect(settings), settings.model_name, CHAMPION)
     except Exception:  # noqa: BLE001 - no registry yet: the model checks say so
-        return None
-    return None if mv is None else str(mv.version)
+        return []
+    return [] if mv is None else [str(mv.version)]
 
 
 def monitor(
@@ -56,12 +56,15 @@ def monitor(
     console.print(f"[bold]monitoring[/] {window.label} on {settings.home_dir}")
     result.extend(data_quality.run(settings.raw_dir, settings.warehouse_path, window, th.data_quality))
     log = model_quality.read_request_log(settings.logs_dir, window)
-    version = served_version(settings, log)
-    reference: dict[str, Any] | None = None
+    versions = served_versions(settings, log)
     header = {"home": str(settings.home_dir), "as of": as_of.isoformat(), "request-log rows": str(len(log))}
-    if version is not None:
-        reference, source = load_reference_profile(settings, version)
-        header |= {"model version": f"{settings.model_name} v{version}", "reference profile": source}
+    references: dict[str, dict[str, Any] | None] = {}
+    for version in versions:
+        references[version], source = load_reference_profile(settings, version)
+        header[f"{settings.model_name} v{version}"] = f"reference profile: {source}"
+    # the mart and freshness checks follow the version that served most (the champion when nothing was logged)
+    main = versions[0] if versions else None
+    reference = references.get(main) if main else None
     by_view = features.features_by_view(reference)
     marts = by_view or features.mart_features(settings.marts_dir)
     result.extend(features.mart_drift(settings.marts_dir, marts, window, th.drift, th.data_quality.baseline_days))
@@ -69,15 +72,26 @@ def monitor(
     # The views the served model reads (a view nothing serves has no SLA); without a model, those materialized.
     until = {v: t for v, t in until.items() if (v in by_view if by_view else t is not None)}
     result.extend(freshness.check(freshness.newest_rows(settings.marts_dir, until), window, th.freshness))
-    result.extend(features.served_health(log, reference, window, th.drift, th.features))
-    shown = pd.DataFrame()
-    if not log.empty and version is not None:
+
+    if log.empty or not versions:
+        result.extend(features.served_health(log, reference, window, th.drift, th.features))
+        result.extend(model_quality.check(pd.DataFrame(), log, reference, window, as_of, th.model_quality))
+    else:
         from training.promotion import load_ranker
 
-        shown = model_quality.attach_outcomes(log, settings.raw_dir, window)
-        if not shown.empty:
-            shown = shown.assign(pctr_shown=model_quality.rescore_at_shown(load_ranker(settings, version), shown))
-    result.extend(model_quality.check(shown, log, reference, window, as_of, th.model_quality))
+        shown_all = model_quality.attach_outcomes(log, settings.raw_dir, window)
+        several = len(versions) > 1
+        for version in versions:
+            rows = log[log["model_version"].astype(str) == version]
+            shown = shown_all[shown_all["model_version"].astype(str) == version] if not shown_all.empty else shown_all
+            if not shown.empty:
+                shown = shown.assign(pctr_shown=model_quality.rescore_at_shown(load_ranker(settings, version), shown))
+            result.extend(features.served_health(rows, references[version], window, th.drift, th.features))
+            result.extend(
+                model_quality.check(
+                    shown, rows, references[version], window, as_of, th.model_quality, version if several else None
+                )
+            )
 
     name = run_name or f"{window.start:%Y-%m-%d}_{datetime.now(UTC):%Y%m%dT%H%M%S}"
     folder = settings.home_dir / "monitoring" / name
