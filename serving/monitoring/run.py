@@ -69,8 +69,8 @@ def monitor(
     marts = by_view or features.mart_features(settings.marts_dir)
     result.extend(features.mart_drift(settings.marts_dir, marts, window, th.drift, th.data_quality.baseline_days))
     until = freshness.materialized_until(settings)
-    # The views the served model reads (a view nothing serves has no SLA); without a model, those materialized.
-    until = {v: t for v, t in until.items() if (v in by_view if by_view else t is not None)}
+    # The views the served model reads (a view nothing serves has no SLA); without a model, the ranker's marts.
+    until = {v: t for v, t in until.items() if v in marts}
     result.extend(freshness.check(freshness.newest_rows(settings.marts_dir, until), window, th.freshness))
 
     if log.empty or not versions:
