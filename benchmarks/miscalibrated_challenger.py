@@ -44,6 +44,11 @@ def plant(factor: float) -> str:
         mlflow.start_run(experiment_id=ensure_experiment(settings), run_name=f"miscalibrated-x{factor:g}"),
     ):
         artifacts = write_artifacts(Path(tmp), bundle.spec, bundle.boosters, bundle.config)
+        if champion.run_id:  # the feature -> view map, as training logs it
+            features = mlflow.artifacts.download_artifacts(
+                run_id=champion.run_id, artifact_path="features.json", dst_path=str(Path(tmp) / "champion")
+            )
+            mlflow.log_dict(json.loads(Path(features).read_text()), "features.json")
         mlflow.set_tags({"planted_incident": f"miscalibrated challenger: pCTR x{factor:g} of v{champion.version}"})
         info = mlflow.pyfunc.log_model(
             name="ranker",
