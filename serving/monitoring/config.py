@@ -50,8 +50,13 @@ class Drift(_Frozen):
     )
     bins: int = Field(10, ge=2, le=100, description="Quantile bins of a numeric feature's reference profile.")
     min_rows: int = Field(200, ge=10, description="Fewer rows than this in a window: drift is not judged.")
-    zero_share_jump: float = Field(
-        0.5, gt=0, le=1, description="Rise of the share of exact zeros of a feature vs its reference (a zeroed column)."
+    lost_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of a feature's non-zero (or non-null) values that vanished vs its reference: 1 - "
+        "current / reference share. 1.0 is a column written as zero (or null); features under 5% non-zero are "
+        "not judged on zeros.",
     )
 
 

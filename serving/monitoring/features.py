@@ -25,6 +25,7 @@ from serving.monitoring import stats
 from serving.monitoring.alerts import CheckResult, Window
 from serving.monitoring.config import Drift, Features
 
+MIN_NONZERO = 0.05  # a feature almost always zero has no non-zero share to lose
 # Set by the request, not by a pipeline: position is 1 for every served candidate by design, the hour and the
 # campaign flag follow the clock (a window of an hour has one hour of day). The surface mix stays judged.
 REQUEST_CONTEXT = ("position", "hour_of_day", "is_campaign_day")
@@ -83,28 +84,35 @@ def drift_of(
         cut is not None and value > cut,
         f"{target}: PSI {value:.3f} vs the reference",
     )
-    nulls = float(pd.isna(values).mean()) - (profile["shares"][-1] if profile["kind"] == "numeric" else 0.0)
-    if profile["kind"] == "numeric":
-        out.measure(
-            f"{check}_nulls",
-            target,
-            nulls,
-            th.zero_share_jump,
-            window,
-            nulls > th.zero_share_jump,
-            f"{target}: share of nulls rose by {nulls:.0%} vs the reference",
-        )
-    if profile["kind"] == "numeric":
-        jump = stats.zero_share(values) - profile.get("zero_share", 0.0)
-        out.measure(
-            f"{check}_zeros",
-            target,
-            jump,
-            th.zero_share_jump,
-            window,
-            jump > th.zero_share_jump,
-            f"{target}: share of zeros rose by {jump:.0%} vs the reference (a column written as zero?)",
-        )
+    if profile["kind"] != "numeric":
+        return
+    present_ref = 1.0 - profile["shares"][-1]
+    present_cur = 1.0 - float(pd.isna(values).mean())
+    lost = 1.0 - present_cur / present_ref if present_ref > 0 else 0.0
+    out.measure(
+        f"{check}_nulls",
+        target,
+        lost,
+        th.lost_share,
+        window,
+        lost > th.lost_share,
+        f"{target}: {lost:.0%} of its non-null values vanished vs the reference (a dropped column?)",
+    )
+    nonzero_ref = (1.0 - profile.get("zero_share", 0.0)) * present_ref
+    if nonzero_ref < MIN_NONZERO:
+        return
+    x = pd.to_numeric(pd.Series(values), errors="coerce")
+    nonzero_cur = float(((x != 0) & x.notna()).mean())
+    gone = 1.0 - nonzero_cur / nonzero_ref
+    out.measure(
+        f"{check}_zeros",
+        target,
+        gone,
+        th.lost_share,
+        window,
+        gone > th.lost_share,
+        f"{target}: {gone:.0%} of its non-zero values vanished vs the reference (a column written as zero?)",
+    )
 
 
 def mart_drift(

@@ -22,7 +22,8 @@ def mart(path: Path, zero_from_last_day: bool) -> None:
     for d in range(8):
         n = 300
         price = rng.lognormal(3, 0.5, n)
-        discount = rng.uniform(0.05, 0.5, n)
+        # as in the simulated catalogue, three products in four are not discounted on a given day
+        discount = np.where(rng.uniform(size=n) < 0.75, 0.0, rng.uniform(0.05, 0.5, n))
         if zero_from_last_day and d == 7:
             discount = np.zeros(n)
         frames.append(
