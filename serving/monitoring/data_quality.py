@@ -152,15 +152,17 @@ def category_prices(con: duckdb.DuckDBPyConnection, raw_dir: Path, window: Windo
     if not (_has(raw_dir, "product_prices") and _has(raw_dir, "products")):
         out.notes.append("no product_prices or products landed: category prices not judged")
         return out
+    # The catalogue is a dimension: a product's category as last landed, even if the snapshot landed after the
+    # window (the simulator lands the products table once, at the end of its period).
     frame = con.execute(
         f"""with products as (
-                select product_id, any_value(category_l1) as category from {_raw(raw_dir, "products")}
-                where _ingested_at < ? group by 1)
+                select product_id, arg_max(category_l1, _ingested_at) as category
+                from {_raw(raw_dir, "products")} group by 1)
             select category, floor(epoch(_ingested_at - ?::timestamptz) / 86400)::int as day,
                 median(price) as price, count(*) as n
             from {_raw(raw_dir, "product_prices")} join products using (product_id)
             where price > 0 and _ingested_at >= ? and _ingested_at < ? group by all""",
-        [window.end, window.start, window.start - timedelta(days=th.baseline_days), window.end],
+        [window.start, window.start - timedelta(days=th.baseline_days), window.end],
     ).df()
     out.series["category_prices"] = frame
     for category, g in frame.groupby("category"):

@@ -88,7 +88,7 @@ def world(
             {
                 "product_id": [f"p{i}" for i in range(50)],
                 "category_l1": ["toys"] * 25 + ["beauty"] * 25,
-                "_ingested_at": [END - timedelta(days=9)] * 50,
+                "_ingested_at": [END + timedelta(hours=1)] * 50,
             }
         ),
     )
