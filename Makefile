@@ -6,6 +6,7 @@ SCALE ?= small
 PORT ?= 3000
 SEED ?= 42
 END_DATE ?=
+INCIDENT ?=
 
 export SHOPRANK_HOME ?= $(CURDIR)/.state
 export SHOPRANK_SCALE := $(SCALE)
@@ -36,8 +37,8 @@ $(VENV_STAMP): pyproject.toml uv.lock
 
 install: $(VENV_STAMP) ## create .venv from uv.lock
 
-data: $(VENV_STAMP) ## simulate the marketplace into $SHOPRANK_HOME/raw (SCALE=tiny|small|medium|large, END_DATE=YYYY-MM-DD)
-	$(RUN) python -m simulator generate --scale $(SCALE) --seed $(SEED) $(if $(END_DATE),--end-date $(END_DATE))
+data: $(VENV_STAMP) ## simulate the marketplace into $SHOPRANK_HOME/raw (SCALE=tiny|small|medium|large, END_DATE=YYYY-MM-DD, INCIDENT=kind[:target]@day)
+	$(RUN) python -m simulator generate --scale $(SCALE) --seed $(SEED) $(if $(END_DATE),--end-date $(END_DATE)) $(foreach i,$(INCIDENT),--incident $(i))
 
 features: $(VENV_STAMP) ## dbt build: staging, quarantine, feature marts, tests; exports parquet marts
 	cd transforms && $(RUN) dbt build --profiles-dir . --quiet --fail-fast
@@ -212,3 +213,16 @@ experiment-plan: $(VENV_STAMP) ## minimum detectable GMV-per-request lift: RATE=
 
 demo-experiment: $(VENV_STAMP) ## champion vs a random ranker on live shoppers: report, summary.json, headline lift vs the oracle's [RATE= SECONDS= LIVE_SEED= SALT=]
 	$(RUN) python -m serving.experiments.demo --rate $(if $(filter command line,$(origin RATE)),$(RATE),200) --seconds $(if $(filter command line,$(origin SECONDS)),$(SECONDS),120) --linger $(if $(filter-out 0,$(LINGER)),$(LINGER),30) $(if $(LIVE_SEED),--seed $(LIVE_SEED)) $(if $(SALT),--salt "$(SALT)") --window-minutes $(WINDOW_MINUTES) --design $(DESIGN)
+
+# --- monitoring (issue 19; README "Monitoring") -------------------------------------------------------------
+DAY ?=
+THRESHOLDS ?=
+MONITOR_RUN ?=
+
+.PHONY: monitor bench-monitor
+
+monitor: $(VENV_STAMP) ## data quality, drift, freshness, online quality over a day [DAY=YYYY-MM-DD THRESHOLDS=file]; non-zero on an alert
+	$(RUN) python -m serving.monitoring $(if $(DAY),--day $(DAY)) $(if $(THRESHOLDS),--thresholds $(THRESHOLDS)) $(if $(MONITOR_RUN),--run-name $(MONITOR_RUN))
+
+bench-monitor: $(VENV_STAMP) ## planted incidents at SCALE=tiny over several seeds: detected, delay, false alarms (docs/benchmarks.md)
+	$(RUN) python -m benchmarks.monitoring

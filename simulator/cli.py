@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from simulator.config import SimConfig, env_scale, state_settings, utc_today
+from simulator.incidents import Incident, plant
 from simulator.live.cli import live_command
 from simulator.run import Summary, generate
 
@@ -47,8 +48,17 @@ def generate_command(
         float, typer.Option(min=0.0, max=0.05, help="Share of rows per event table and flaw family.")
     ] = 0.005,
     home: Annotated[Path | None, typer.Option(help="State folder; default SHOPRANK_HOME (else .state).")] = None,
+    incident: Annotated[
+        list[str] | None,
+        typer.Option(help="Plant an incident, KIND[:TARGET]@YYYY-MM-DD (simulator/incidents.py); repeatable."),
+    ] = None,
 ) -> None:
     """Wipe and rewrite raw/ and oracle/ with a freshly simulated period."""
+    try:
+        incidents = [Incident.parse(text) for text in incident or []]
+    except ValueError as exc:
+        console.print(f"[red]error[/]: {exc}")
+        raise typer.Exit(2) from None
     settings = state_settings(home)
     config = SimConfig(
         scale=(scale.value if scale is not None else env_scale()),
@@ -79,6 +89,8 @@ def generate_command(
 
         summary = generate(config, progress=report)
     print_summary(summary)
+    for name, rows in plant(settings.raw_dir, incidents).items():
+        console.print(f"[yellow]planted incident[/] {name}: {rows:,} rows")
 
 
 def print_summary(summary: Summary) -> None:

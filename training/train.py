@@ -19,6 +19,7 @@ from platform_common.feast_config import get_feature_store
 from platform_common.feature_spec import FeatureSpec
 from platform_common.registry import connect, ensure_experiment
 from platform_common.settings import Settings, get_settings
+from serving.monitoring.profile import log_reference_profile
 from training import evaluation, oracle
 from training.bundle import BundleConfig, RankerBundle, write_artifacts
 from training.config import TrainConfig
@@ -173,6 +174,7 @@ def _train(
             {"features": list(spec.columns), "feature_refs": list(data.columns.feature_refs)}, "features.json"
         )
         mlflow.log_metrics(metrics)
+        log_reference_profile(test_df, bundle, data.columns.feature_refs)  # drift reference for `make monitor`
         example = test_df[list(spec.columns)].head(20)
         signature = model_signature(spec, integer_features(store, cfg.feature_service), bundle.predict(None, example))
         info = mlflow.pyfunc.log_model(

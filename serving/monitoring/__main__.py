@@ -1,0 +1,3 @@
+from serving.monitoring.cli import app
+
+app()

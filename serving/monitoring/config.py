@@ -1,0 +1,116 @@
+"""Monitoring thresholds: YAML on disk, a frozen pydantic model in code, validated at the edge.
+
+A bad file is one line naming the field (`ThresholdError`), never a stack trace. Every threshold is documented
+here and in the README's monitoring section; the defaults are in serving/monitoring/thresholds.yml.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULT_PATH = Path(__file__).with_name("thresholds.yml")
+
+
+class ThresholdError(ValueError):
+    """A thresholds file that cannot be used; the message is one line naming the field."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataQuality(_Frozen):
+    landing_lag_hours: dict[str, float] = Field(
+        default_factory=lambda: {"impressions": 6.0, "clicks": 6.0, "product_prices": 30.0, "merchant_daily": 30.0},
+        description="Per landing table: its newest row (by _ingested_at) may be this much older than the window end.",
+    )
+    quarantine_share: float = Field(0.05, gt=0, le=1, description="Quarantined share per table and reason.")
+    row_count_min_ratio: float = Field(
+        0.4, gt=0, lt=1, description="Rows landed in the window / median of the same day count over the baseline."
+    )
+    row_count_max_ratio: float = Field(4.0, gt=1, description="Upper bound of that ratio (campaign days reach ~2.5).")
+    baseline_days: int = Field(7, ge=2, le=60, description="Days before the window that make the norm.")
+    min_rows: int = Field(50, ge=1, description="Below this many rows a count ratio or a share is noise: not judged.")
+    price_shift: float = Field(
+        0.25, gt=0, description="|log| change of a category's median shown price vs its baseline median."
+    )
+
+
+class Drift(_Frozen):
+    psi_warn: float = Field(0.1, gt=0, description="PSI that is reported (not alerted): a moderate shift.")
+    psi_alert: float = Field(0.25, gt=0, description="PSI that alerts: the usual 'significant shift' cut.")
+    served_psi_alert: float | None = Field(
+        None,
+        gt=0,
+        description="PSI of a served feature vs the training reference that alerts; unset: reported, not alerted "
+        "(the served candidates are not the shown impressions the reference was built from).",
+    )
+    bins: int = Field(10, ge=2, le=100, description="Quantile bins of a numeric feature's reference profile.")
+    min_rows: int = Field(200, ge=10, description="Fewer rows than this in a window: drift is not judged.")
+    lost_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of a feature's non-zero (or non-null) values that vanished vs its reference: 1 - "
+        "current / reference share. 1.0 is a column written as zero (or null); features under 5% non-zero are "
+        "not judged on zeros.",
+    )
+
+
+class Features(_Frozen):
+    missing_share: float = Field(0.2, gt=0, le=1, description="Served candidate rows without a view's features.")
+    stale_share: float = Field(0.1, gt=0, le=1, description="Served requests with a view past its TTL.")
+
+
+class Freshness(_Frozen):
+    view_sla_hours: dict[str, float] = Field(
+        default_factory=lambda: {"default": 30.0},
+        description="Newest materialized row per view may be this old at the window end; 'default' for the rest.",
+    )
+
+    def sla(self, view: str) -> float:
+        return self.view_sla_hours.get(view, self.view_sla_hours.get("default", 30.0))
+
+
+class ModelQuality(_Frozen):
+    label_delay_hours: float = Field(
+        2.0, ge=0, description="Label maturity: only requests at least this old are judged (orders land late)."
+    )
+    min_impressions: int = Field(
+        1000, ge=10, description="Matured impressions per surface below this: not judged (ECE noise ~0.02 at 900)."
+    )
+    ece_max: float = Field(0.03, gt=0, description="Online CTR calibration error (ECE, 10 quantile bins).")
+    ctr_ratio_max: float = Field(
+        2.0, gt=1, description="Predicted / realised CTR above this (or below 1/this); clean tiny live runs: 1.3-1.7."
+    )
+    auc_min: float = Field(0.55, gt=0, lt=1, description="Online CTR AUC below this.")
+    score_psi_alert: float = Field(0.25, gt=0, description="PSI of served pCTR vs the training reference.")
+
+
+class Thresholds(_Frozen):
+    data_quality: DataQuality = DataQuality()
+    drift: Drift = Drift()
+    features: Features = Features()
+    freshness: Freshness = Freshness()
+    model_quality: ModelQuality = ModelQuality()
+
+
+def load_thresholds(path: Path | None = None) -> Thresholds:
+    path = path or DEFAULT_PATH
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ThresholdError(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ThresholdError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ThresholdError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Thresholds.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise ThresholdError(f"{path}: {field}: {err['msg']} (got {err.get('input')!r})") from None

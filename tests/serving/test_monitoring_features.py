@@ -1,0 +1,99 @@
+"""Feature health (serving/monitoring/features.py): a zeroed mart column, served missing/stale shares and drift."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from serving.monitoring import features, stats
+from serving.monitoring.alerts import Window
+from serving.monitoring.config import Drift, Features
+
+END = datetime(2026, 3, 9, tzinfo=UTC)
+WINDOW = Window(END - timedelta(days=1), END)
+
+
+def mart(path: Path, zero_from_last_day: bool) -> None:
+    rng = np.random.default_rng(3)
+    frames = []
+    for d in range(8):
+        n = 300
+        price = rng.lognormal(3, 0.5, n)
+        # as in the simulated catalogue, three products in four are not discounted on a given day
+        discount = np.where(rng.uniform(size=n) < 0.75, 0.0, rng.uniform(0.05, 0.5, n))
+        if zero_from_last_day and d == 7:
+            discount = np.zeros(n)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "product_id": [f"p{i}" for i in range(n)],
+                    "event_timestamp": END - timedelta(days=7 - d),
+                    "price": price,
+                    "discount_pct": discount,
+                }
+            )
+        )
+    pd.concat(frames).to_parquet(path / "product_features.parquet")
+
+
+def test_a_column_written_as_zero_is_named_and_a_clean_day_is_not(tmp_path: Path) -> None:
+    views = {"product_features": ["price", "discount_pct"]}
+    mart(tmp_path, zero_from_last_day=False)
+    assert features.mart_drift(tmp_path, views, WINDOW, Drift(), 7).alerts == []
+    mart(tmp_path, zero_from_last_day=True)
+    fired = features.mart_drift(tmp_path, views, WINDOW, Drift(), 7).alerts
+    assert [(a.check, a.target) for a in fired] == [("feature.mart_drift_zeros", "product_features.discount_pct")]
+    assert fired[0].measured == 1.0 and fired[0].window == WINDOW.label
+
+
+def reference(rng: np.random.Generator) -> dict:
+    return {
+        "features": {
+            "price": stats.numeric_profile(rng.lognormal(3, 0.5, 5000)) | {"view": "product_features"},
+            "user_ctr_7d": stats.numeric_profile(rng.beta(2, 40, 5000)) | {"view": "user_features"},
+            "surface": stats.categorical_profile(rng.choice(["home_feed", "search"], 5000)) | {"view": "context"},
+        },
+        "scores": {"pctr": stats.numeric_profile(rng.beta(2, 40, 5000))},
+    }
+
+
+def served(
+    rng: np.random.Generator, n: int = 2000, user_missing: float = 0.0, price_scale: float = 1.0
+) -> pd.DataFrame:
+    user = rng.beta(2, 40, n)
+    user[rng.uniform(size=n) < user_missing] = np.nan
+    return pd.DataFrame(
+        {
+            "request_id": np.repeat(np.arange(n // 20), 20).astype(str),
+            "stale_views": None,
+            "price": rng.lognormal(3, 0.5, n) * price_scale,
+            "user_ctr_7d": user,
+            "surface": rng.choice(["home_feed", "search"], n),
+        }
+    )
+
+
+def test_served_health_clean_missing_and_drift() -> None:
+    rng = np.random.default_rng(5)
+    ref = reference(rng)
+    assert features.served_health(served(rng), ref, WINDOW, Drift(), Features()).alerts == []
+    fired = features.served_health(served(rng, user_missing=0.5), ref, WINDOW, Drift(), Features()).alerts
+    assert ("feature.missing_share", "user_features") in [(a.check, a.target) for a in fired]
+    doubled = served(rng, price_scale=2.0)
+    result = features.served_health(doubled, ref, WINDOW, Drift(), Features())
+    assert result.alerts == []  # reported, not alerted by default (drift.served_psi_alert unset)
+    assert result.series["served_psi"]["product_features.price"] > 0.25
+    fired = features.served_health(doubled, ref, WINDOW, Drift(served_psi_alert=0.25), Features()).alerts
+    assert [(a.check, a.target) for a in fired] == [("feature.served_drift", "product_features.price")]
+
+
+def test_stale_share_counts_requests() -> None:
+    rng = np.random.default_rng(6)
+    log = served(rng)
+    log.loc[log["request_id"].astype(int) % 4 == 0, "stale_views"] = "product_features,user_features"
+    fired = features.served_health(log, reference(rng), WINDOW, Drift(), Features()).alerts
+    stale = {a.target: a.measured for a in fired if a.check == "feature.stale_share"}
+    assert stale == {"product_features": 0.25, "user_features": 0.25}
