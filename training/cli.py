@@ -119,11 +119,18 @@ def history_cmd() -> None:
 
     settings = get_settings()
     table = Table(title=f"promotion history of {settings.model_name}")
-    for col in ("at (UTC)", "event", "from", "to", "by", "forced", "reason"):
+    for col in ("at (UTC)", "event", "from", "to", "by", "forced", "experiment", "reason"):
         table.add_column(col)
     for e in history(connect(settings), settings, settings.model_name):
         table.add_row(
-            e.at, e.kind, e.from_version or "-", e.to_version or "-", e.by, "yes" if e.forced else "", e.reason
+            e.at,
+            e.kind,
+            e.from_version or "-",
+            e.to_version or "-",
+            e.by,
+            "yes" if e.forced else "",
+            e.experiment or "",
+            e.reason,
         )
     console.print(table)
 
