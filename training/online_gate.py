@@ -92,9 +92,8 @@ def _pct(value: float) -> str:
 
 
 def describe(metric: MetricSummary) -> str:
-    return (
-        f"GMV/request lift {_pct(metric.lift)} [{_pct(metric.ci_low)}, {_pct(metric.ci_high)}], p={metric.p_value:.3g}"
-    )
+    """'+4.10% [+1.20%, +7.00%], p=0.004': the lift, its 95% interval and p-value."""
+    return f"{_pct(metric.lift)} [{_pct(metric.ci_low)}, {_pct(metric.ci_high)}], p={metric.p_value:.3g}"
 
 
 def checks(

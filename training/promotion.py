@@ -244,7 +244,8 @@ def promote(
             reason = "refused: " + "; ".join(failed)
         if evidence is not None and not failed:
             metric = evidence.metrics[online_gate.METRIC]
-            reason += f"; online in experiment {evidence.id} ({online_rule.value}): {online_gate.describe(metric)}"
+            lift = online_gate.describe(metric)
+            reason += f"; online in experiment {evidence.id} ({online_rule.value}): GMV/request lift {lift}"
         decision = Decision(promoted, cand_v, champ_v, reason, force, cand_m, champ_m, checks)
         stamp = audit.now()
         _tag(

@@ -37,7 +37,7 @@ def test_a_significant_lift_on_the_candidate_passes_every_check():
         "guardrail error_rate",
         "guardrail latency_p99",
     }
-    assert results["online GMV/request lift"][1].startswith("GMV/request lift +5.00% [+2.00%, +8.00%], p=0.01")
+    assert results["online GMV/request lift"][1].startswith("+5.00% [+2.00%, +8.00%], p=0.01")
 
 
 @pytest.mark.parametrize(

@@ -202,7 +202,7 @@ def test_a_significant_online_lift_promotes_and_the_evidence_is_audited(experime
 
 # each refusal: what the summary says, and the failed check that must be named in the reason
 REFUSALS = [
-    ("lift negative", {"lift": -0.03, "ci": (-0.05, -0.01)}, "online GMV/request lift: GMV/request lift -3.00%"),
+    ("lift negative", {"lift": -0.03, "ci": (-0.05, -0.01)}, "online GMV/request lift: -3.00% [-5.00%, -1.00%]"),
     ("interval straddling zero", {"lift": 0.01, "ci": (-0.01, 0.03)}, "(superior: needs ci_low > 0)"),
     (
         "guardrail failed",
