@@ -250,37 +250,38 @@ def _state(settings: Settings, client) -> tuple:
     )
 
 
-@pytest.mark.parametrize(
-    ("experiment_id", "summary", "error"),
-    [
-        ("never-started", None, "no experiment 'never-started' on shoprank_ranker"),
-        ("../../etc", None, "experiment id '../../etc' is not an id"),
-        (EXPERIMENT, None, f"no analysis for experiment '{EXPERIMENT}'"),
-        (EXPERIMENT, "{not json", "summary.json is not JSON: Expecting property name"),
-        (EXPERIMENT, {"id": EXPERIMENT, "design": "ab"}, "summary.json: field control: Field required"),
-        (EXPERIMENT, summary_dict(experiment_id="other"), "field id is 'other', not 'gmv-online'"),
-        (
-            EXPERIMENT,
-            summary_dict(experiment_id=EXPERIMENT) | {"treatment": "b"},
-            "field treatment names arm 'b', which is not in arms",
-        ),
-    ],
-)
-def test_bad_evidence_is_an_error_and_changes_nothing(experiment, experiment_id, summary, error):
-    settings, client, _, _ = experiment
-    if summary is not None:
-        write_summary(settings, summary)
-    before = _state(settings, client)
-    with pytest.raises(EvidenceError) as raised:
-        promote(settings, EQUAL, experiment=experiment_id)
-    assert error in str(raised.value) and "\n" not in str(raised.value)
-    assert _state(settings, client) == before
+# (experiment id, what summary.json holds (None: no file), the error's words)
+BAD_EVIDENCE = [
+    ("never-started", None, "no experiment 'never-started' on shoprank_ranker"),
+    ("../../etc", None, "experiment id '../../etc' is not an id"),
+    (EXPERIMENT, None, f"no analysis for experiment '{EXPERIMENT}'"),
+    (EXPERIMENT, "{not json", "summary.json is not JSON: Expecting property name"),
+    (EXPERIMENT, {"id": EXPERIMENT, "design": "ab"}, "summary.json: field control: Field required"),
+    (EXPERIMENT, summary_dict(experiment_id="other"), "field id is 'other', not 'gmv-online'"),
+    (
+        EXPERIMENT,
+        summary_dict(experiment_id=EXPERIMENT) | {"treatment": "b"},
+        "field treatment names arm 'b', which is not in arms",
+    ),
+]
 
 
-def test_make_promote_with_a_bad_experiment_exits_2_in_one_line(experiment):
+def test_bad_evidence_is_a_one_line_error_exit_2_and_changes_nothing(experiment):
+    """One registry for every case (nothing changes, so each starts from the same state), then the CLI's exit."""
     settings, client, _, _ = experiment
+    summary = settings.experiments_dir / EXPERIMENT / "summary.json"
     before = _state(settings, client)
-    env = dict(os.environ) | {"SHOPRANK_HOME": str(settings.home_dir), "COLUMNS": "60"}
+    for experiment_id, text, error in BAD_EVIDENCE:
+        summary.unlink(missing_ok=True)
+        if text is not None:
+            write_summary(settings, text)
+        with pytest.raises(EvidenceError) as raised:
+            promote(settings, EQUAL, experiment=experiment_id)
+        assert error in str(raised.value) and "\n" not in str(raised.value), (error, str(raised.value))
+        assert _state(settings, client) == before, error
+
+    summary.unlink()
+    env = dict(os.environ) | {"SHOPRANK_HOME": str(settings.home_dir), "COLUMNS": "60"}  # narrow: no wrapping
     proc = subprocess.run(
         [sys.executable, "-m", "training", "promote", "--experiment", EXPERIMENT],
         cwd=REPO_ROOT,
@@ -290,7 +291,6 @@ def test_make_promote_with_a_bad_experiment_exits_2_in_one_line(experiment):
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("promotion failed, no alias moved: no analysis for experiment"), (
-        lines
-    )
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("promotion failed, no alias moved: no analysis for experiment 'gmv-online'"), lines
     assert _state(settings, client) == before
