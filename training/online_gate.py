@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the CLI imports OnlineRule at start-up; MLflow is imported 
 # serving/experiments/model.py and store.py, defines both; tests/training/test_online_gate.py keeps them equal).
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 EXPERIMENT_TAG_PREFIX = "shoprank.experiment."
-METRIC = "gmv_per_request"
+ONLINE_METRIC = "gmv_per_request"
 # Sample-ratio mismatch: below this p-value the split is broken and the A/B's lift is not evidence. 0.001, not
 # 0.05: the test runs on every read of every experiment, and a false alarm would block a good model.
 SRM_ALPHA = 0.001
@@ -45,7 +45,7 @@ class OnlineRule(StrEnum):
     superior: ci_low > 0, the whole interval above zero: the treatment earns significantly more (5% level).
     non-inferior: ci_high >= 0, the interval does not lie wholly below zero: the experiment did not show the
     treatment to earn less (5% level). Only as strong as the experiment's power, which is why `readable` (the
-    pre-registered sample size reached) is required under both rules.
+    pre-registered horizon reached) is required under both rules.
     """
 
     SUPERIOR = "superior"
@@ -82,8 +82,8 @@ def load_evidence(settings: Settings, client: MlflowClient, experiment_id: str) 
     for role, arm in (("control", summary.control), ("treatment", summary.treatment)):
         if arm not in summary.arms:
             raise EvidenceError(f"{where}: field {role} names arm {arm!r}, which is not in arms {sorted(summary.arms)}")
-    if METRIC not in summary.metrics:
-        raise EvidenceError(f"{where}: field metrics.{METRIC} is missing")
+    if ONLINE_METRIC not in summary.metrics:
+        raise EvidenceError(f"{where}: field metrics.{ONLINE_METRIC} is missing")
     return summary
 
 
@@ -91,12 +91,12 @@ def _pct(value: float) -> str:
     return f"{value:+.2%}"
 
 
-def describe(metric: MetricSummary) -> str:
+def describe_lift(metric: MetricSummary) -> str:
     """'+4.10% [+1.20%, +7.00%], p=0.004': the lift, its 95% interval and p-value."""
     return f"{_pct(metric.lift)} [{_pct(metric.ci_low)}, {_pct(metric.ci_high)}], p={metric.p_value:.3g}"
 
 
-def checks(
+def online_checks(
     summary: ExperimentSummary, candidate: str, champion: str | None, rule: OnlineRule
 ) -> list[tuple[str, bool, str]]:
     """The online checks, as (check, passed, detail) rows beside the offline gate's."""
@@ -135,11 +135,16 @@ def checks(
                 "no sample-ratio test in the summary" if srm is None else f"p={srm:.3g} (needs >= {SRM_ALPHA})",
             )
         )
-    gmv = summary.metrics[METRIC]
-    if rule is OnlineRule.SUPERIOR:
-        out.append(("online GMV/request lift", gmv.ci_low > 0, f"{describe(gmv)} (superior: needs ci_low > 0)"))
+    gmv = summary.metrics[ONLINE_METRIC]
+    if (gmv.model_extra or {}).get("estimable") is False:
+        # the analysis found no outcome in an arm and wrote the widest interval: no evidence either way
+        out.append(("online GMV/request lift", False, f"not estimable (an arm has no order): {describe_lift(gmv)}"))
+    elif rule is OnlineRule.SUPERIOR:
+        out.append(("online GMV/request lift", gmv.ci_low > 0, f"{describe_lift(gmv)} (superior: needs ci_low > 0)"))
     else:
-        out.append(("online GMV/request lift", gmv.ci_high >= 0, f"{describe(gmv)} (non-inferior: needs ci_high >= 0)"))
+        out.append(
+            ("online GMV/request lift", gmv.ci_high >= 0, f"{describe_lift(gmv)} (non-inferior: needs ci_high >= 0)")
+        )
     if not summary.guardrails:
         out.append(("guardrails", False, "the summary holds no guardrail: none was measured"))
     for guard in summary.guardrails:
@@ -147,9 +152,9 @@ def checks(
     return out
 
 
-def figures(summary: ExperimentSummary, rule: OnlineRule) -> dict[str, Any]:
+def online_figures(summary: ExperimentSummary, rule: OnlineRule) -> dict[str, Any]:
     """What the audit history and the version's tags keep of the evidence."""
-    gmv = summary.metrics[METRIC]
+    gmv = summary.metrics[ONLINE_METRIC]
     return {
         "experiment": summary.id,
         "design": summary.design,

@@ -32,10 +32,10 @@ from platform_common.registry import (
     version_by_alias,
 )
 from platform_common.settings import Settings, get_settings
-from training import audit, evaluation, online_gate, oracle
+from training import audit, evaluation, oracle
 from training.bundle import RankerBundle
 from training.metrics import binary_metrics
-from training.online_gate import OnlineRule
+from training.online_gate import ONLINE_METRIC, OnlineRule, describe_lift, load_evidence, online_checks, online_figures
 
 PREVIOUS_CHAMPION = "previous_champion"
 SERVED_OUTPUTS = frozenset({"pctr", "pcvr", "pctcvr"})
@@ -199,7 +199,7 @@ def promote(
     client = connect(settings)
     name = settings.model_name
     # read before anything moves: an unknown experiment or an unreadable summary changes nothing (EvidenceError)
-    evidence = online_gate.load_evidence(settings, client, experiment) if experiment else None
+    evidence = load_evidence(settings, client, experiment) if experiment else None
     with move_aliases(settings, name) as aliases:
         candidate = client.get_model_version(name, version) if version else latest_version(client, name)
         if candidate is None:
@@ -229,8 +229,8 @@ def promote(
                 checks += gate(policy, cand_m, champ_m)
         online: dict[str, object] = {}
         if evidence is not None:
-            checks += online_gate.checks(evidence, cand_v, champ_v, online_rule)
-            online = online_gate.figures(evidence, online_rule)
+            checks += online_checks(evidence, cand_v, champ_v, online_rule)
+            online = online_figures(evidence, online_rule)
 
         failed = [f"{c}: {d}" for c, ok, d in checks if not ok]
         promoted = not failed or force
@@ -243,8 +243,7 @@ def promote(
         else:
             reason = "refused: " + "; ".join(failed)
         if evidence is not None and not failed:
-            metric = evidence.metrics[online_gate.METRIC]
-            lift = online_gate.describe(metric)
+            lift = describe_lift(evidence.metrics[ONLINE_METRIC])
             reason += f"; online in experiment {evidence.id} ({online_rule.value}): GMV/request lift {lift}"
         decision = Decision(promoted, cand_v, champ_v, reason, force, cand_m, champ_m, checks)
         stamp = audit.now()

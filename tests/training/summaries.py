@@ -16,9 +16,12 @@ def summary_dict(
     guardrails: list[dict[str, Any]] | None = None,
     design: str = "ab",
     experiment_id: str = "gmv-v4",
+    estimable: bool | None = None,
 ) -> dict[str, Any]:
     """A summary.json as `make experiment-report` writes it (platform_common/experiment_summary.py)."""
-    metric = {"lift": lift, "ci_low": ci[0], "ci_high": ci[1], "p_value": 0.01, "true_lift": lift}
+    metric: dict[str, Any] = {"lift": lift, "ci_low": ci[0], "ci_high": ci[1], "p_value": 0.01, "true_lift": lift}
+    if estimable is not None:  # an extra field of the analysis (serving/experiments/analysis.py)
+        metric["estimable"] = estimable
     return {
         "id": experiment_id,
         "design": design,

@@ -18,7 +18,7 @@ from .summaries import summary_dict
 
 def run(candidate: str = "4", champion: str | None = "3", rule: OnlineRule = OnlineRule.SUPERIOR, **kw: Any):
     summary = ExperimentSummary.model_validate(summary_dict(**kw))
-    return {name: (ok, detail) for name, ok, detail in online_gate.checks(summary, candidate, champion, rule)}
+    return {name: (ok, detail) for name, ok, detail in online_gate.online_checks(summary, candidate, champion, rule)}
 
 
 def failed(results: dict[str, tuple[bool, str]]) -> set[str]:
@@ -73,12 +73,20 @@ def test_the_two_rules_at_their_boundaries(ci, superior, non_inferior):
             "treatment 250 ms > 100 ms",
         ),
         ({"guardrails": []}, "guardrails", "none was measured"),
+        # the analysis's widest interval when an arm has no order: refused under either rule
+        ({"lift": 0.0, "ci": (-1.0, 1e9), "estimable": False}, "online GMV/request lift", "not estimable"),
     ],
 )
 def test_each_refusal_names_its_reason(kw, check, says):
     results = run(**kw)
     assert failed(results) == {check}, results
     assert says in results[check][1]
+
+
+def test_no_estimate_is_no_evidence_under_either_rule():
+    kw = {"lift": 0.0, "ci": (-1.0, 1e9), "estimable": False}
+    assert failed(run(rule=OnlineRule.NON_INFERIOR, **kw)) == {"online GMV/request lift"}
+    assert not failed(run(rule=OnlineRule.NON_INFERIOR, **kw | {"estimable": True}))  # the same numbers, estimated
 
 
 def test_interleaving_has_no_split_to_test_and_no_champion_skips_the_control_check():
@@ -89,7 +97,7 @@ def test_interleaving_has_no_split_to_test_and_no_champion_skips_the_control_che
 
 def test_figures_keep_what_the_audit_needs():
     summary = ExperimentSummary.model_validate(summary_dict(srm=0.31))
-    figures = online_gate.figures(summary, OnlineRule.NON_INFERIOR)
+    figures = online_gate.online_figures(summary, OnlineRule.NON_INFERIOR)
     assert figures | {"guardrails": None} == {
         "experiment": "gmv-v4",
         "design": "ab",
