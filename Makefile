@@ -52,8 +52,8 @@ materialize: $(VENV_STAMP) ## feast materialize-incremental up to now into the o
 train: $(VENV_STAMP) ## point-in-time training set from Feast, XGBoost, log and register in MLflow
 	$(RUN) python -m training train
 
-promote: $(VENV_STAMP) ## gate the newest version vs the champion on the same rows (FORCE=1 for emergencies)
-	$(RUN) python -m training promote $(if $(FORCE),--force) $(if $(VERSION),--version $(VERSION))
+promote: $(VENV_STAMP) ## gate the newest version vs the champion on the same rows (FORCE=1 for emergencies; EXPERIMENT=<id> [ONLINE_RULE=non-inferior]: on online evidence too)
+	$(RUN) python -m training promote $(if $(FORCE),--force) $(if $(VERSION),--version $(VERSION)) $(if $(EXPERIMENT),--experiment "$(EXPERIMENT)") $(if $(ONLINE_RULE),--online-rule "$(ONLINE_RULE)")
 
 rollback: $(VENV_STAMP) ## restore the previous champion (audited)
 	$(RUN) python -m training rollback

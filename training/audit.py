@@ -31,6 +31,7 @@ class Event:
     reason: str
     forced: bool
     metrics: dict[str, Any]
+    experiment: str | None = None  # the online experiment whose evidence the gate read (`make promote EXPERIMENT=`)
 
 
 def actor() -> str:
@@ -52,6 +53,7 @@ def record(client: MlflowClient, settings: Settings, event: Event) -> None:
             "reason": event.reason[:4900],
             "forced": str(event.forced).lower(),
             "metrics_json": json.dumps(event.metrics)[:4900],
+            "experiment": event.experiment or "",
         },
     )
     client.set_terminated(run.info.run_id, "FINISHED")
@@ -78,6 +80,7 @@ def history(client: MlflowClient, settings: Settings, model: str | None = None) 
                 reason=t.get("reason", ""),
                 forced=t.get("forced") == "true",
                 metrics=json.loads(t.get("metrics_json") or "{}"),
+                experiment=t.get("experiment") or None,
             )
         )
     return events

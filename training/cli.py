@@ -7,6 +7,8 @@ import os
 import typer
 from rich.console import Console
 
+from training.online_gate import OnlineRule
+
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train, promote and inspect ranking models.")
@@ -35,6 +37,17 @@ def promote_cmd(
     max_logloss_regression: float = typer.Option(0.0005, help="Allowed CTR/CVR log-loss increase."),
     max_ece_regression: float = typer.Option(0.005, help="Allowed CTR/CVR calibration-error increase."),
     max_gmv_regression: float = typer.Option(0.01, help="Allowed relative GMV@10 drop (with the oracle)."),
+    experiment: str = typer.Option(
+        None,
+        help="Also require online evidence: the experiment whose summary.json (make experiment-report) tested "
+        "the candidate against the champion.",
+    ),
+    online_rule: OnlineRule = typer.Option(
+        OnlineRule.SUPERIOR,
+        help="With --experiment, what the GMV/request lift's 95% interval must show: superior (ci_low > 0) or "
+        "non-inferior (ci_high >= 0). docs/experiments.md.",
+        case_sensitive=False,
+    ),
 ) -> None:
     """Gate the newest version against the champion on the same frozen test rows; move `champion` if it wins."""
     from rich.table import Table
@@ -48,12 +61,19 @@ def promote_cmd(
         max_gmv_regression=max_gmv_regression,
     )
     try:
-        decision = promote(policy=policy, version=version, force=force)
+        decision = promote(
+            policy=policy, version=version, force=force, experiment=experiment or None, online_rule=online_rule
+        )
     except (PromotionError, LookupError, ValueError, OSError) as exc:
-        console.print(f"[red]promotion failed, no alias moved:[/] {exc}")
+        # soft_wrap: one line whatever the terminal's width, as the other refusals
+        console.print(f"[red]promotion failed, no alias moved:[/] {exc}", soft_wrap=True, highlight=False)
         raise typer.Exit(2) from exc
     except Exception as exc:  # e.g. the registry database is unreachable
-        console.print(f"[red]promotion failed, no alias moved:[/] {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        console.print(
+            f"[red]promotion failed, no alias moved:[/] {type(exc).__name__}: {str(exc).splitlines()[0]}",
+            soft_wrap=True,
+            highlight=False,
+        )
         raise typer.Exit(2) from exc
     if decision.candidate_metrics:
         table = Table(title=f"candidate v{decision.candidate} vs champion v{decision.champion_before or '-'}")
@@ -116,11 +136,18 @@ def history_cmd() -> None:
 
     settings = get_settings()
     table = Table(title=f"promotion history of {settings.model_name}")
-    for col in ("at (UTC)", "event", "from", "to", "by", "forced", "reason"):
+    for col in ("at (UTC)", "event", "from", "to", "by", "forced", "experiment", "reason"):
         table.add_column(col)
     for e in history(connect(settings), settings, settings.model_name):
         table.add_row(
-            e.at, e.kind, e.from_version or "-", e.to_version or "-", e.by, "yes" if e.forced else "", e.reason
+            e.at,
+            e.kind,
+            e.from_version or "-",
+            e.to_version or "-",
+            e.by,
+            "yes" if e.forced else "",
+            e.experiment or "",
+            e.reason,
         )
     console.print(table)
 

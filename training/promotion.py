@@ -35,6 +35,7 @@ from training import audit, evaluation, oracle
 from training.baseline import BASELINE_TAG
 from training.bundle import RankerBundle
 from training.metrics import binary_metrics
+from training.online_gate import ONLINE_METRIC, OnlineRule, describe_lift, load_evidence, online_checks, online_figures
 
 PREVIOUS_CHAMPION = "previous_champion"
 SERVED_OUTPUTS = frozenset({"pctr", "pcvr", "pctcvr"})
@@ -199,11 +200,16 @@ def promote(
     policy: PromotionPolicy | None = None,
     version: str | None = None,
     force: bool = False,
+    experiment: str | None = None,
+    online_rule: OnlineRule = OnlineRule.SUPERIOR,
 ) -> Decision:
+    """Gate a version against the champion; with `experiment`, on that experiment's online evidence too."""
     settings = settings or get_settings()
     policy = policy or PromotionPolicy()
     client = connect(settings)
     name = settings.model_name
+    # read before anything moves: an unknown experiment or an unreadable summary changes nothing (EvidenceError)
+    evidence = load_evidence(settings, client, experiment) if experiment else None
     with move_aliases(settings, name) as aliases:
         candidate = client.get_model_version(name, version) if version else newest_candidate(client, name)
         if candidate is None:
@@ -231,6 +237,10 @@ def promote(
             if champion is not None:
                 champ_m = score_on(load_ranker(settings, str(champion.version)), rows, settings)
                 checks += gate(policy, cand_m, champ_m)
+        online: dict[str, object] = {}
+        if evidence is not None:
+            checks += online_checks(evidence, cand_v, champ_v, online_rule)
+            online = online_figures(evidence, online_rule)
 
         failed = [f"{c}: {d}" for c, ok, d in checks if not ok]
         promoted = not failed or force
@@ -242,6 +252,9 @@ def promote(
             reason = "FORCED despite: " + "; ".join(failed)
         else:
             reason = "refused: " + "; ".join(failed)
+        if evidence is not None and not failed:
+            lift = describe_lift(evidence.metrics[ONLINE_METRIC])
+            reason += f"; online in experiment {evidence.id} ({online_rule.value}): GMV/request lift {lift}"
         decision = Decision(promoted, cand_v, champ_v, reason, force, cand_m, champ_m, checks)
         stamp = audit.now()
         _tag(
@@ -256,6 +269,9 @@ def promote(
                 "promotion_at": stamp,
                 "promotion_by": audit.actor(),
                 "promotion_metrics": json.dumps({"candidate": cand_m, "champion": champ_m}),
+                # empty without an experiment, so a later promotion never leaves an earlier one's evidence behind
+                "promotion_experiment": experiment or "",
+                "promotion_online": json.dumps(online) if online else "",
             },
         )
         if promoted:
@@ -276,7 +292,8 @@ def promote(
                 by=audit.actor(),
                 reason=reason,
                 forced=force and bool(failed),
-                metrics={"candidate": cand_m, "champion": champ_m},
+                metrics={"candidate": cand_m, "champion": champ_m} | ({"online": online} if online else {}),
+                experiment=experiment,
             ),
         )
     return decision

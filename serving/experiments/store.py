@@ -106,6 +106,7 @@ def _record(client: MlflowClient, settings: Settings, kind: str, experiment: Exp
         reason=reason,
         forced=False,
         metrics={"experiment": experiment.model_dump(mode="json")},
+        experiment=experiment.id,
     )
     audit.record(client, settings, event)
 

@@ -22,7 +22,7 @@ from feast import FeatureStore
 from platform_common.feast_config import get_feature_store, render_feature_store_yaml
 from platform_common.settings import FEATURE_REPO_DIR, TRANSFORMS_DIR, Settings
 
-from . import timelines
+from . import live_story, timelines
 
 BIN = Path(sys.executable).parent
 VIEWS = ("user_features", "user_category_features", "product_features", "merchant_features")
@@ -105,6 +105,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     seconds: dict[str, float] = {}
 
     timelines.write_raw_landing_zone(home)
+    live_story.land(home)  # the live shoppers' story, through live mode's own landing code
 
     started = time.perf_counter()
     dbt = _run([str(BIN / "dbt"), "build", "--profiles-dir", "."], TRANSFORMS_DIR, env)

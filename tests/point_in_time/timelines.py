@@ -206,6 +206,13 @@ NEW_EVENTS = [
     Impression("imp_new_1", U_NEW, P_NEW, "2026-11-12 10:00:00", "2026-11-12 10:01:00"),
 ]
 
+# Story "live shoppers" (tests/point_in_time/live_story.py): u_live's impressions of p_live and p_live2 are not
+# written here but landed by live mode's landing code, with the flush clock as _ingested_at.
+U_LIVE = "u0000031"
+P_LIVE = "p000061"  # electronics
+P_LIVE2 = "p000062"  # electronics
+M_LIVE = "m00061"
+
 # Entities that appear nowhere in the data.
 U_NOBODY = "u0000099"
 P_NOBODY = "p000099"
@@ -238,6 +245,7 @@ USERS = [
     (U_FIX, "PH", "ios", SIGNUP),
     (U_TTL, "SG", "ios", SIGNUP),
     (U_NEW, "ID", "android", utc("2026-11-12 08:00:00")),
+    (U_LIVE, "TH", "android", SIGNUP),
 ]
 MERCHANTS = [
     # merchant_id tier     main category  joined_ts
@@ -245,6 +253,7 @@ MERCHANTS = [
     (M_B, "preferred", "fashion", utc("2026-03-01 00:00:00")),
     (M_TTL, "regular", "home", utc("2025-01-01 00:00:00")),
     (M_LP, "regular", "sports", utc("2025-01-01 00:00:00")),
+    (M_LIVE, "regular", "electronics", utc("2025-01-01 00:00:00")),
 ]
 LISTED = utc("2025-06-01 00:00:00")
 PRODUCTS = [
@@ -256,6 +265,8 @@ PRODUCTS = [
     (P_LP, M_LP, "sports", "rackets", 60.0, LISTED),
     (P_TTL2, M_TTL, "home", "decor", 10.0, LISTED),
     (P_NEW, M_WIN, "garden", "tools", 12.0, utc("2026-11-12 07:00:00")),
+    (P_LIVE, M_LIVE, "electronics", "phones", 200.0, LISTED),
+    (P_LIVE2, M_LIVE, "electronics", "cables", 8.0, LISTED),
 ]
 PRODUCT_PRICES = [
     # product_id price_date   price discount landed

@@ -1,8 +1,9 @@
 """The whole platform under SHOPRANK_PROFILE=prod at SCALE=tiny: Redis online store, Feast registry and MLflow in
-PostgreSQL, the real `bentoml serve` reading features from Redis."""
+PostgreSQL, the real `bentoml serve` reading features from Redis, following experiments stored in PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import duckdb
@@ -11,10 +12,11 @@ import pytest
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
+from mlflow.exceptions import MlflowException
 
 from platform_common.connections import pg_connect, redis_client, redis_project_keys
 from platform_common.feast_config import get_feature_store
-from serving.launcher import running_service
+from serving.launcher import holds_in_a_row, running_service
 from tests.prod.conftest import make_ok
 
 pytestmark = [pytest.mark.prod, pytest.mark.e2e]
@@ -27,7 +29,8 @@ def dep(prod_platform):
 
 @pytest.fixture(scope="module")
 def service(dep):
-    with running_service(dep.settings, extra_env=dep.env) as url:
+    # a 1 s registry poll: the experiment test waits for the service to follow a start and a stop
+    with running_service(dep.settings, extra_env=dep.env | {"SHOPRANK_RELOAD_SECONDS": "1"}) as url:
         yield url
 
 
@@ -157,3 +160,89 @@ def test_password_is_in_no_file_log_or_output(dep, prod_platform, service):
                 assert cur.fetchone()[0] == 0, f"the password is in mlflow.{table}"
     finally:
         conn.close()
+
+
+EXPERIMENT = "prod-ab"
+
+
+def test_experiments_and_promotion_on_online_evidence_under_prod(dep, service, catalogue):
+    """Start an A/B on the PostgreSQL registry, the running service names the arm, stop it, promote on its summary.
+
+    In process (the commands' own functions), to spare a Python start per step; the CLIs are tested locally.
+    """
+    from datetime import UTC, datetime
+
+    from platform_common.registry import CHAMPION, connect, version_by_alias
+    from serving.experiments import store
+    from serving.experiments.model import build
+    from training import audit
+    from training.promotion import PREVIOUS_CHAMPION, PromotionPolicy, promote
+
+    s = dep.settings
+    client = connect(s)
+    champion = version_by_alias(client, s.model_name, CHAMPION)
+    tags = {k: v for k, v in champion.tags.items() if not k.startswith("promotion_")}
+    candidate = client.create_model_version(s.model_name, champion.source, run_id=champion.run_id, tags=tags)
+    champ_v, cand_v = str(champion.version), str(candidate.version)
+    user, products = catalogue
+    body = {"user_id": user, "product_ids": products[:10]}
+
+    def experiment() -> dict | None:
+        r = httpx.post(f"{service}/rank", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()["experiment"]
+
+    try:
+        arms = f"control=champion,treatment=v{cand_v}"
+        store.start(s, build(EXPERIMENT, "ab", arms, None, datetime.now(UTC), None, created_by="prod-test"))
+        conn = pg_connect(s)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "select value from mlflow.registered_model_tags where name = %s and key = %s",
+                    (s.model_name, f"shoprank.experiment.{EXPERIMENT}"),
+                )
+                stored = cur.fetchone()
+        finally:
+            conn.close()
+        assert stored is not None and json.loads(stored[0])["id"] == EXPERIMENT
+        assert holds_in_a_row(lambda: (experiment() or {}).get("id") == EXPERIMENT, 60, in_a_row=8, pause=0.3)
+        info = experiment()
+        assert info is not None and info["arm"] in ("control", "treatment") and info["fallback"] is None
+        assert info["versions"] == {info["arm"]: {"control": champ_v, "treatment": cand_v}[info["arm"]]}
+        store.stop(s, EXPERIMENT)
+        assert holds_in_a_row(lambda: experiment() is None, 60, in_a_row=8, pause=0.3)
+
+        # a hand-written analysis, where `make experiment-report` writes it; the gate reads it under prod
+        summary = {
+            "id": EXPERIMENT,
+            "design": "ab",
+            "control": "control",
+            "treatment": "treatment",
+            "arms": {
+                "control": {"model_version": champ_v, "requests": 900, "users": 60},
+                "treatment": {"model_version": cand_v, "requests": 910, "users": 61},
+            },
+            "srm_p_value": 0.8,
+            "metrics": {
+                m: {"lift": 0.03, "ci_low": 0.01, "ci_high": 0.05, "p_value": 0.004, "true_lift": 0.025}
+                for m in ("gmv_per_request", "ctr", "cvr")
+            },
+            "guardrails": [{"name": "error_rate", "passed": True}],
+            "readable": True,
+        }
+        (s.experiments_dir / EXPERIMENT).mkdir(parents=True, exist_ok=True)
+        (s.experiments_dir / EXPERIMENT / "summary.json").write_text(json.dumps(summary))
+        # the candidate equals the champion offline (the same files): a lenient AUC threshold, the online part decides
+        decision = promote(s, PromotionPolicy(min_auc_gain=-0.001), version=cand_v, experiment=EXPERIMENT)
+        assert decision.promoted, decision.reason
+        assert "online in experiment prod-ab (superior): GMV/request lift +3.00% [+1.00%, +5.00%]" in decision.reason
+        assert str(version_by_alias(client, s.model_name, CHAMPION).version) == cand_v
+        assert client.get_model_version(s.model_name, cand_v).tags["promotion_experiment"] == EXPERIMENT
+        kinds = [(e.kind, e.experiment) for e in audit.history(client, s, s.model_name)[-3:]]
+        assert kinds == [("experiment_start", EXPERIMENT), ("experiment_stop", EXPERIMENT), ("promote", EXPERIMENT)]
+    finally:
+        client.set_registered_model_alias(s.model_name, CHAMPION, champ_v)
+        with contextlib.suppress(MlflowException):  # set only if the promotion went through
+            client.delete_registered_model_alias(s.model_name, PREVIOUS_CHAMPION)
+        client.delete_model_version(s.model_name, cand_v)

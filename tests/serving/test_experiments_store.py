@@ -70,6 +70,7 @@ def test_start_list_stop_round_trip_survives_a_new_client(clean):
     assert kinds[-2:] == ["experiment_start", "experiment_stop"]
     last = audit.history(connect(settings), settings, settings.model_name)[-1]
     assert last.metrics["experiment"]["id"] == "exp1" and "stopped exp1" in last.reason
+    assert {e.experiment for e in audit.history(connect(settings), settings, settings.model_name)[-2:]} == {"exp1"}
 
 
 def test_refusals_change_nothing(clean):
