@@ -95,3 +95,10 @@ def print_summary(summary: Summary) -> None:
         f"planted causes {len(summary.planted)}  ({summary.seconds:.1f}s)"
     )
     console.print(f"oracle (evaluation only): {summary.oracle_dir}")
+    if summary.merchant_panel:
+        mp = summary.merchant_panel
+        console.print(
+            f"merchant funnel panels: {mp['orders_per_day']:,.0f} orders/day, top 1% / 10% of merchants "
+            f"{mp['top_1pct_gmv_share']:.0%} / {mp['top_10pct_gmv_share']:.0%} of GMV, orders per merchant-week "
+            f"mean {mp['orders_per_merchant_week_mean']:.1f}, median {mp['orders_per_merchant_week_median']:.1f}"
+        )

@@ -1,0 +1,361 @@
+"""Merchant funnel panels of a larger marketplace, drawn from the same generative model as the events.
+
+At `small` the event-level marketplace makes ~35 orders a day for 400 merchants: most merchant-weeks have no
+order, and a merchant's funnel cannot be told from noise. Simulating impressions one by one for a marketplace
+large enough is beyond this machine, and the ranking models do not need it. A merchant-analytics warehouse does
+not hold impressions either: it holds aggregated counts per product, surface and day. So this module draws those
+counts directly, for the same world (users, merchants, products, the daily price / discount / rating / live
+panels and the planted causes), with the same true click and order model (`traffic.true_probabilities`):
+
+1. **Exposure.** Expected impressions of product p on surface s on day d = the marketplace's slots on (s, d)
+   (sessions x list length, as `traffic.simulate_days` sizes them) x p's expected share of the incumbent
+   recommender's slots (its candidate mix: taste, popular, random, live, query, each with the weights the
+   event simulator samples from) x the panel's `volume` (a marketplace this many times busier) x the
+   merchant's `reach`.
+2. **Reach.** A real marketplace's merchant volume has a heavy head: `reach ~ LogNormal(0, reach_sigma)` per
+   merchant (brand, followers, ad budget: what the event-level world leaves out). The planted-cause merchants
+   are drawn from the head: their reach is at least the `planted_reach_quantile` of the reach distribution,
+   so each has enough orders in each compared period for its funnel moves to be told from noise.
+3. **Rates.** The cell's CTR, CVR and order value are the means of the true model over `audience_draws`
+   pseudo-impressions: users drawn by activity x surface preference x (taste for the product's category, for
+   the taste-driven share of the surface's slots), a position uniform in a list of the surface's length, the
+   per-impression noise terms. Clicks and orders are then binomial draws; quantity is `1 + Binomial(2, pi)`
+   per order as in the events, so GMV = sum of quantity x the day's shown price.
+
+Nothing here touches the event-level random streams (its own `rng_for(seed, "merchant_panel")`), so raw/ and
+oracle/ are byte-identical with or without it. The panel is written to `$SHOPRANK_HOME/merchant_panels/`
+(`product_funnel_daily.parquet` and `panel.json`), which the merchant diagnosis reads (docs/simulator.md,
+"Merchant funnel panels").
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
+
+from simulator.campaigns import DAY_KINDS, Days
+from simulator.config import CATALOG, SURFACES, SimConfig
+from simulator.entities import Merchants, Panels, PlantedCause, Products, Users, rng_for
+from simulator.traffic import SEARCH, DayState, true_probabilities
+
+PANEL_DIR = "merchant_panels"
+PANEL_FILE = "product_funnel_daily.parquet"
+TASTE_SRC, POPULAR_SRC, RANDOM_SRC, LIVE_SRC = range(4)
+
+
+class PanelParams(BaseModel):
+    """How much larger the panel's marketplace is than the event-level one, and how merchant volume spreads."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    volume: float = 60.0  # impressions per product-surface-day, relative to the event-level marketplace
+    reach_sigma: float = 1.3  # lognormal spread of merchant reach: the heavy head
+    planted_reach_quantile: float = 0.85  # planted merchants are drawn from the head...
+    planted_min_orders: float = 250.0  # ...and expect at least this many orders in the week before the change
+    audience_draws: int = 12  # pseudo-impressions per cell to average the true rates over
+
+
+PANEL_VOLUME: dict[str, float] = {"tiny": 150.0, "small": 60.0, "medium": 25.0, "large": 12.0}
+
+
+def panel_params(config: SimConfig) -> PanelParams:
+    return PanelParams(volume=PANEL_VOLUME[config.scale])
+
+
+@dataclass(frozen=True)
+class World:
+    days: Days
+    users: Users
+    merchants: Merchants
+    products: Products
+    planted: list[PlantedCause]
+    panels: Panels
+
+
+def merchant_reach(params: PanelParams, merchants: Merchants, planted: list[PlantedCause], rng: np.random.Generator) -> np.ndarray:
+    reach = rng.lognormal(0.0, params.reach_sigma, merchants.n)
+    floor = float(np.exp(params.reach_sigma * _normal_quantile(params.planted_reach_quantile)))
+    for plant in planted:
+        reach[plant.merchant] = max(reach[plant.merchant], floor * (1.0 + rng.random()))
+    return reach / reach.mean()
+
+
+def _normal_quantile(q: float) -> float:
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(q)
+
+
+def _slot_shares(config: SimConfig, world: World, d: int, taste_bar: np.ndarray) -> np.ndarray:
+    """(products, surfaces): expected share of each surface's slots that go to each product on day d."""
+    tp = config.params.traffic
+    products = world.products
+    n_cat = len(CATALOG)
+    age = (world.days.start_us[0] - products.created_us) / 86_400_000_000 + d
+    available = products.first_day <= d
+    ramp = np.clip(age / config.params.products.popularity_ramp_days, 0.05, 1.0)
+    pop_w = products.popularity * ramp * available
+    live_w = pop_w * world.panels.is_live[products.merchant, d]
+    cat = products.category
+    pop_cat = np.bincount(cat, weights=pop_w, minlength=n_cat)
+    avail_cat = np.bincount(cat, weights=available.astype(float), minlength=n_cat)
+    within_pop = pop_w / np.where(pop_cat > 0, pop_cat, 1.0)[cat]
+    within_uniform = available / np.where(avail_cat > 0, avail_cat, 1.0)[cat]
+    popular = pop_w / pop_w.sum()
+    uniform = available / available.sum()
+    live = live_w / live_w.sum() if live_w.sum() > 0 else popular
+    shares = np.zeros((products.n, len(SURFACES)))
+    for s, name in enumerate(SURFACES):
+        if s == SEARCH:
+            q = tp.search_query_from_taste * taste_bar[s] + (1 - tp.search_query_from_taste) / n_cat
+            pw = tp.search_popularity_weighted
+            shares[:, s] = q[cat] * (pw * within_pop + (1 - pw) * within_uniform)
+            continue
+        mix = tp.candidate_mix[name]
+        shares[:, s] = (
+            mix[TASTE_SRC] * taste_bar[s][cat] * within_pop
+            + mix[POPULAR_SRC] * popular
+            + mix[RANDOM_SRC] * uniform
+            + mix[LIVE_SRC] * live
+        )
+    return shares
+
+
+def _taste_share(config: SimConfig) -> np.ndarray:
+    """Share of each surface's slots whose product was picked for the user's taste (so the audience leans to it)."""
+    tp = config.params.traffic
+    out = np.array([tp.candidate_mix[s][TASTE_SRC] for s in SURFACES])
+    out[SEARCH] = tp.search_query_from_taste
+    return out
+
+
+@dataclass(frozen=True)
+class _Market:
+    """Day-independent sizing of the event-level marketplace (as `traffic.simulate_days` sizes it)."""
+
+    rate: np.ndarray  # sessions per user per unit day multiplier
+    day_mult: np.ndarray
+    len_lo: np.ndarray
+    len_hi: np.ndarray
+    evening_p: float
+    taste_share: np.ndarray
+
+    @staticmethod
+    def of(config: SimConfig, world: World) -> _Market:
+        tp = config.params.traffic
+        users, days = world.users, world.days
+        surface_mix = np.array([tp.surface_mix[s] for s in SURFACES])
+        surface_mix /= surface_mix.sum()
+        len_lo = np.array([tp.list_length[s][0] for s in SURFACES])
+        len_hi = np.array([tp.list_length[s][1] for s in SURFACES])
+        day_mult = np.array([tp.day_multiplier[k] for k in days.kind_names()])
+        day_mult *= np.where(days.weekend, tp.weekend_multiplier, 1.0)
+        exposure = sum(day_mult[d] * users.activity[users.first_day <= d].sum() for d in range(days.n))
+        mean_len = float(surface_mix @ ((len_lo + len_hi) / 2))
+        rate = users.activity * config.spec.target_impressions / (0.96 * mean_len * exposure)
+        hour_w = np.array(tp.local_hour_weights)
+        lo, hi = config.params.clicks.evening_hours
+        return _Market(
+            rate, day_mult, len_lo, len_hi, float(hour_w[lo : hi + 1].sum() / hour_w.sum()), _taste_share(config)
+        )
+
+
+@dataclass(frozen=True)
+class _Day:
+    d: int
+    weight: np.ndarray  # (users, surfaces): expected sessions of each user on each surface
+    taste_bar: np.ndarray  # (surfaces, categories): the taste of each surface's audience
+    slot_rate: np.ndarray  # (products, surfaces): expected impressions at volume 1 and reach 1
+
+
+def _day(config: SimConfig, world: World, market: _Market, d: int) -> _Day:
+    users = world.users
+    weight = (market.rate * market.day_mult[d] * (users.first_day <= d))[:, None] * users.surface_pref
+    slots = weight.sum(axis=0) * (market.len_lo + market.len_hi) / 2 * 0.96
+    taste_bar = (weight.T @ users.taste) / weight.sum(axis=0)[:, None]
+    shares = _slot_shares(config, world, d, taste_bar)
+    return _Day(d, weight, taste_bar, shares * slots[None, :])
+
+
+def _rates(
+    config: SimConfig,
+    world: World,
+    market: _Market,
+    day: _Day,
+    prod_idx: np.ndarray,
+    surf_idx: np.ndarray,
+    m: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(CTR, CVR) of each (product, surface) cell on the day: the true model averaged over m pseudo-impressions."""
+    users, products = world.users, world.products
+    n_cells = len(prod_idx)
+    cat = products.category[prod_idx]
+    user_draw = np.empty((n_cells, m), dtype=np.int64)
+    u01 = rng.random((n_cells, m))
+    for s in range(len(SURFACES)):
+        for c in range(len(CATALOG)):
+            cells = np.flatnonzero((surf_idx == s) & (cat == c))
+            if len(cells) == 0:
+                continue
+            # the audience: sessions x surface preference, leaning to the category's fans for taste-picked slots
+            ts = market.taste_share[s]
+            w = day.weight[:, s] * (ts * users.taste[:, c] / day.taste_bar[s, c] + (1 - ts))
+            cdf = np.cumsum(w)
+            user_draw[cells] = np.minimum(np.searchsorted(cdf, u01[cells] * cdf[-1]), users.n - 1)
+    flat_user = user_draw.ravel()
+    flat_prod = np.repeat(prod_idx, m)
+    flat_surf = np.repeat(surf_idx, m)
+    n = len(flat_user)
+    length = rng.integers(market.len_lo[flat_surf], market.len_hi[flat_surf] + 1)
+    position = 1 + (rng.random(n) * length).astype(np.int64)
+    evening = rng.random(n) < market.evening_p
+    truth = true_probabilities(
+        config,
+        users,
+        world.merchants,
+        products,
+        DayState.of(world.panels, day.d, int(world.days.kind[day.d])),
+        flat_user,
+        flat_prod,
+        flat_surf,
+        evening,
+        rng.normal(0.0, config.params.clicks.noise_sd, n),
+        rng.normal(0.0, config.params.orders.noise_sd, n),
+    )
+    p_click = (truth.examination(position, flat_surf) * truth.attraction).reshape(n_cells, m)
+    p_order = truth.p_order.reshape(n_cells, m)
+    ctr = p_click.mean(axis=1)
+    cvr = (p_click * p_order).sum(axis=1) / np.maximum(p_click.sum(axis=1), 1e-300)
+    return np.clip(ctr, 0.0, 1.0), np.clip(cvr, 0.0, 1.0)
+
+
+def _lift_planted(
+    config: SimConfig, world: World, market: _Market, params: PanelParams, reach: np.ndarray
+) -> np.ndarray:
+    """Raise a planted merchant's reach until its week before the change expects `planted_min_orders` orders:
+    a pilot of the true rates on its own cells (its own random stream), so the rest of the panel is untouched."""
+    rng = rng_for(config.seed, "merchant_panel/pilot")
+    reach = reach.copy()
+    for plant in world.planted:
+        own = np.flatnonzero(world.products.merchant == plant.merchant)
+        expected = 0.0
+        for d in range(max(0, plant.change_day - 7), plant.change_day):
+            day = _day(config, world, market, d)
+            lam = params.volume * reach[plant.merchant] * day.slot_rate[own]
+            prod_idx, surf_idx = np.nonzero(lam > 0)
+            if len(prod_idx) == 0:
+                continue
+            ctr, cvr = _rates(config, world, market, day, own[prod_idx], surf_idx, params.audience_draws, rng)
+            expected += float((lam[prod_idx, surf_idx] * ctr * cvr).sum())
+        if 0 < expected < params.planted_min_orders:
+            reach[plant.merchant] *= params.planted_min_orders / expected
+    return reach
+
+
+def generate_panel(config: SimConfig, world: World) -> pa.Table:
+    """Product x surface x day funnel counts (only cells with impressions), sorted by product, day, surface."""
+    params = panel_params(config)
+    rng = rng_for(config.seed, "merchant_panel")
+    op = config.params.orders
+    products, days = world.products, world.days
+    market = _Market.of(config, world)
+    reach = _lift_planted(config, world, market, params, merchant_reach(params, world.merchants, world.planted, rng))
+
+    columns: dict[str, list[np.ndarray]] = {k: [] for k in ("product", "day", "surface", "imp", "clk", "ord", "gmv")}
+    for d in range(days.n):
+        day = _day(config, world, market, d)
+        lam = params.volume * reach[products.merchant][:, None] * day.slot_rate
+        prod_idx, surf_idx = np.nonzero(lam > 0)
+        n_imp = rng.poisson(lam[prod_idx, surf_idx])
+        keep = n_imp > 0
+        prod_idx, surf_idx, n_imp = prod_idx[keep], surf_idx[keep], n_imp[keep]
+        if len(prod_idx) == 0:
+            continue
+        ctr, cvr = _rates(config, world, market, day, prod_idx, surf_idx, params.audience_draws, rng)
+        clicks = rng.binomial(n_imp, ctr)
+        orders = rng.binomial(clicks, cvr)
+        price = world.panels.price[prod_idx, d]
+        mega = op.quantity_mega_multiplier if DAY_KINDS[int(days.kind[d])] == "mega" else 1.0
+        multi_buy = np.minimum(mega * op.quantity_base / (1.0 + price / op.quantity_price_scale), 1.0)
+        units = orders + rng.binomial(2 * orders, multi_buy)
+        columns["product"].append(prod_idx)
+        columns["day"].append(np.full(len(prod_idx), d))
+        columns["surface"].append(surf_idx)
+        columns["imp"].append(n_imp)
+        columns["clk"].append(clicks)
+        columns["ord"].append(orders)
+        columns["gmv"].append(np.round(units * price, 2))
+
+    cols = {k: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for k, v in columns.items()}
+    order = np.lexsort((cols["surface"], cols["day"], cols["product"]))
+    cols = {k: v[order] for k, v in cols.items()}
+    product = cols["product"]
+    merchant = products.merchant[product]
+    cat_names = np.array([c.name for c in CATALOG])
+    return pa.table(
+        {
+            "product_id": pa.array([f"p{p + 1:06d}" for p in product], pa.string()),
+            "merchant_id": pa.array([f"m{x + 1:05d}" for x in merchant], pa.string()),
+            "category_l1": pa.array(cat_names[products.category[product]].tolist(), pa.string()),
+            "main_category_l1": pa.array(cat_names[world.merchants.main_category[merchant]].tolist(), pa.string()),
+            "activity_date": pa.array([days.dates[d] for d in cols["day"]], pa.date32()),
+            "surface": pa.array(np.array(SURFACES)[cols["surface"]].tolist(), pa.string()),
+            "impressions": pa.array(cols["imp"], pa.int64()),
+            "clicks": pa.array(cols["clk"], pa.int64()),
+            "orders": pa.array(cols["ord"], pa.int64()),
+            "gmv": pa.array(cols["gmv"], pa.float64()),
+        }
+    )
+
+
+def concentration(table: pa.Table, n_merchants: int, n_weeks: float) -> dict[str, float]:
+    """GMV share of the top 1% and 10% of merchants, and orders per merchant-week (mean, median)."""
+    merchant = np.array(table.column("merchant_id").to_pylist())
+    gmv = table.column("gmv").to_numpy()
+    orders = table.column("orders").to_numpy()
+    ids, inverse = np.unique(merchant, return_inverse=True)
+    per_gmv = np.zeros(n_merchants)
+    per_orders = np.zeros(n_merchants)
+    per_gmv[: len(ids)] = np.bincount(inverse, weights=gmv, minlength=len(ids))
+    per_orders[: len(ids)] = np.bincount(inverse, weights=orders, minlength=len(ids))
+    ranked = np.sort(per_gmv)[::-1]
+    total = ranked.sum() or 1.0
+    return {
+        "top_1pct_gmv_share": float(ranked[: max(1, round(0.01 * n_merchants))].sum() / total),
+        "top_10pct_gmv_share": float(ranked[: max(1, round(0.10 * n_merchants))].sum() / total),
+        "orders_per_merchant_week_mean": float(per_orders.mean() / n_weeks),
+        "orders_per_merchant_week_median": float(np.median(per_orders) / n_weeks),
+        "orders_per_day": float(orders.sum() / (n_weeks * 7)),
+    }
+
+
+def write_panel(home: Path, config: SimConfig, world: World) -> dict[str, float]:
+    """Draw the panel and swap it into `home/merchant_panels/` atomically; returns its concentration figures."""
+    table = generate_panel(config, world)
+    tmp = home / f".{PANEL_DIR}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    pq.write_table(table, tmp / PANEL_FILE, compression="zstd")
+    stats = concentration(table, world.merchants.n, world.days.n / 7)
+    meta = {
+        "seed": config.seed,
+        "scale": config.scale,
+        "start_date": config.start_date.isoformat(),
+        "end_date": config.end_date.isoformat(),
+        "params": panel_params(config).model_dump(),
+        "rows": table.num_rows,
+        **stats,
+    }
+    (tmp / "panel.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    final = home / PANEL_DIR
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return stats
