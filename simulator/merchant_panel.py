@@ -16,11 +16,13 @@ panels and the planted causes), with the same true click and order model (`traff
    merchant (brand, followers, ad budget: what the event-level world leaves out). The planted-cause merchants
    are drawn from the head: their reach is at least the `planted_reach_quantile` of the reach distribution,
    so each has enough orders in each compared period for its funnel moves to be told from noise.
-3. **Rates.** The cell's CTR, CVR and order value are the means of the true model over `audience_draws`
-   pseudo-impressions: users drawn by activity x surface preference x (taste for the product's category, for
-   the taste-driven share of the surface's slots), a position uniform in a list of the surface's length, the
-   per-impression noise terms. Clicks and orders are then binomial draws; quantity is `1 + Binomial(2, pi)`
-   per order as in the events, so GMV = sum of quantity x the day's shown price.
+3. **Rates.** The cell's CTR and CVR are the means of the true model over `audience_draws` pseudo-impressions:
+   users drawn by activity x surface preference x (taste for the product's category, for the taste-driven
+   share of the surface's slots), a position uniform in a list of the surface's length, the per-impression
+   noise terms. The audience is drawn once per cell for the period, so the rates move from day to day only
+   with the day's state (price, discount, rating, live, campaign day), as the mean over a large audience does.
+   Clicks and orders are then binomial draws; quantity is `1 + Binomial(2, pi)` per order as in the events,
+   so GMV = sum of quantity x the day's shown price.
 
 Nothing here touches the event-level random streams (its own `rng_for(seed, "merchant_panel")`), so raw/ and
 oracle/ are byte-identical with or without it. The panel is written to `$SHOPRANK_HOME/merchant_panels/`
@@ -59,7 +61,7 @@ class PanelParams(BaseModel):
     reach_sigma: float = 1.3  # lognormal spread of merchant reach: the heavy head
     planted_reach_quantile: float = 0.85  # planted merchants are drawn from the head...
     planted_min_orders: float = 250.0  # ...and expect at least this many orders in the week before the change
-    audience_draws: int = 12  # pseudo-impressions per cell to average the true rates over
+    audience_draws: int = 16  # pseudo-impressions per cell to average the true rates over
 
 
 PANEL_VOLUME: dict[str, float] = {"tiny": 150.0, "small": 60.0, "medium": 25.0, "large": 12.0}
@@ -79,7 +81,9 @@ class World:
     panels: Panels
 
 
-def merchant_reach(params: PanelParams, merchants: Merchants, planted: list[PlantedCause], rng: np.random.Generator) -> np.ndarray:
+def merchant_reach(
+    params: PanelParams, merchants: Merchants, planted: list[PlantedCause], rng: np.random.Generator
+) -> np.ndarray:
     reach = rng.lognormal(0.0, params.reach_sigma, merchants.n)
     floor = float(np.exp(params.reach_sigma * _normal_quantile(params.planted_reach_quantile)))
     for plant in planted:
@@ -170,8 +174,6 @@ class _Market:
 @dataclass(frozen=True)
 class _Day:
     d: int
-    weight: np.ndarray  # (users, surfaces): expected sessions of each user on each surface
-    taste_bar: np.ndarray  # (surfaces, categories): the taste of each surface's audience
     slot_rate: np.ndarray  # (products, surfaces): expected impressions at volume 1 and reach 1
 
 
@@ -181,79 +183,102 @@ def _day(config: SimConfig, world: World, market: _Market, d: int) -> _Day:
     slots = weight.sum(axis=0) * (market.len_lo + market.len_hi) / 2 * 0.96
     taste_bar = (weight.T @ users.taste) / weight.sum(axis=0)[:, None]
     shares = _slot_shares(config, world, d, taste_bar)
-    return _Day(d, weight, taste_bar, shares * slots[None, :])
+    return _Day(d, shares * slots[None, :])
+
+
+@dataclass(frozen=True)
+class _Audience:
+    """Per (product, surface) cell, the `m` pseudo-impressions its rates average over: who, at which position,
+    in the evening or not, and the per-impression noise of the true model. Drawn once for the period (common
+    random numbers): a cell's audience is the same every day, so its rates move from day to day only with the
+    day's state (price, discount, rating, live, campaign), as the mean over a large audience would."""
+
+    user: np.ndarray  # (products * surfaces * m,)
+    position: np.ndarray
+    evening: np.ndarray
+    click_noise: np.ndarray
+    order_noise: np.ndarray
+    m: int
+
+
+def _audience(config: SimConfig, world: World, market: _Market, m: int, rng: np.random.Generator) -> _Audience:
+    users, products, days = world.users, world.products, world.days
+    n_s = len(SURFACES)
+    # sessions over the period x surface preference: who fills each surface's slots
+    exposure = np.zeros(users.n)
+    for d in range(days.n):
+        exposure += market.day_mult[d] * (users.first_day <= d)
+    weight = (market.rate * exposure)[:, None] * users.surface_pref
+    taste_bar = (weight.T @ users.taste) / weight.sum(axis=0)[:, None]
+    cell_product = np.repeat(np.arange(products.n), n_s)
+    cell_surface = np.tile(np.arange(n_s), products.n)
+    cat = products.category[cell_product]
+    user = np.empty((len(cell_product), m), dtype=np.int64)
+    u01 = rng.random((len(cell_product), m))
+    for s in range(n_s):
+        for c in range(len(CATALOG)):
+            cells = np.flatnonzero((cell_surface == s) & (cat == c))
+            if len(cells) == 0:
+                continue
+            # taste-picked slots lean to the category's fans, the rest follow the surface's audience
+            ts = market.taste_share[s]
+            cdf = np.cumsum(weight[:, s] * (ts * users.taste[:, c] / taste_bar[s, c] + (1 - ts)))
+            user[cells] = np.minimum(np.searchsorted(cdf, u01[cells] * cdf[-1]), users.n - 1)
+    n = user.size
+    surface = np.repeat(cell_surface, m)
+    length = rng.integers(market.len_lo[surface], market.len_hi[surface] + 1)
+    return _Audience(
+        user=user.ravel(),
+        position=1 + (rng.random(n) * length).astype(np.int64),
+        evening=rng.random(n) < market.evening_p,
+        click_noise=rng.normal(0.0, config.params.clicks.noise_sd, n),
+        order_noise=rng.normal(0.0, config.params.orders.noise_sd, n),
+        m=m,
+    )
 
 
 def _rates(
-    config: SimConfig,
-    world: World,
-    market: _Market,
-    day: _Day,
-    prod_idx: np.ndarray,
-    surf_idx: np.ndarray,
-    m: int,
-    rng: np.random.Generator,
+    config: SimConfig, world: World, audience: _Audience, d: int, prod_idx: np.ndarray, surf_idx: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(CTR, CVR) of each (product, surface) cell on the day: the true model averaged over m pseudo-impressions."""
-    users, products = world.users, world.products
-    n_cells = len(prod_idx)
-    cat = products.category[prod_idx]
-    user_draw = np.empty((n_cells, m), dtype=np.int64)
-    u01 = rng.random((n_cells, m))
-    for s in range(len(SURFACES)):
-        for c in range(len(CATALOG)):
-            cells = np.flatnonzero((surf_idx == s) & (cat == c))
-            if len(cells) == 0:
-                continue
-            # the audience: sessions x surface preference, leaning to the category's fans for taste-picked slots
-            ts = market.taste_share[s]
-            w = day.weight[:, s] * (ts * users.taste[:, c] / day.taste_bar[s, c] + (1 - ts))
-            cdf = np.cumsum(w)
-            user_draw[cells] = np.minimum(np.searchsorted(cdf, u01[cells] * cdf[-1]), users.n - 1)
-    flat_user = user_draw.ravel()
-    flat_prod = np.repeat(prod_idx, m)
+    """(CTR, CVR) of each (product, surface) cell on day d: the true model averaged over the cell's audience."""
+    m = audience.m
+    flat = ((prod_idx * len(SURFACES) + surf_idx)[:, None] * m + np.arange(m)[None, :]).ravel()
     flat_surf = np.repeat(surf_idx, m)
-    n = len(flat_user)
-    length = rng.integers(market.len_lo[flat_surf], market.len_hi[flat_surf] + 1)
-    position = 1 + (rng.random(n) * length).astype(np.int64)
-    evening = rng.random(n) < market.evening_p
     truth = true_probabilities(
         config,
-        users,
+        world.users,
         world.merchants,
-        products,
-        DayState.of(world.panels, day.d, int(world.days.kind[day.d])),
-        flat_user,
-        flat_prod,
+        world.products,
+        DayState.of(world.panels, d, int(world.days.kind[d])),
+        audience.user[flat],
+        np.repeat(prod_idx, m),
         flat_surf,
-        evening,
-        rng.normal(0.0, config.params.clicks.noise_sd, n),
-        rng.normal(0.0, config.params.orders.noise_sd, n),
+        audience.evening[flat],
+        audience.click_noise[flat],
+        audience.order_noise[flat],
     )
-    p_click = (truth.examination(position, flat_surf) * truth.attraction).reshape(n_cells, m)
-    p_order = truth.p_order.reshape(n_cells, m)
+    p_click = (truth.examination(audience.position[flat], flat_surf) * truth.attraction).reshape(-1, m)
+    p_order = truth.p_order.reshape(-1, m)
     ctr = p_click.mean(axis=1)
     cvr = (p_click * p_order).sum(axis=1) / np.maximum(p_click.sum(axis=1), 1e-300)
     return np.clip(ctr, 0.0, 1.0), np.clip(cvr, 0.0, 1.0)
 
 
 def _lift_planted(
-    config: SimConfig, world: World, market: _Market, params: PanelParams, reach: np.ndarray
+    config: SimConfig, world: World, market: _Market, audience: _Audience, params: PanelParams, reach: np.ndarray
 ) -> np.ndarray:
-    """Raise a planted merchant's reach until its week before the change expects `planted_min_orders` orders:
-    a pilot of the true rates on its own cells (its own random stream), so the rest of the panel is untouched."""
-    rng = rng_for(config.seed, "merchant_panel/pilot")
+    """Raise a planted merchant's reach until its week before the change expects `planted_min_orders` orders
+    (expected, from the true rates of its own cells; no random draw, so the rest of the panel is untouched)."""
     reach = reach.copy()
     for plant in world.planted:
         own = np.flatnonzero(world.products.merchant == plant.merchant)
         expected = 0.0
         for d in range(max(0, plant.change_day - 7), plant.change_day):
-            day = _day(config, world, market, d)
-            lam = params.volume * reach[plant.merchant] * day.slot_rate[own]
+            lam = params.volume * reach[plant.merchant] * _day(config, world, market, d).slot_rate[own]
             prod_idx, surf_idx = np.nonzero(lam > 0)
             if len(prod_idx) == 0:
                 continue
-            ctr, cvr = _rates(config, world, market, day, own[prod_idx], surf_idx, params.audience_draws, rng)
+            ctr, cvr = _rates(config, world, audience, d, own[prod_idx], surf_idx)
             expected += float((lam[prod_idx, surf_idx] * ctr * cvr).sum())
         if 0 < expected < params.planted_min_orders:
             reach[plant.merchant] *= params.planted_min_orders / expected
@@ -267,7 +292,9 @@ def generate_panel(config: SimConfig, world: World) -> pa.Table:
     op = config.params.orders
     products, days = world.products, world.days
     market = _Market.of(config, world)
-    reach = _lift_planted(config, world, market, params, merchant_reach(params, world.merchants, world.planted, rng))
+    audience = _audience(config, world, market, params.audience_draws, rng)
+    reach = merchant_reach(params, world.merchants, world.planted, rng)
+    reach = _lift_planted(config, world, market, audience, params, reach)
 
     columns: dict[str, list[np.ndarray]] = {k: [] for k in ("product", "day", "surface", "imp", "clk", "ord", "gmv")}
     for d in range(days.n):
@@ -279,7 +306,7 @@ def generate_panel(config: SimConfig, world: World) -> pa.Table:
         prod_idx, surf_idx, n_imp = prod_idx[keep], surf_idx[keep], n_imp[keep]
         if len(prod_idx) == 0:
             continue
-        ctr, cvr = _rates(config, world, market, day, prod_idx, surf_idx, params.audience_draws, rng)
+        ctr, cvr = _rates(config, world, audience, d, prod_idx, surf_idx)
         clicks = rng.binomial(n_imp, ctr)
         orders = rng.binomial(clicks, cvr)
         price = world.panels.price[prod_idx, d]
