@@ -66,9 +66,12 @@ def build_home(root: Path, scale: str, seed: int, end_date: str) -> Settings:
         home / "merchant_panels" / "product_funnel_daily.parquet"
     ).exists()
     if not done:
-        env = {**os.environ, "SHOPRANK_HOME": str(home)}
+        # a make calling this passes its command-line variables down in MAKEFLAGS: drop them, name the home
+        env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
+        env["SHOPRANK_HOME"] = str(home)
         cmd = ["make", "--no-print-directory", "data", "features", f"SCALE={scale}", f"SEED={seed}"]
-        subprocess.run([*cmd, f"END_DATE={end_date}"], cwd=REPO_ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+        cmd += [f"END_DATE={end_date}", f"SHOPRANK_HOME={home}"]
+        subprocess.run(cmd, cwd=REPO_ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     return settings
 
 

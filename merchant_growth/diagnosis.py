@@ -418,21 +418,34 @@ def channel_intervals(
         return np.column_stack([values, per_day[den].to_numpy(dtype=np.float64) if den else np.ones(len(values))])
 
     days_a = period_a.days
-    imp = np.vstack([cell_matrix(period_a, "impressions"), cell_matrix(period_b, "impressions")])
-    orders = np.vstack([cell_matrix(period_a, "orders"), cell_matrix(period_b, "orders")])
-    mkt = np.vstack(
-        [daily(market, period_a, "orders", "impressions"), daily(market, period_b, "orders", "impressions")]
-    )
-    conversion = conversion_vs_market(imp, orders, mkt, days_a)
+
+    def both(column: str) -> np.ndarray:
+        return np.vstack([cell_matrix(period_a, column), cell_matrix(period_b, column)])
+
+    def market_rate(num: str, den: str) -> np.ndarray:
+        return np.vstack([daily(market, period_a, num, den), daily(market, period_b, num, den)])
+
+    ctr = conversion_vs_market(both("impressions"), both("clicks"), market_rate("clicks", "impressions"), days_a)
+    cvr = conversion_vs_market(both("clicks"), both("orders"), market_rate("orders", "clicks"), days_a)
     own_live, market_live = rows[rows["surface"] == "live_stream"], market[market["surface"] == "live_stream"]
     live = share_of_market(
         np.concatenate([daily(own_live, p, "impressions", None)[:, 0] for p in (period_a, period_b)]),
         np.concatenate([daily(market_live, p, "impressions", None)[:, 0] for p in (period_a, period_b)]),
     )
+    # two looks at conversion (Bonferroni: each at half the error rate)
+    level = 1 - (1 - boot.level) / 2
     return {
-        "conversion": mean_shift(boot, conversion[:days_a], conversion[days_a:]),
+        "ctr": mean_shift(boot, ctr[:days_a], ctr[days_a:], level),
+        "cvr": mean_shift(boot, cvr[:days_a], cvr[days_a:], level),
         "live_stream traffic": mean_shift(boot, live[:days_a], live[days_a:]),
     }
+
+
+# The market-adjusted intervals each channel is judged on (channel_intervals).
+CHANNEL_LOOKS: dict[str, tuple[str, ...]] = {
+    "conversion": ("ctr", "cvr"),
+    "live_stream traffic": ("live_stream traffic",),
+}
 
 
 def gate_findings(
@@ -451,8 +464,10 @@ def gate_findings(
     for f in findings:
         if f.kind == "merchant" and f.cause in CHANNELS:
             channel, sign = CHANNELS[f.cause]
-            interval = channels.get(channel)
-            supported = interval is not None and interval.sign() == sign
+            looks = [channels[k] for k in CHANNEL_LOOKS[channel] if k in channels]
+            # named when one look moved the predicted way beyond noise and none moved the other way
+            supported = any(i.sign() == sign for i in looks) and not any(i.sign() == -sign for i in looks)
+            interval = next((i for i in looks if i.sign() == sign), looks[0] if looks else None)
             f = f.model_copy(
                 update={
                     "funnel_channel": channel,

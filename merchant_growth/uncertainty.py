@@ -122,10 +122,13 @@ def summarise(reps: np.ndarray, level: float = LEVEL) -> PartIntervals:
     )
 
 
-def mean_shift(boot: DayBootstrap, per_day_a: np.ndarray, per_day_b: np.ndarray) -> Interval:
+def mean_shift(
+    boot: DayBootstrap, per_day_a: np.ndarray, per_day_b: np.ndarray, level: float | None = None
+) -> Interval:
     """Interval of mean(b) - mean(a) of a per-day statistic, over the bootstrap's resampled days."""
     reps = boot.weights_b @ per_day_b / boot.days_b - boot.weights_a @ per_day_a / boot.days_a
-    lo_q, hi_q = (1 - boot.level) / 2, 1 - (1 - boot.level) / 2
+    level = boot.level if level is None else level
+    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
     low, high = np.quantile(reps, [lo_q, hi_q])
     return Interval(low=float(low), high=float(high))
 
@@ -133,14 +136,15 @@ def mean_shift(boot: DayBootstrap, per_day_a: np.ndarray, per_day_b: np.ndarray)
 def conversion_vs_market(
     own_imp: np.ndarray, own_ord: np.ndarray, market: np.ndarray, baseline_days: int
 ) -> np.ndarray:
-    """Per day, the log ratio of the merchant's conversion, product mix held fixed, to the market's.
+    """Per day, the log ratio of the merchant's rate (num / den: clicks per impression, orders per click),
+    product mix held fixed, to the market's.
 
-    `own_imp` / `own_ord`: (days, cells) over the merchant's product x surface cells, the first `baseline_days`
-    rows being period a; `market`: (days, 2) orders and impressions of every other merchant. A day's merchant
-    conversion is its orders over the orders its impressions would have made at each cell's conversion of period
-    a (indirect standardisation, one pseudo-order of prior per cell at the merchant's pooled rate), so a shift of
-    traffic to cheap, high-converting products does not read as better conversion; dividing by the market's
-    orders per impression that day removes what every merchant shares (a campaign day lifts everyone).
+    `own_imp` / `own_ord`: (days, cells) denominators and numerators over the merchant's product x surface cells,
+    the first `baseline_days` rows being period a; `market`: (days, 2) numerator and denominator of every other
+    merchant. A day's merchant rate is its numerator over what its denominators would have made at each cell's
+    rate of period a (indirect standardisation, one pseudo-event of prior per cell at the merchant's pooled
+    rate), so a shift of traffic to cheap, high-converting products does not read as better conversion; dividing
+    by the market's rate that day removes what every merchant shares (a campaign day lifts everyone).
     """
     imp_a, ord_a = own_imp[:baseline_days].sum(axis=0), own_ord[:baseline_days].sum(axis=0)
     pooled = (ord_a.sum() + 0.5) / (imp_a.sum() + 0.5)

@@ -57,14 +57,17 @@ class PanelParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    volume: float = 60.0  # impressions per product-surface-day, relative to the event-level marketplace
+    volume: float = 250.0  # impressions per product-surface-day, relative to the event-level marketplace
     reach_sigma: float = 1.3  # lognormal spread of merchant reach: the heavy head
     planted_reach_quantile: float = 0.85  # planted merchants are drawn from the head...
-    planted_min_orders: float = 250.0  # ...and expect at least this many orders in the week before the change
+    # ...and expect at least this many orders in the week before the change: a 20% move of a merchant's
+    # conversion is then ~3 standard errors of the day-to-day noise of a week against a week
+    planted_min_orders: float = 700.0
     audience_draws: int = 16  # pseudo-impressions per cell to average the true rates over
 
 
-PANEL_VOLUME: dict[str, float] = {"tiny": 150.0, "small": 60.0, "medium": 25.0, "large": 12.0}
+# Busy enough that a mid-sized merchant's week holds tens of orders (the event-level one: 0-2 at small).
+PANEL_VOLUME: dict[str, float] = {"tiny": 400.0, "small": 250.0, "medium": 100.0, "large": 50.0}
 
 
 def panel_params(config: SimConfig) -> PanelParams:
@@ -362,6 +365,21 @@ def concentration(table: pa.Table, n_merchants: int, n_weeks: float) -> dict[str
         "orders_per_merchant_week_median": float(np.median(per_orders) / n_weeks),
         "orders_per_day": float(orders.sum() / (n_weeks * 7)),
     }
+
+
+def build_world(config: SimConfig) -> World:
+    """The world `generate` draws (same streams, same arrays), without simulating any event."""
+    from simulator.campaigns import build_days
+    from simulator.entities import make_merchants, make_panels, make_products, make_users, plant_causes
+
+    seed = config.seed
+    days = build_days(config)
+    users = make_users(config, days, rng_for(seed, "users"))
+    merchants = make_merchants(config, days, rng_for(seed, "merchants"))
+    products = make_products(config, days, merchants, rng_for(seed, "products"))
+    planted = plant_causes(config, days, merchants, products, rng_for(seed, "plants"))
+    panels = make_panels(config, days, merchants, products, planted, rng_for(seed, "panels"))
+    return World(days, users, merchants, products, planted, panels)
 
 
 def write_panel(home: Path, config: SimConfig, world: World) -> dict[str, float]:
