@@ -507,13 +507,16 @@ def _summary(dec: Decomposition, findings: list[Finding], primary: str) -> str:
     )
     distinguishable = dec.distinguishable_parts
     text += (
-        f" Beyond noise: {', '.join(distinguishable)}."
+        f" Parts beyond noise: {', '.join(distinguishable)}."
         if distinguishable
-        else " No part of the funnel moved beyond noise."
+        else " No part of the GMV change is beyond noise on its own."
     )
     by_cause: dict[str, Finding] = {f.cause: f for f in findings}
     if primary in by_cause:
-        text += f" Most likely cause: {primary} - {by_cause[primary].summary}"
+        f = by_cause[primary]
+        text += f" Most likely cause: {primary} - {f.summary}"
+        if f.channel_vs_peers is not None:
+            text += f" Its {f.funnel_channel} moved beyond noise against the market: log change {f.channel_vs_peers}."
         others = [f.cause for f in findings if f.cause != primary]
         if others:
             text += " Also: " + "; ".join(others) + "."
