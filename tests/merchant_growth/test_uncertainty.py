@@ -71,8 +71,9 @@ def test_a_real_conversion_drop_is_told_from_noise_and_no_change_mostly_is_not()
     assert not drop.traffic.excludes_zero()
     # 200 merchants whose funnel did not change: the CVR part's interval rarely excludes 0
     false = sum(
-        boot.intervals(daily_funnel(rng, 7, 3_000, 0.03, 0.05, 10.0), daily_funnel(rng, 7, 3_000, 0.03, 0.05, 10.0))
-        .cvr.excludes_zero()
+        boot.intervals(
+            daily_funnel(rng, 7, 3_000, 0.03, 0.05, 10.0), daily_funnel(rng, 7, 3_000, 0.03, 0.05, 10.0)
+        ).cvr.excludes_zero()
         for _ in range(200)
     )
     assert false <= 30, false  # 95% intervals from 7 days are a little narrow; never most of them
