@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from simulator.merchant_panel import PANEL_DIR, PANEL_FILE
-from tests.simulator.conftest import Run
+from tests.simulator.conftest import Run, simulate
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +79,29 @@ def test_planted_causes_move_the_panel_funnel(tiny: Run, panel: pd.DataFrame) ->
     per_day_before = live[days < change]["impressions"].sum() / max(1, (change - tiny.config.start_date).days)
     per_day_after = live[days >= change]["impressions"].sum() / (tiny.config.end_date - change).days
     assert per_day_after > 3 * per_day_before
+
+
+def test_the_panel_leaves_the_event_data_byte_identical(
+    tiny: Run, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ranking models, the point-in-time and realism tests read raw/ and oracle/: drawing the panels must not
+    move a byte of them (its own random streams, drawn after the event data is written)."""
+    import hashlib
+
+    import simulator.run
+
+    monkeypatch.setattr(simulator.run, "write_panel", lambda *args: {})
+    home = tmp_path_factory.mktemp("tiny-without-panel")
+    monkeypatch.setenv("SHOPRANK_HOME", str(home))
+    without = simulate(home)
+    assert not (home / PANEL_DIR).exists()
+
+    def digests(root: Path) -> dict[str, str]:
+        return {
+            str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for folder in ("raw", "oracle")
+            for p in sorted((root / folder).rglob("*"))
+            if p.is_file()
+        }
+
+    assert digests(without.home) == digests(tiny.home)
