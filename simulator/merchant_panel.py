@@ -329,15 +329,19 @@ def generate_panel(config: SimConfig, world: World) -> pa.Table:
     cols = {k: v[order] for k, v in cols.items()}
     product = cols["product"]
     merchant = products.merchant[product]
-    cat_names = np.array([c.name for c in CATALOG])
+    # ids and names through arrow `take`, so no Python object is made per row (medium holds millions of rows)
+    product_ids = pa.array([f"p{p + 1:06d}" for p in range(products.n)], pa.string())
+    merchant_ids = pa.array([f"m{x + 1:05d}" for x in range(world.merchants.n)], pa.string())
+    cat_names = pa.array([c.name for c in CATALOG], pa.string())
+    start = np.datetime64(days.dates[0].isoformat(), "D")
     return pa.table(
         {
-            "product_id": pa.array([f"p{p + 1:06d}" for p in product], pa.string()),
-            "merchant_id": pa.array([f"m{x + 1:05d}" for x in merchant], pa.string()),
-            "category_l1": pa.array(cat_names[products.category[product]].tolist(), pa.string()),
-            "main_category_l1": pa.array(cat_names[world.merchants.main_category[merchant]].tolist(), pa.string()),
-            "activity_date": pa.array([days.dates[d] for d in cols["day"]], pa.date32()),
-            "surface": pa.array(np.array(SURFACES)[cols["surface"]].tolist(), pa.string()),
+            "product_id": product_ids.take(pa.array(product)),
+            "merchant_id": merchant_ids.take(pa.array(merchant)),
+            "category_l1": cat_names.take(pa.array(products.category[product])),
+            "main_category_l1": cat_names.take(pa.array(world.merchants.main_category[merchant])),
+            "activity_date": pa.array(start + cols["day"].astype("timedelta64[D]"), pa.date32()),
+            "surface": pa.array(list(SURFACES), pa.string()).take(pa.array(cols["surface"])),
             "impressions": pa.array(cols["imp"], pa.int64()),
             "clicks": pa.array(cols["clk"], pa.int64()),
             "orders": pa.array(cols["ord"], pa.int64()),
@@ -348,10 +352,11 @@ def generate_panel(config: SimConfig, world: World) -> pa.Table:
 
 def concentration(table: pa.Table, n_merchants: int, n_weeks: float) -> dict[str, float]:
     """GMV share of the top 1% and 10% of merchants, and orders per merchant-week (mean, median)."""
-    merchant = np.array(table.column("merchant_id").to_pylist())
+    encoded = table.column("merchant_id").combine_chunks().dictionary_encode()
+    inverse = encoded.indices.to_numpy()
+    ids = encoded.dictionary
     gmv = table.column("gmv").to_numpy()
     orders = table.column("orders").to_numpy()
-    ids, inverse = np.unique(merchant, return_inverse=True)
     per_gmv = np.zeros(n_merchants)
     per_orders = np.zeros(n_merchants)
     per_gmv[: len(ids)] = np.bincount(inverse, weights=gmv, minlength=len(ids))
