@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
@@ -49,6 +51,7 @@ from simulator.traffic import SEARCH, DayState, true_probabilities
 
 PANEL_DIR = "merchant_panels"
 PANEL_FILE = "product_funnel_daily.parquet"
+RATE_CHUNK = 50_000  # cells whose rates are computed at once (x audience_draws pseudo-impressions)
 TASTE_SRC, POPULAR_SRC, RANDOM_SRC, LIVE_SRC = range(4)
 
 
@@ -243,7 +246,14 @@ def _audience(config: SimConfig, world: World, market: _Market, m: int, rng: np.
 def _rates(
     config: SimConfig, world: World, audience: _Audience, d: int, prod_idx: np.ndarray, surf_idx: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(CTR, CVR) of each (product, surface) cell on day d: the true model averaged over the cell's audience."""
+    """(CTR, CVR) of each (product, surface) cell on day d: the true model averaged over the cell's audience,
+    in chunks of cells so memory stays bounded at large (no random draw here: chunking changes nothing)."""
+    if len(prod_idx) > RATE_CHUNK:
+        parts = [
+            _rates(config, world, audience, d, prod_idx[i : i + RATE_CHUNK], surf_idx[i : i + RATE_CHUNK])
+            for i in range(0, len(prod_idx), RATE_CHUNK)
+        ]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     m = audience.m
     flat = ((prod_idx * len(SURFACES) + surf_idx)[:, None] * m + np.arange(m)[None, :]).ravel()
     flat_surf = np.repeat(surf_idx, m)
@@ -288,8 +298,9 @@ def _lift_planted(
     return reach
 
 
-def generate_panel(config: SimConfig, world: World) -> pa.Table:
-    """Product x surface x day funnel counts (only cells with impressions), sorted by product, day, surface."""
+def panel_days(config: SimConfig, world: World) -> Iterator[pa.Table]:
+    """One table a day of product x surface funnel counts (only cells with impressions), sorted by product and
+    surface: memory holds one day, whatever the scale."""
     params = panel_params(config)
     rng = rng_for(config.seed, "merchant_panel")
     op = config.params.orders
@@ -298,12 +309,16 @@ def generate_panel(config: SimConfig, world: World) -> pa.Table:
     audience = _audience(config, world, market, params.audience_draws, rng)
     reach = merchant_reach(params, world.merchants, world.planted, rng)
     reach = _lift_planted(config, world, market, audience, params, reach)
+    # ids and names through arrow `take`, so no Python object is made per row
+    product_ids = pa.array([f"p{p + 1:06d}" for p in range(products.n)], pa.string())
+    merchant_ids = pa.array([f"m{x + 1:05d}" for x in range(world.merchants.n)], pa.string())
+    cat_names = pa.array([c.name for c in CATALOG], pa.string())
+    surfaces = pa.array(list(SURFACES), pa.string())
 
-    columns: dict[str, list[np.ndarray]] = {k: [] for k in ("product", "day", "surface", "imp", "clk", "ord", "gmv")}
     for d in range(days.n):
         day = _day(config, world, market, d)
         lam = params.volume * reach[products.merchant][:, None] * day.slot_rate
-        prod_idx, surf_idx = np.nonzero(lam > 0)
+        prod_idx, surf_idx = np.nonzero(lam > 0)  # row-major: sorted by product, then surface
         n_imp = rng.poisson(lam[prod_idx, surf_idx])
         keep = n_imp > 0
         prod_idx, surf_idx, n_imp = prod_idx[keep], surf_idx[keep], n_imp[keep]
@@ -316,59 +331,39 @@ def generate_panel(config: SimConfig, world: World) -> pa.Table:
         mega = op.quantity_mega_multiplier if DAY_KINDS[int(days.kind[d])] == "mega" else 1.0
         multi_buy = np.minimum(mega * op.quantity_base / (1.0 + price / op.quantity_price_scale), 1.0)
         units = orders + rng.binomial(2 * orders, multi_buy)
-        columns["product"].append(prod_idx)
-        columns["day"].append(np.full(len(prod_idx), d))
-        columns["surface"].append(surf_idx)
-        columns["imp"].append(n_imp)
-        columns["clk"].append(clicks)
-        columns["ord"].append(orders)
-        columns["gmv"].append(np.round(units * price, 2))
-
-    cols = {k: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for k, v in columns.items()}
-    order = np.lexsort((cols["surface"], cols["day"], cols["product"]))
-    cols = {k: v[order] for k, v in cols.items()}
-    product = cols["product"]
-    merchant = products.merchant[product]
-    # ids and names through arrow `take`, so no Python object is made per row (medium holds millions of rows)
-    product_ids = pa.array([f"p{p + 1:06d}" for p in range(products.n)], pa.string())
-    merchant_ids = pa.array([f"m{x + 1:05d}" for x in range(world.merchants.n)], pa.string())
-    cat_names = pa.array([c.name for c in CATALOG], pa.string())
-    start = np.datetime64(days.dates[0].isoformat(), "D")
-    return pa.table(
-        {
-            "product_id": product_ids.take(pa.array(product)),
-            "merchant_id": merchant_ids.take(pa.array(merchant)),
-            "category_l1": cat_names.take(pa.array(products.category[product])),
-            "main_category_l1": cat_names.take(pa.array(world.merchants.main_category[merchant])),
-            "activity_date": pa.array(start + cols["day"].astype("timedelta64[D]"), pa.date32()),
-            "surface": pa.array(list(SURFACES), pa.string()).take(pa.array(cols["surface"])),
-            "impressions": pa.array(cols["imp"], pa.int64()),
-            "clicks": pa.array(cols["clk"], pa.int64()),
-            "orders": pa.array(cols["ord"], pa.int64()),
-            "gmv": pa.array(cols["gmv"], pa.float64()),
-        }
-    )
+        merchant = products.merchant[prod_idx]
+        yield pa.table(
+            {
+                "product_id": product_ids.take(pa.array(prod_idx)),
+                "merchant_id": merchant_ids.take(pa.array(merchant)),
+                "category_l1": cat_names.take(pa.array(products.category[prod_idx])),
+                "main_category_l1": cat_names.take(pa.array(world.merchants.main_category[merchant])),
+                "activity_date": pa.array([days.dates[d]] * len(prod_idx), pa.date32()),
+                "surface": surfaces.take(pa.array(surf_idx)),
+                "impressions": pa.array(n_imp, pa.int64()),
+                "clicks": pa.array(clicks, pa.int64()),
+                "orders": pa.array(orders, pa.int64()),
+                "gmv": pa.array(np.round(units * price, 2), pa.float64()),
+            }
+        )
 
 
-def concentration(table: pa.Table, n_merchants: int, n_weeks: float) -> dict[str, float]:
-    """GMV share of the top 1% and 10% of merchants, and orders per merchant-week (mean, median)."""
-    encoded = table.column("merchant_id").combine_chunks().dictionary_encode()
-    inverse = encoded.indices.to_numpy()
-    ids = encoded.dictionary
-    gmv = table.column("gmv").to_numpy()
-    orders = table.column("orders").to_numpy()
-    per_gmv = np.zeros(n_merchants)
-    per_orders = np.zeros(n_merchants)
-    per_gmv[: len(ids)] = np.bincount(inverse, weights=gmv, minlength=len(ids))
-    per_orders[: len(ids)] = np.bincount(inverse, weights=orders, minlength=len(ids))
+def generate_panel(config: SimConfig, world: World) -> pa.Table:
+    """The whole panel as one table, sorted by day, product, surface (small scales and tests)."""
+    return pa.concat_tables(list(panel_days(config, world)))
+
+
+def merchant_concentration(per_gmv: np.ndarray, per_orders: np.ndarray, n_weeks: float) -> dict[str, float]:
+    """GMV share of the top 1% and 10% of merchants, orders per merchant-week (mean, median), orders per day."""
+    n = len(per_gmv)
     ranked = np.sort(per_gmv)[::-1]
     total = ranked.sum() or 1.0
     return {
-        "top_1pct_gmv_share": float(ranked[: max(1, round(0.01 * n_merchants))].sum() / total),
-        "top_10pct_gmv_share": float(ranked[: max(1, round(0.10 * n_merchants))].sum() / total),
+        "top_1pct_gmv_share": float(ranked[: max(1, round(0.01 * n))].sum() / total),
+        "top_10pct_gmv_share": float(ranked[: max(1, round(0.10 * n))].sum() / total),
         "orders_per_merchant_week_mean": float(per_orders.mean() / n_weeks),
         "orders_per_merchant_week_median": float(np.median(per_orders) / n_weeks),
-        "orders_per_day": float(orders.sum() / (n_weeks * 7)),
+        "orders_per_day": float(per_orders.sum() / (n_weeks * 7)),
     }
 
 
@@ -388,20 +383,34 @@ def build_world(config: SimConfig) -> World:
 
 
 def write_panel(home: Path, config: SimConfig, world: World) -> dict[str, float]:
-    """Draw the panel and swap it into `home/merchant_panels/` atomically; returns its concentration figures."""
-    table = generate_panel(config, world)
+    """Draw the panel a day at a time into `home/merchant_panels/` (swapped in atomically); returns its
+    concentration figures."""
     tmp = home / f".{PANEL_DIR}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    pq.write_table(table, tmp / PANEL_FILE, compression="zstd")
-    stats = concentration(table, world.merchants.n, world.days.n / 7)
+    per_gmv, per_orders = np.zeros(world.merchants.n), np.zeros(world.merchants.n)
+    rows = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        for table in panel_days(config, world):
+            if writer is None:
+                writer = pq.ParquetWriter(tmp / PANEL_FILE, table.schema, compression="zstd")
+            writer.write_table(table)
+            idx = pc.cast(pc.utf8_slice_codeunits(table.column("merchant_id"), 1), pa.int64()).to_numpy() - 1
+            per_gmv += np.bincount(idx, weights=table.column("gmv").to_numpy(), minlength=world.merchants.n)
+            per_orders += np.bincount(idx, weights=table.column("orders").to_numpy(), minlength=world.merchants.n)
+            rows += table.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    stats = merchant_concentration(per_gmv, per_orders, world.days.n / 7)
     meta = {
         "seed": config.seed,
         "scale": config.scale,
         "start_date": config.start_date.isoformat(),
         "end_date": config.end_date.isoformat(),
         "params": panel_params(config).model_dump(),
-        "rows": table.num_rows,
+        "rows": rows,
         **stats,
     }
     (tmp / "panel.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
