@@ -124,11 +124,17 @@ MERCHANT ?=
 PERIOD_A ?=
 PERIOD_B ?=
 
-.PHONY: diagnose forecast
+.PHONY: diagnose forecast bench-diagnose
 
 diagnose: $(VENV_STAMP) ## HTML GMV diagnosis: MERCHANT=<id> [PERIOD_A=START:END PERIOD_B=START:END]; prints its path
 	@test -n "$(MERCHANT)" || { echo "usage: make diagnose MERCHANT=m00034 [PERIOD_A=YYYY-MM-DD:YYYY-MM-DD PERIOD_B=...]" >&2; exit 2; }
 	@$(RUN) python -m merchant_growth diagnose $(MERCHANT) $(if $(PERIOD_A),--period-a $(PERIOD_A)) $(if $(PERIOD_B),--period-b $(PERIOD_B))
+
+# Issue 18: precision, recall and false causes of the diagnosis over seeds and scales (docs/benchmarks.md).
+BENCH_SEEDS ?= 7,42,123
+BENCH_SCALES ?= tiny,small
+bench-diagnose: $(VENV_STAMP) ## planted-cause benchmark of the diagnosis: BENCH_SCALES=tiny,small BENCH_SEEDS=7,42,123 (homes under $SHOPRANK_HOME/bench-diagnose)
+	$(RUN) python -m benchmarks.diagnose --root "$(SHOPRANK_HOME)/bench-diagnose" --scales $(BENCH_SCALES) --seeds $(BENCH_SEEDS) --sources panel,events
 
 forecast: $(VENV_STAMP) ## next-7-day merchant GMV forecast: backtest vs seasonal naive, register, promote if better
 	$(RUN) python -m merchant_growth train-forecast

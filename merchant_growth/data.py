@@ -2,6 +2,12 @@
 
 Parquet, not the DuckDB warehouse: a reader never takes the warehouse's lock, so diagnostics keep working
 while dbt rebuilds (they see the previous export until the new one is swapped in).
+
+Two funnel sources: `events` (the dbt marts built from the event-level impressions, clicks and orders) and
+`panel` (the merchant-analytics warehouse's product x surface x day counts of a larger marketplace, drawn by
+`simulator.merchant_panel` into $SHOPRANK_HOME/merchant_panels; docs/simulator.md). `auto` reads the panel when
+it is there. Lever evidence (prices, discounts, rating, live days) always comes from the marts: the panel is
+drawn from the same daily panels, so both describe the same merchants.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 import pandas as pd
@@ -21,6 +28,8 @@ MERCHANT_FUNNEL = "mg_merchant_funnel_daily"
 PRODUCT_FUNNEL = "mg_product_funnel_daily"
 FORECAST_FEATURES = "mg_merchant_forecast_features"
 CAMPAIGN_PLAN = "mg_campaign_plan"
+PANEL_FILE = Path("merchant_panels") / "product_funnel_daily.parquet"
+FunnelSource = Literal["auto", "panel", "events"]
 
 
 def mg_dir(settings: Settings) -> Path:
@@ -34,6 +43,41 @@ def mart_path(settings: Settings, name: str) -> Path:
     if not path.exists():
         raise NotReadyError(f"{path} is missing: run `make features` (dbt build) first")
     return path
+
+
+def panel_path(settings: Settings) -> Path:
+    return settings.home_dir / PANEL_FILE
+
+
+def resolve_source(settings: Settings, source: FunnelSource = "auto") -> Literal["panel", "events"]:
+    if source == "panel" and not panel_path(settings).exists():
+        raise NotReadyError(f"{panel_path(settings)} is missing: run `make data` (the simulator draws it)")
+    if source == "auto":
+        return "panel" if panel_path(settings).exists() else "events"
+    return source
+
+
+def product_funnel_relation(settings: Settings, source: FunnelSource = "auto") -> str:
+    """SQL relation of product x day x surface funnel rows with merchant_id and main_category_l1."""
+    if resolve_source(settings, source) == "panel":
+        return f"read_parquet('{panel_path(settings)}')"
+    path = mart_path(settings, PRODUCT_FUNNEL)
+    merchants = mart_path(settings, MERCHANT_FUNNEL)
+    return (
+        f"(select p.*, c.main_category_l1 from read_parquet('{path}') p join (select distinct merchant_id, "
+        f"main_category_l1 from read_parquet('{merchants}')) c using (merchant_id))"
+    )
+
+
+def merchant_funnel_relation(settings: Settings, source: FunnelSource = "auto") -> str:
+    """SQL relation of merchant x day x surface funnel rows (dense for the events mart, sparse for the panel)."""
+    if resolve_source(settings, source) == "events":
+        return f"read_parquet('{mart_path(settings, MERCHANT_FUNNEL)}')"
+    return (
+        "(select merchant_id, main_category_l1, activity_date, surface, sum(impressions)::bigint impressions, "
+        "sum(clicks)::bigint clicks, sum(orders)::bigint orders, sum(gmv) gmv "
+        f"from read_parquet('{panel_path(settings)}') group by all)"
+    )
 
 
 def query(sql: str, params: list | None = None) -> pd.DataFrame:
@@ -56,18 +100,18 @@ class MerchantInfo:
     last_date: date
 
 
-def data_bounds(settings: Settings) -> tuple[date, date]:
-    path = mart_path(settings, MERCHANT_FUNNEL)
-    row = query(f"select min(activity_date) lo, max(activity_date) hi from read_parquet('{path}')").iloc[0]
+def data_bounds(settings: Settings, source: FunnelSource = "auto") -> tuple[date, date]:
+    relation = merchant_funnel_relation(settings, source)
+    row = query(f"select min(activity_date) lo, max(activity_date) hi from {relation}").iloc[0]
     if pd.isna(row["lo"]):
-        raise NotReadyError(f"{path} is empty")
+        raise NotReadyError(f"{relation} is empty")
     return pd.Timestamp(row["lo"]).date(), pd.Timestamp(row["hi"]).date()
 
 
-def merchant_info(settings: Settings, merchant_id: str) -> MerchantInfo:
-    funnel = mart_path(settings, MERCHANT_FUNNEL)
+def merchant_info(settings: Settings, merchant_id: str, source: FunnelSource = "auto") -> MerchantInfo:
+    funnel = merchant_funnel_relation(settings, source)
     rows = query(
-        f"select main_category_l1, min(activity_date) lo, max(activity_date) hi from read_parquet('{funnel}') "
+        f"select main_category_l1, min(activity_date) lo, max(activity_date) hi from {funnel} "
         "where merchant_id = ? group by 1",
         [merchant_id],
     )
@@ -95,30 +139,31 @@ def check_period(period: Period, name: str, bounds: tuple[date, date]) -> None:
         raise InvalidPeriodError(f"{name} ({period}) is outside the data ({lo}..{hi})")
 
 
-def category_merchants(settings: Settings, category: str) -> list[str]:
-    funnel = mart_path(settings, MERCHANT_FUNNEL)
-    frame = query(
-        f"select distinct merchant_id from read_parquet('{funnel}') where main_category_l1 = ? order by 1", [category]
-    )
+def category_merchants(settings: Settings, category: str, source: FunnelSource = "auto") -> list[str]:
+    funnel = merchant_funnel_relation(settings, source)
+    frame = query(f"select distinct merchant_id from {funnel} where main_category_l1 = ? order by 1", [category])
     return frame["merchant_id"].tolist()
 
 
-def merchant_funnel(settings: Settings, merchant_ids: list[str], start: date, end: date) -> pd.DataFrame:
+def merchant_funnel(
+    settings: Settings, merchant_ids: list[str], start: date, end: date, source: FunnelSource = "auto"
+) -> pd.DataFrame:
     """Daily funnel rows (merchant x day x surface) of the given merchants in [start, end]."""
-    path = mart_path(settings, MERCHANT_FUNNEL)
     return query(
-        f"select * from read_parquet('{path}') where activity_date between ? and ? "
+        f"select * from {merchant_funnel_relation(settings, source)} where activity_date between ? and ? "
         "and list_contains(?, merchant_id) order by merchant_id, activity_date, surface",
         [start, end, merchant_ids],
     )
 
 
-def product_funnel_rows(settings: Settings, merchant_id: str, start: date, end: date) -> pd.DataFrame:
+def product_funnel_rows(
+    settings: Settings, merchant_id: str, start: date, end: date, source: FunnelSource = "auto"
+) -> pd.DataFrame:
     """The merchant's product x day x surface funnel rows in [start, end]: the finest grain, which the
     decomposition sums exactly into products, surfaces and the merchant total."""
-    path = mart_path(settings, PRODUCT_FUNNEL)
+    relation = product_funnel_relation(settings, source)
     return query(
-        f"select product_id, activity_date, surface, impressions, clicks, orders, gmv from read_parquet('{path}') "
+        f"select product_id, activity_date, surface, impressions, clicks, orders, gmv from {relation} "
         "where merchant_id = ? and activity_date between ? and ? order by product_id, activity_date, surface",
         [merchant_id, start, end],
     )
@@ -152,12 +197,24 @@ def campaign_days(settings: Settings, period: Period) -> int:
     return int(frame.iloc[0, 0])
 
 
-def merchant_daily_gmv(settings: Settings, merchant_id: str) -> pd.DataFrame:
+def merchant_daily_gmv(settings: Settings, merchant_id: str, source: FunnelSource = "auto") -> pd.DataFrame:
     """Daily funnel of the merchant over all surfaces (for the report's history plot)."""
-    path = mart_path(settings, MERCHANT_FUNNEL)
     return query(
         f"select activity_date, sum(impressions)::bigint impressions, sum(clicks)::bigint clicks, "
-        f"sum(orders)::bigint orders, sum(gmv) gmv from read_parquet('{path}') where merchant_id = ? "
+        f"sum(orders)::bigint orders, sum(gmv) gmv from {merchant_funnel_relation(settings, source)} "
+        "where merchant_id = ? "
         "group by 1 order by 1",
         [merchant_id],
+    )
+
+
+def market_daily(
+    settings: Settings, exclude_merchant: str, start: date, end: date, source: FunnelSource = "auto"
+) -> pd.DataFrame:
+    """Per day and surface, the funnel of every other merchant (the market the merchant is compared with)."""
+    return query(
+        f"select activity_date, surface, sum(impressions)::bigint impressions, sum(clicks)::bigint clicks, "
+        f"sum(orders)::bigint orders, sum(gmv) gmv from {merchant_funnel_relation(settings, source)} "
+        "where merchant_id != ? and activity_date between ? and ? group by 1, 2 order by 1, 2",
+        [exclude_merchant, start, end],
     )

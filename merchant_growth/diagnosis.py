@@ -42,15 +42,27 @@ from merchant_growth.decomposition import (
     float_residual,
 )
 from merchant_growth.schemas import (
+    FACTORS,
     Contributions,
     Decomposition,
     DiagnoseRequest,
     DiagnosisReport,
     Evidence,
     Finding,
+    Interval,
     ModelExplanation,
+    PartIntervals,
     Period,
     SegmentChange,
+)
+from merchant_growth.uncertainty import (
+    N_BOOT,
+    DayBootstrap,
+    conversion_vs_market,
+    day_matrix,
+    mean_shift,
+    seed_for,
+    share_of_market,
 )
 from platform_common.settings import Settings, get_settings
 
@@ -89,8 +101,15 @@ def _counts(frame: pd.DataFrame, days: int) -> FunnelCounts:
     return FunnelCounts.from_rows(frame["impressions"], frame["clicks"], frame["orders"], frame["gmv"], days)
 
 
-def _segment(key: str, change: ExactChange, a: FunnelCounts | None, b: FunnelCounts | None) -> SegmentChange:
+def _segment(
+    key: str,
+    change: ExactChange,
+    a: FunnelCounts | None,
+    b: FunnelCounts | None,
+    intervals: PartIntervals | None = None,
+) -> SegmentChange:
     return SegmentChange(
+        intervals=intervals,
         segment=key,
         gmv_per_day_a=float(change.gmv_per_day_a),
         gmv_per_day_b=float(change.gmv_per_day_b),
@@ -106,13 +125,28 @@ def _by_key(frame: pd.DataFrame, key: str, days: int) -> dict[str, FunnelCounts]
 
 
 def decomposition_for(
-    settings: Settings, merchant_id: str, period_a: Period, period_b: Period, top: int
+    settings: Settings,
+    merchant_id: str,
+    period_a: Period,
+    period_b: Period,
+    top: int,
+    source: data.FunnelSource = "auto",
+    n_boot: int = N_BOOT,
 ) -> tuple[Decomposition, FunnelCounts, FunnelCounts, dict[str, ExactChange]]:
     """Merchant, surface and product decompositions, all summed exactly from the same product x day x surface
-    rows, so the surface deltas and the product deltas each add up to the merchant's delta exactly."""
-    rows = data.product_funnel_rows(settings, merchant_id, period_a.start, period_b.end)
+    rows, so the surface deltas and the product deltas each add up to the merchant's delta exactly; each with
+    bootstrap intervals over the same resampled days (uncertainty.py)."""
+    rows = data.product_funnel_rows(settings, merchant_id, period_a.start, period_b.end, source)
     in_a = rows[rows["activity_date"].between(period_a.start, period_a.end)]
     in_b = rows[rows["activity_date"].between(period_b.start, period_b.end)]
+    boot = DayBootstrap(period_a.days, period_b.days, seed_for(merchant_id, period_a, period_b), n_boot)
+    dates_a, dates_b = period_a.dates(), period_b.dates()
+
+    def intervals(mask_a: pd.Series | None = None, mask_b: pd.Series | None = None) -> PartIntervals:
+        sub_a = in_a if mask_a is None else in_a[mask_a]
+        sub_b = in_b if mask_b is None else in_b[mask_b]
+        return boot.intervals(day_matrix(sub_a, dates_a), day_matrix(sub_b, dates_b))
+
     total_a, total_b = _counts(in_a, period_a.days), _counts(in_b, period_b.days)
     total = decompose(total_a, total_b)
 
@@ -125,16 +159,32 @@ def decomposition_for(
     prod_a, prod_b = _by_key(in_a, "product_id", period_a.days), _by_key(in_b, "product_id", period_b.days)
     by_product = decompose_segments(prod_a, prod_b, period_a.days, period_b.days)
     ranked = sorted(by_product, key=lambda k: (-abs(by_product[k].delta), -by_product[k].gmv_per_day_b, k))
-    products = [_segment(k, by_product[k], prod_a.get(k), prod_b.get(k)) for k in ranked[:top]]
+    products = [
+        _segment(
+            k,
+            by_product[k],
+            prod_a.get(k),
+            prod_b.get(k),
+            intervals(in_a["product_id"] == k, in_b["product_id"] == k),
+        )
+        for k in ranked[:top]
+    ]
     rest = ranked[top:]
     if rest:
         products.append(
-            _segment(f"other products ({len(rest)})", sum_changes([by_product[k] for k in rest]), None, None)
+            _segment(
+                f"other products ({len(rest)})",
+                sum_changes([by_product[k] for k in rest]),
+                None,
+                None,
+                intervals(in_a["product_id"].isin(rest), in_b["product_id"].isin(rest)),
+            )
         )
     for name, parts in (("surfaces", by_surface.values()), ("products", by_product.values())):
         if sum(ch.delta for ch in parts) != total.delta:
             raise ArithmeticError(f"the {name} do not add up to the merchant's change")  # pragma: no cover
 
+    total_intervals = intervals()
     result = Decomposition(
         gmv_per_day_a=float(total.gmv_per_day_a),
         gmv_per_day_b=float(total.gmv_per_day_b),
@@ -142,8 +192,13 @@ def decomposition_for(
         relative_change=float(total.delta / total.gmv_per_day_a) if total.gmv_per_day_a else None,
         contributions=total.contributions(),
         residual=float_residual(total),
-        by_surface=[_segment(s, by_surface[s], surf_a[s], surf_b[s]) for s in SURFACES],
+        by_surface=[
+            _segment(s, by_surface[s], surf_a[s], surf_b[s], intervals(in_a["surface"] == s, in_b["surface"] == s))
+            for s in SURFACES
+        ],
         by_product=products,
+        intervals=total_intervals,
+        distinguishable_parts=total_intervals.distinguishable(),
     )
     return result, total_a, total_b, by_surface
 
@@ -316,19 +371,170 @@ def apply_rules(
     return findings
 
 
-def _summary(dec: Decomposition, findings: list[Finding]) -> str:
-    c = dec.contributions
-    rel = f" ({dec.relative_change:+.0%})" if dec.relative_change is not None else ""
-    text = (
-        f"GMV per day went from ${dec.gmv_per_day_a:,.2f} to ${dec.gmv_per_day_b:,.2f}{rel}: traffic "
-        f"{c.traffic:+,.2f}, CTR {c.ctr:+,.2f}, CVR {c.cvr:+,.2f}, order value {c.aov:+,.2f} (USD per day)."
+# The funnel part each merchant cause moves, and the sign it moves it with.
+CHANNELS: dict[str, tuple[str, int]] = {
+    "price_increase": ("conversion", -1),
+    "price_decrease": ("conversion", +1),
+    "rating_drop": ("conversion", -1),
+    "rating_rise": ("conversion", +1),
+    "discount_up": ("conversion", +1),
+    "discount_down": ("conversion", -1),
+    "started_live": ("live_stream traffic", +1),
+    "stopped_live": ("live_stream traffic", -1),
+}
+
+
+def channel_intervals(
+    settings: Settings,
+    merchant_id: str,
+    period_a: Period,
+    period_b: Period,
+    source: data.FunnelSource,
+    n_boot: int,
+) -> dict[str, Interval]:
+    """Market-adjusted intervals of the two channels the merchant causes act through (see CHANNELS): the shift of
+    the mean over days of a per-day log ratio to the market (conversion, mix held fixed; live_stream impressions),
+    over the same resampled days as the decomposition's intervals. Per-day ratios weigh every day alike, so one
+    campaign day does not swamp a week."""
+    boot = DayBootstrap(period_a.days, period_b.days, seed_for(merchant_id, period_a, period_b), n_boot)
+    rows = data.product_funnel_rows(settings, merchant_id, period_a.start, period_b.end, source)
+    market = data.market_daily(settings, merchant_id, period_a.start, period_b.end, source)
+    cells = sorted(set(zip(rows["product_id"], rows["surface"], strict=True)))
+    cell_index = {c: i for i, c in enumerate(cells)}
+
+    def cell_matrix(period: Period, column: str) -> np.ndarray:
+        out = np.zeros((period.days, max(1, len(cells))))
+        sub = rows[rows["activity_date"].between(period.start, period.end)]
+        day = [(d - period.start).days for d in sub["activity_date"]]
+        col = [cell_index[c] for c in zip(sub["product_id"], sub["surface"], strict=True)]
+        np.add.at(out, (day, col), sub[column].to_numpy(dtype=np.float64))
+        return out
+
+    def daily(frame: pd.DataFrame, period: Period, num: str, den: str | None) -> np.ndarray:
+        frame = frame[frame["activity_date"].between(period.start, period.end)]
+        per_day = frame.groupby("activity_date")[[num] + ([den] if den else [])].sum()
+        per_day = per_day.reindex(period.dates(), fill_value=0)
+        values = per_day[num].to_numpy(dtype=np.float64)
+        return np.column_stack([values, per_day[den].to_numpy(dtype=np.float64) if den else np.ones(len(values))])
+
+    days_a = period_a.days
+
+    def both(column: str) -> np.ndarray:
+        return np.vstack([cell_matrix(period_a, column), cell_matrix(period_b, column)])
+
+    def market_rate(num: str, den: str) -> np.ndarray:
+        return np.vstack([daily(market, period_a, num, den), daily(market, period_b, num, den)])
+
+    ctr = conversion_vs_market(both("impressions"), both("clicks"), market_rate("clicks", "impressions"), days_a)
+    cvr = conversion_vs_market(both("clicks"), both("orders"), market_rate("orders", "clicks"), days_a)
+    own_live, market_live = rows[rows["surface"] == "live_stream"], market[market["surface"] == "live_stream"]
+    live = share_of_market(
+        np.concatenate([daily(own_live, p, "impressions", None)[:, 0] for p in (period_a, period_b)]),
+        np.concatenate([daily(market_live, p, "impressions", None)[:, 0] for p in (period_a, period_b)]),
     )
-    if findings:
-        text += f" Most likely cause: {findings[0].cause} - {findings[0].summary}"
-        if len(findings) > 1:
-            text += " Also: " + "; ".join(f.cause for f in findings[1:]) + "."
+    # two looks at conversion (Bonferroni: each at half the error rate)
+    level = 1 - (1 - boot.level) / 2
+    return {
+        "ctr": mean_shift(boot, ctr[:days_a], ctr[days_a:], level),
+        "cvr": mean_shift(boot, cvr[:days_a], cvr[days_a:], level),
+        "live_stream traffic": mean_shift(boot, live[:days_a], live[days_a:]),
+    }
+
+
+# The market-adjusted intervals each channel is judged on (channel_intervals).
+CHANNEL_LOOKS: dict[str, tuple[str, ...]] = {
+    "conversion": ("ctr", "cvr"),
+    "live_stream traffic": ("live_stream traffic",),
+}
+
+
+def gate_findings(
+    findings: list[Finding], dec: Decomposition, channels: dict[str, Interval]
+) -> tuple[list[Finding], str]:
+    """The decision rule: a merchant finding names the cause only when the funnel part it moves moved the
+    predicted way beyond its bootstrap interval, judged against its peers over the same resampled days (a campaign
+    in one period moves every merchant's conversion; `channels`). Returns the findings (marked) and the primary:
+
+    * the strongest merchant finding whose part is distinguishable from noise;
+    * else `within_noise` when a lever moved but its part did not, or when the change of GMV per day itself is
+      within noise (a market finding, if any, stays as context);
+    * else the strongest market finding, else `no_clear_cause` (a real change no observed lever explains).
+    """
+    marked: list[Finding] = []
+    for f in findings:
+        if f.kind == "merchant" and f.cause in CHANNELS:
+            channel, sign = CHANNELS[f.cause]
+            looks = [channels[k] for k in CHANNEL_LOOKS[channel] if k in channels]
+            # named when one look moved the predicted way beyond noise and none moved the other way
+            supported = any(i.sign() == sign for i in looks) and not any(i.sign() == -sign for i in looks)
+            interval = next((i for i in looks if i.sign() == sign), looks[0] if looks else None)
+            f = f.model_copy(
+                update={
+                    "funnel_channel": channel,
+                    "channel_vs_peers": interval,
+                    "distinguishable_from_noise": supported,
+                }
+            )
+        marked.append(f)
+    merchant = [f for f in marked if f.kind == "merchant"]
+    named = [f for f in merchant if f.distinguishable_from_noise]
+    if named:
+        return marked, named[0].cause
+    delta_noise = dec.intervals is not None and not dec.intervals.delta.excludes_zero()
+    if merchant or delta_noise:
+        return marked, "within_noise"
+    market = [f for f in marked if f.kind == "market"]
+    return marked, market[0].cause if market else "no_clear_cause"
+
+
+def _part(dec: Decomposition, name: str, label: str) -> str:
+    value = getattr(dec.contributions, name)
+    if dec.intervals is None:
+        return f"{label} {value:+,.2f}"
+    return f"{label} {value:+,.2f} {getattr(dec.intervals, name)}"
+
+
+def _summary(dec: Decomposition, findings: list[Finding], primary: str) -> str:
+    rel = f" ({dec.relative_change:+.0%})" if dec.relative_change is not None else ""
+    level = f"{dec.intervals.level:.0%} intervals" if dec.intervals else "no intervals"
+    text = (
+        f"GMV per day went from ${dec.gmv_per_day_a:,.2f} to ${dec.gmv_per_day_b:,.2f}{rel}: "
+        + ", ".join(
+            _part(dec, name, label)
+            for name, label in zip(FACTORS, ("traffic", "CTR", "CVR", "order value"), strict=True)
+        )
+        + f" (USD per day, {level} from a bootstrap over days)."
+    )
+    distinguishable = dec.distinguishable_parts
+    text += (
+        f" Parts beyond noise: {', '.join(distinguishable)}."
+        if distinguishable
+        else " No part of the GMV change is beyond noise on its own."
+    )
+    by_cause: dict[str, Finding] = {f.cause: f for f in findings}
+    if primary in by_cause:
+        f = by_cause[primary]
+        text += f" Most likely cause: {primary} - {f.summary}"
+        if f.channel_vs_peers is not None:
+            text += f" Its {f.funnel_channel} moved beyond noise against the market: log change {f.channel_vs_peers}."
+        others = [f.cause for f in findings if f.cause != primary]
+        if others:
+            text += " Also: " + "; ".join(others) + "."
+    elif primary == "within_noise":
+        moved = [f for f in findings if f.kind == "merchant"]
+        if moved:
+            text += (
+                " No cause named: "
+                + "; ".join(f"{f.cause} (its {f.funnel_channel} part is within noise)" for f in moved)
+                + "."
+            )
+        else:
+            text += " The change is within noise."
+        context = [f.cause for f in findings if f.kind == "market"]
+        if context:
+            text += " Context: " + "; ".join(context) + "."
     else:
-        text += " No lever moved beyond its threshold: the change is within what traffic noise explains."
+        text += " No lever moved beyond its threshold: no observed lever explains the change."
     return text
 
 
@@ -341,6 +547,8 @@ def diagnose(
     top_products: int = 10,
     explain_with_model: bool = True,
     max_model_rows: int = 2000,
+    funnel_source: data.FunnelSource = "auto",
+    n_boot: int = N_BOOT,
     store: Any = None,
 ) -> DiagnosisReport:
     """Diagnose a merchant's GMV change from period_a (baseline) to period_b.
@@ -355,21 +563,26 @@ def diagnose(
         top_products=top_products,
         explain_with_model=explain_with_model,
         max_model_rows=max_model_rows,
+        funnel_source=funnel_source,
+        n_boot=n_boot,
     )
     return diagnose_request(request, settings, store=store)
 
 
 def diagnose_request(request: DiagnoseRequest, settings: Settings | None = None, store: Any = None) -> DiagnosisReport:
     settings = settings or get_settings()
-    bounds = data.data_bounds(settings)
-    info = data.merchant_info(settings, request.merchant_id)
+    source = data.resolve_source(settings, request.funnel_source)
+    bounds = data.data_bounds(settings, source)
+    info = data.merchant_info(settings, request.merchant_id, source)
     period_a, period_b = resolve_periods(request, bounds)
     mid = info.merchant_id
-    peers = [m for m in data.category_merchants(settings, info.main_category_l1) if m != mid]
+    peers = [m for m in data.category_merchants(settings, info.main_category_l1, source) if m != mid]
     notes: list[str] = []
 
-    funnel = data.merchant_funnel(settings, [mid, *peers], period_a.start, period_b.end)
-    decomposition, total_a, total_b, _ = decomposition_for(settings, mid, period_a, period_b, request.top_products)
+    funnel = data.merchant_funnel(settings, [mid, *peers], period_a.start, period_b.end, source)
+    decomposition, total_a, total_b, _ = decomposition_for(
+        settings, mid, period_a, period_b, request.top_products, source, request.n_boot
+    )
     evidence = lever_evidence(settings, mid, peers, period_a, period_b)
     own = funnel[(funnel["merchant_id"] == mid) & (funnel["surface"] == "live_stream")]
     live_traffic = (
@@ -389,13 +602,16 @@ def diagnose_request(request: DiagnoseRequest, settings: Settings | None = None,
         (camp_a / period_a.days, camp_b / period_b.days),
         peers_gmv,
     )
+    channels = channel_intervals(settings, mid, period_a, period_b, source, request.n_boot)
+    findings, primary = gate_findings(findings, decomposition, channels)
     merchant_findings = [f for f in findings if f.kind == "merchant"]
-    primary = findings[0].cause if findings else "no_clear_cause"
     if total_a.orders + total_b.orders < 10:
         notes.append(
             f"only {total_a.orders + total_b.orders} orders in the two periods: the CVR and AOV parts of the "
-            "decomposition are noisy; the lever evidence does not depend on orders"
+            "decomposition are noisy (see their intervals); the lever evidence does not depend on orders"
         )
+    if source == "events" and not data.panel_path(settings).exists():
+        notes.append("funnel from the event-level marts: no merchant panel under merchant_panels/ (run make data)")
     if not merchant_findings and findings:
         notes.append("no merchant lever moved beyond its threshold; the findings are market context")
 
@@ -427,11 +643,12 @@ def diagnose_request(request: DiagnoseRequest, settings: Settings | None = None,
         evidence=list(evidence.values()),
         findings=findings,
         primary_cause=primary,
+        funnel_source=source,
         campaign_days_a=camp_a,
         campaign_days_b=camp_b,
         model_explanations=explanations,
         notes=notes,
-        summary=_summary(decomposition, findings),
+        summary=_summary(decomposition, findings, primary),
     )
 
 

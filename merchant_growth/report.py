@@ -20,7 +20,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from merchant_growth import data  # noqa: E402
-from merchant_growth.schemas import FACTORS, DiagnosisReport, ForecastResponse, SegmentChange  # noqa: E402
+from merchant_growth.schemas import (  # noqa: E402
+    FACTORS,
+    DiagnosisReport,
+    ForecastResponse,
+    PartIntervals,
+    SegmentChange,
+)
 from platform_common.settings import Settings  # noqa: E402
 
 COLORS = {"traffic": "#3d5a80", "ctr": "#98c1d9", "cvr": "#ee6c4d", "aov": "#8d99ae"}
@@ -91,7 +97,7 @@ def shap_groups(report: DiagnosisReport) -> str:
 
 
 def history(settings: Settings, report: DiagnosisReport, fc: ForecastResponse | None) -> str:
-    daily = data.merchant_daily_gmv(settings, report.merchant_id)
+    daily = data.merchant_daily_gmv(settings, report.merchant_id, report.funnel_source)
     daily["activity_date"] = pd.to_datetime(daily["activity_date"])
     fig, ax = plt.subplots(figsize=(8, 3.4))
     ax.bar(daily["activity_date"], daily["gmv"], color="#98c1d9", label="GMV per day")
@@ -143,11 +149,41 @@ def render(settings: Settings, report: DiagnosisReport, fc: ForecastResponse | N
             ("orders", "orders"),
         )
     ]
-    c = report.decomposition.contributions
-    contrib_rows = [[LABELS[f], f"{getattr(c, f):+,.4f}"] for f in FACTORS]
-    contrib_rows.append(["total (= GMV/day b - a)", f"{report.decomposition.delta:+,.4f}"])
+    dec = report.decomposition
+    c = dec.contributions
+    iv = dec.intervals
+
+    def interval_cells(intervals: PartIntervals | None, name: str) -> list[str]:
+        if intervals is None:
+            return ["", ""]
+        interval = getattr(intervals, name)
+        return [str(interval), "yes" if interval.excludes_zero() else "no (within noise)"]
+
+    contrib_rows = [[LABELS[f], f"{getattr(c, f):+,.4f}", *interval_cells(iv, f)] for f in FACTORS]
+    contrib_rows.append(["total (= GMV/day b - a)", f"{dec.delta:+,.4f}", *interval_cells(iv, "delta")])
+    level = f"{iv.level:.0%} interval" if iv else "interval"
+    segment_rows = [
+        [
+            seg.segment,
+            f"{seg.delta:+,.2f}",
+            *(
+                f"{getattr(seg.contributions, f):+,.2f} {getattr(seg.intervals, f)}" if seg.intervals else ""
+                for f in FACTORS
+            ),
+        ]
+        for seg in dec.by_surface + dec.by_product
+    ]
     findings = [
-        [f.cause, f.kind, f"{f.strength:.2f}", str(f.consistent_with_funnel), f.summary] for f in report.findings
+        [
+            f.cause,
+            f.kind,
+            f"{f.strength:.2f}",
+            f.funnel_channel or "",
+            str(f.channel_vs_peers) if f.channel_vs_peers else "",
+            "" if f.distinguishable_from_noise is None else ("yes" if f.distinguishable_from_noise else "no"),
+            f.summary,
+        ]
+        for f in report.findings
     ]
     evidence = [
         [
@@ -177,7 +213,9 @@ def render(settings: Settings, report: DiagnosisReport, fc: ForecastResponse | N
         f"{report.data_end_date}; {report.peers} category peers."
     )
     findings_html = (
-        _table(["cause", "kind", "strength", "funnel agrees", "why"], findings) if findings else "<p>No rule fired.</p>"
+        _table(["cause", "kind", "strength", "funnel part", "log change vs market", "beyond noise", "why"], findings)
+        if findings
+        else "<p>No rule fired.</p>"
     )
     evidence_html = _table(
         ["metric", "merchant a", "merchant b", "change", "peers' median change", "change vs peers"], evidence
@@ -192,11 +230,14 @@ th{{background:#eef}}.cause{{font-size:1.3em;color:#b23a48}}</style></head><body
 <p class="cause">Primary cause: <b>{html.escape(report.primary_cause)}</b></p>
 <p>{html.escape(report.summary)}</p>
 <h2>Funnel</h2>{_table(["", "period a", "period b"], funnel_rows)}
-<h2>Decomposition of the change of GMV per day (Shapley, exact)</h2>
-{_table(["factor", "USD per day"], contrib_rows)}
+<h2>Decomposition of the change of GMV per day (Shapley, exact; intervals: bootstrap over days)</h2>
+<p>Funnel counts from the {html.escape(report.funnel_source)} source.</p>
+{_table(["factor", "USD per day", level, "beyond noise"], contrib_rows)}
 {waterfall(report)}
 {stacked_segments(report.decomposition.by_surface, "By surface")}
 {stacked_segments(report.decomposition.by_product, "By product (top, then the rest)")}
+<h3>By surface and product, each part with its {level}</h3>
+{_table(["segment", "change", *[LABELS[f] for f in FACTORS]], segment_rows)}
 <h2>Findings (rules)</h2>{findings_html}
 <h2>Evidence: merchant vs category peers</h2>{evidence_html}
 <h2>What the ranking model says</h2><ul>{explanations or "<li>no model explanation</li>"}</ul>

@@ -87,6 +87,10 @@ class DiagnoseRequest(BaseModel):
     period_b: Period | None = Field(None, description="Period to explain (later); default: last 7 days of data.")
     top_products: int = Field(10, ge=1, le=100, description="Products listed one by one; the rest are summed.")
     explain_with_model: bool = Field(True, description="Add the ranking model's SHAP explanation (slower).")
+    funnel_source: Literal["auto", "panel", "events"] = Field(
+        "auto", description="Funnel counts: the merchant panels (auto when present) or the event-level marts."
+    )
+    n_boot: int = Field(1000, ge=100, le=10000, description="Bootstrap replicates of the intervals.")
     max_model_rows: int = Field(2000, ge=50, le=20000, description="Impressions sampled per group for SHAP.")
 
     @model_validator(mode="after")
@@ -130,6 +134,37 @@ class Contributions(BaseModel):
         return max(FACTORS, key=lambda f: abs(getattr(self, f)))
 
 
+class Interval(BaseModel):
+    low: float
+    high: float
+
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+    def sign(self) -> int:
+        """+1 / -1 when the whole interval lies above / below 0, else 0 (within noise)."""
+        return 1 if self.low > 0 else (-1 if self.high < 0 else 0)
+
+    def __str__(self) -> str:
+        return f"[{self.low:+,.2f}, {self.high:+,.2f}]"
+
+
+class PartIntervals(BaseModel):
+    """Bootstrap intervals (over days) of each part of a change of GMV per day; see uncertainty.py."""
+
+    level: float = Field(description="Coverage of each interval, e.g. 0.95.")
+    traffic: Interval
+    ctr: Interval
+    cvr: Interval
+    aov: Interval
+    conversion: Interval = Field(description="CTR + CVR parts: what price, rating and discounts act through.")
+    delta: Interval = Field(description="The change of GMV per day itself.")
+
+    def distinguishable(self) -> list[str]:
+        """The parts whose interval excludes 0."""
+        return [f for f in FACTORS if getattr(self, f).excludes_zero()]
+
+
 class SegmentChange(BaseModel):
     """One segment (a surface, a product, or the rest of the products) and its share of the change."""
 
@@ -140,6 +175,7 @@ class SegmentChange(BaseModel):
     contributions: Contributions
     funnel_a: FunnelTotals | None = None
     funnel_b: FunnelTotals | None = None
+    intervals: PartIntervals | None = None
 
 
 class Decomposition(BaseModel):
@@ -153,6 +189,10 @@ class Decomposition(BaseModel):
     residual: float = Field(description="delta minus the float sum of the contributions (rounding only).")
     by_surface: list[SegmentChange] = Field(description="Per surface; the deltas add up to delta.")
     by_product: list[SegmentChange] = Field(description="Top products, then the rest; deltas add up to delta.")
+    intervals: PartIntervals | None = Field(None, description="Bootstrap intervals of the merchant-level parts.")
+    distinguishable_parts: list[str] = Field(
+        default_factory=list, description="Merchant-level parts whose interval excludes 0 (the rest is noise)."
+    )
 
 
 class Evidence(BaseModel):
@@ -176,6 +216,17 @@ class Finding(BaseModel):
     evidence: list[str]
     consistent_with_funnel: bool | None = Field(
         None, description="Whether the decomposition moved the way this cause predicts (null: not enough data)."
+    )
+    funnel_channel: str | None = Field(
+        None, description="The part this cause moves: conversion (CTR + CVR) or live_stream traffic."
+    )
+    channel_vs_peers: Interval | None = Field(
+        None,
+        description="Interval of the merchant's log change of that part's ratio minus its peers' (orders per "
+        "impression for conversion, impressions per day for live_stream traffic), over the same resampled days.",
+    )
+    distinguishable_from_noise: bool | None = Field(
+        None, description="Whether that part moved the predicted way beyond its interval (merchant findings)."
     )
 
 
@@ -215,7 +266,11 @@ class DiagnosisReport(BaseModel):
     decomposition: Decomposition
     evidence: list[Evidence]
     findings: list[Finding] = Field(description="Rules that fired, strongest first.")
-    primary_cause: Cause | Literal["no_clear_cause"]
+    primary_cause: Cause | Literal["no_clear_cause", "within_noise"] = Field(
+        description="The strongest merchant finding whose funnel part moved beyond noise; within_noise when the "
+        "funnel change is not distinguishable from noise; no_clear_cause when it is but no lever explains it."
+    )
+    funnel_source: Literal["panel", "events"] = "events"
     campaign_days_a: int
     campaign_days_b: int
     model_explanations: list[ModelExplanation]

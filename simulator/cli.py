@@ -93,6 +93,29 @@ def generate_command(
         console.print(f"[yellow]planted incident[/] {name}: {rows:,} rows")
 
 
+@app.command("panel")
+def panel_command(
+    scale: Annotated[Scale | None, typer.Option(help="Marketplace size; default SHOPRANK_SCALE (else small).")] = None,
+    seed: Annotated[int, typer.Option(help="The seed `generate` used.")] = 42,
+    end_date: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="The end date `generate` used; default today.")
+    ] = None,
+    home: Annotated[Path | None, typer.Option(help="State folder; default SHOPRANK_HOME (else .state).")] = None,
+) -> None:
+    """Redraw only the merchant funnel panels (merchant_panels/) of a home; `generate` writes them too."""
+    from simulator.merchant_panel import build_world, write_panel
+
+    settings = state_settings(home)
+    config = SimConfig(
+        scale=(scale.value if scale is not None else env_scale()),
+        seed=seed,
+        end_date=end_date.date() if end_date is not None else utc_today(),
+        home=settings.home_dir,
+    )
+    stats = write_panel(settings.home_dir, config, build_world(config))
+    console.print_json(data=stats)
+
+
 def print_summary(summary: Summary) -> None:
     table = Table(title=f"raw tables ({summary.raw_dir})", title_justify="left")
     table.add_column("table")
@@ -107,3 +130,10 @@ def print_summary(summary: Summary) -> None:
         f"planted causes {len(summary.planted)}  ({summary.seconds:.1f}s)"
     )
     console.print(f"oracle (evaluation only): {summary.oracle_dir}")
+    if summary.merchant_panel:
+        mp = summary.merchant_panel
+        console.print(
+            f"merchant funnel panels: {mp['orders_per_day']:,.0f} orders/day, top 1% / 10% of merchants "
+            f"{mp['top_1pct_gmv_share']:.0%} / {mp['top_10pct_gmv_share']:.0%} of GMV, orders per merchant-week "
+            f"mean {mp['orders_per_merchant_week_mean']:.1f}, median {mp['orders_per_merchant_week_median']:.1f}"
+        )

@@ -32,6 +32,8 @@ from simulator.entities import (
     rng_for,
 )
 from simulator.live.world_store import save_world
+from simulator.merchant_panel import World as PanelWorld
+from simulator.merchant_panel import write_panel
 from simulator.pipeline import stream_events
 from simulator.tables import (
     Columns,
@@ -73,6 +75,7 @@ class Summary(BaseModel):
     flaw_counts: dict[str, dict[str, int]]
     planted: list[dict[str, object]]
     seconds: float
+    merchant_panel: dict[str, float] = {}  # GMV concentration and volume of the merchant funnel panels
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -152,6 +155,10 @@ def generate(config: SimConfig, progress: ProgressFn | None = None) -> Summary:
     for final, tmp in ((raw_dir, raw_tmp), (oracle_dir, oracle_tmp)):
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
+    # the merchant-analytics warehouse's funnel panels of a larger marketplace, from the same world; its own
+    # random stream, so raw/ and oracle/ are the same bytes with or without it
+    step("drawing merchant funnel panels")
+    panel = write_panel(home, config, PanelWorld(days, users, merchants, products, planted, panels))
 
     return Summary(
         scale=config.scale,
@@ -167,6 +174,7 @@ def generate(config: SimConfig, progress: ProgressFn | None = None) -> Summary:
         flaw_counts=flaw_counts,
         planted=planted_json,
         seconds=time.perf_counter() - started,
+        merchant_panel=panel,
     )
 
 

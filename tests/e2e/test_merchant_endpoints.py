@@ -26,6 +26,12 @@ def test_diagnose_answers_with_an_exact_decomposition(service, merchant):  # noq
     body = r.json()
     assert body["merchant_id"] == merchant
     assert "decomposition" in body
+    # issue 18: funnels from the merchant panels, an interval on every part, a decision that says when it is noise
+    assert body["funnel_source"] == "panel" and body["funnel_a"]["orders"] > 0
+    intervals = body["decomposition"]["intervals"]
+    for part in ("traffic", "ctr", "cvr", "aov", "delta"):
+        assert intervals[part]["low"] <= intervals[part]["high"]
+    assert body["primary_cause"] != "no_clear_cause" or body["decomposition"]["distinguishable_parts"]
 
 
 @pytest.mark.parametrize(
