@@ -199,7 +199,14 @@ def _ranking(pool: Pool, ranker: str, i: int, rng: np.random.Generator) -> np.nd
 
 
 def run_experiment(
-    pool: Pool, design: str, control: str, treatment: str, n: int, salt: str, rng: np.random.Generator
+    pool: Pool,
+    design: str,
+    control: str,
+    treatment: str,
+    n: int,
+    salt: str,
+    rng: np.random.Generator,
+    window: timedelta = timedelta(days=2),
 ) -> dict[str, Any]:
     idx = np.sort(rng.integers(0, pool.batch.n, size=n))  # i.i.d. draws from the pool's population
     users = [f"u{u + 1:07d}" for u in pool.batch.user[idx]]
@@ -245,9 +252,7 @@ def run_experiment(
         end=end,
         planned_stop=end,
     )
-    result = analyse(
-        d, exposures, outcomes, truth, window=timedelta(days=2), watermark=end + timedelta(days=3), now=end
-    )
+    result = analyse(d, exposures, outcomes, truth, window=window, watermark=end + timedelta(days=3), now=end)
     s = result.summary
     row: dict[str, Any] = {"design": design, "control": control, "treatment": treatment, "requests": n, "salt": salt}
     gmv = s.metrics["gmv_per_request"]
@@ -322,12 +327,14 @@ def frames(
 
 def _runs(pool: Pool, label: str, specs: list[tuple[str, str, str, int, str]], seed: int) -> list[dict[str, Any]]:
     rows = []
+    t0 = time.perf_counter()
     with Progress(transient=True) as progress:
         task = progress.add_task(label, total=len(specs))
         for k, (design, control, treatment, n, salt) in enumerate(specs):
             rng = np.random.default_rng([seed, k, _stable_seed(label)])
             rows.append(run_experiment(pool, design, control, treatment, n, salt, rng))
             progress.advance(task)
+    typer.echo(f"{label}: {len(specs)} runs in {time.perf_counter() - t0:.0f} s")
     return rows
 
 
