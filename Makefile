@@ -175,6 +175,13 @@ SALT ?=
 START ?=
 STOP ?=
 
+# Issue 16, section 4: the analysis against the oracle, in process on this state (make demo's will do).
+BENCH_SEEDS ?= 0 1
+.PHONY: bench-experiments
+bench-experiments: $(VENV_STAMP) ## A/A false positives, sign and coverage of lifts, A/B vs interleaving power, BENCH_SEEDS="0 1" (docs/benchmarks.md)
+	@test -f "$(SHOPRANK_HOME)/oracle/world/meta.json" || { echo "no stored world under $(SHOPRANK_HOME): run make demo (or data ... promote) first" >&2; exit 2; }
+	@for s in $(BENCH_SEEDS); do $(RUN) python -m benchmarks.experiments --seed $$s --out "$(SHOPRANK_HOME)/benchmarks/experiments-seed$$s.json" || exit 1; done
+
 .PHONY: experiment-start experiment-stop experiments experiment-show
 
 experiment-start: $(VENV_STAMP) ## start an experiment: ID=<id> ARMS="control=champion:0.5,treatment=v3:0.5" [DESIGN=ab|interleaving SALT= START= STOP=]
