@@ -23,7 +23,7 @@ VENV_STAMP := .venv/.synced-$(shell cat uv.lock pyproject.toml | cksum | cut -d'
 FEAST_YAML = $$($(RUN) python -m platform_common.feast_config)
 FEAST = cd feature_repo && FEAST_FS_YAML_FILE_PATH=$(FEAST_YAML) $(RUN) feast
 
-.PHONY: help install data features apply materialize train promote rollback history evaluate skew-check serve status demo test test-fast lint format clean
+.PHONY: help install install-spark data features apply materialize train promote rollback history evaluate skew-check serve status demo test test-fast lint format clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,18 @@ $(VENV_STAMP): pyproject.toml uv.lock
 	@rm -f .venv/.synced-*; touch $@
 
 install: $(VENV_STAMP) ## create .venv from uv.lock
+
+# The Spark profile's extra (pyspark, dbt-spark[session], feast[spark]) on top of the default environment, only
+# for the targets that use it. `make install` syncs without it and its `rm` drops this stamp too, so the next
+# Spark target re-syncs.
+SPARK_STAMP := .venv/.synced-spark-$(shell cat uv.lock pyproject.toml | cksum | cut -d' ' -f1)
+$(SPARK_STAMP): pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
+		python3 -m pip install --quiet --disable-pip-version-check uv
+	$(UV) sync --frozen --compile-bytecode --extra spark
+	@rm -f .venv/.synced-*; touch $(VENV_STAMP) $@
+
+install-spark: $(SPARK_STAMP) ## create .venv from uv.lock with the Spark extra (Java 17 needed)
 
 data: $(VENV_STAMP) ## simulate the marketplace into $SHOPRANK_HOME/raw (SCALE=tiny|small|medium|large, END_DATE=YYYY-MM-DD)
 	$(RUN) python -m simulator generate --scale $(SCALE) --seed $(SEED) $(if $(END_DATE),--end-date $(END_DATE))
