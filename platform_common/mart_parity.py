@@ -69,7 +69,8 @@ def compare_frames(name: str, left: pd.DataFrame, right: pd.DataFrame) -> MartDi
         if not close.all():
             row = int(np.flatnonzero(~close)[0])
             diff.problems.append(
-                f"{column}: {int((~close).sum())} rows beyond rtol {DOUBLE_RTOL}, first at row {row}: {a[row]!r} vs {b[row]!r}"
+                f"{column}: {int((~close).sum())} rows beyond rtol {DOUBLE_RTOL}, "
+                f"first at row {row}: {a[row]!r} vs {b[row]!r}"
             )
         finite = ~both_nan & (a != b)
         if finite.any():

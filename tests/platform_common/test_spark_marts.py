@@ -57,7 +57,8 @@ def test_export_joins_the_parts_in_order_with_duckdbs_types(tmp_path: Path) -> N
 
     written = export_marts(settings)
 
-    assert sorted(written) == sorted([settings.marts_dir / "user_features.parquet", tmp_path / "merchant_growth" / "mg_plan.parquet"])
+    expected = [settings.marts_dir / "user_features.parquet", tmp_path / "merchant_growth" / "mg_plan.parquet"]
+    assert sorted(written) == sorted(expected)
     table = pq.read_table(settings.marts_dir / "user_features.parquet")
     assert table.column("user_id").to_pylist() == ["u1", "u2", "u3"]
     assert table.schema.field("ts").type == pa.timestamp("us", tz="UTC")
