@@ -76,7 +76,6 @@ class Settings(BaseSettings):
             "local mode, marts exported to the same files). Spark needs `make install-spark` and Java 17."
         ),
     )
-    spark_master: str = Field(default="local[2]", description="Spark master of the spark engine (local mode here).")
     materialize_engine: Literal["fast", "local"] = Field(
         default="fast",
         description="Batch engine behind `feast materialize` under prod: the vectorised plugin or Feast's default.",
