@@ -28,6 +28,7 @@ TRANSFORMS_DIR = REPO_ROOT / "transforms"
 
 Scale = Literal["tiny", "small", "medium", "large"]
 Profile = Literal["local", "prod"]
+OfflineEngine = Literal["duckdb", "spark"]
 
 # PostgreSQL identifiers we create ourselves (database, schemas) and Feast project names: kept simple so they
 # never need quoting and cannot inject SQL.
@@ -68,6 +69,13 @@ class Settings(BaseSettings):
         pattern=IDENTIFIER_PATTERN,
         description="Feast project under prod; it suffixes every Redis key, so deployments sharing a Redis differ.",
     )
+    offline_engine: OfflineEngine = Field(
+        default="duckdb",
+        description=(
+            "Engine of the offline compute: the dbt build (target `local` on DuckDB, or `spark` on dbt-spark in "
+            "local mode, marts exported to the same files). Spark needs `make install-spark` and Java 17."
+        ),
+    )
     materialize_engine: Literal["fast", "local"] = Field(
         default="fast",
         description="Batch engine behind `feast materialize` under prod: the vectorised plugin or Feast's default.",
@@ -102,6 +110,16 @@ class Settings(BaseSettings):
     @property
     def marts_dir(self) -> Path:
         return self.home_dir / "marts"
+
+    @property
+    def spark_dir(self) -> Path:
+        """Spark's warehouse (the tables of the dbt build) and its Derby metastore, under the spark engine."""
+        return self.home_dir / "spark"
+
+    @property
+    def dbt_target(self) -> str:
+        """The dbt target (transforms/profiles.yml) of the offline engine."""
+        return "spark" if self.offline_engine == "spark" else "local"
 
     @property
     def feast_dir(self) -> Path:
@@ -191,6 +209,7 @@ def export_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env["SHOPRANK_HOME"] = str(settings.home_dir)
     env["SHOPRANK_PROFILE"] = settings.profile
+    env["SHOPRANK_OFFLINE_ENGINE"] = settings.offline_engine
     if settings.profile == "prod":
         # Explicit, so a subprocess reaches the same servers and namespaces as the settings it was started with.
         # Passwords are not copied: they stay in whatever variable the caller already set.

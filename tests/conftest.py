@@ -26,7 +26,7 @@ PIPELINE_TARGETS = ("data", "features", "apply", "materialize", "train", "promot
 # fast inner loop, `make test-fast` (pytest -m "not e2e"). Marked here from the fixtures a test uses, so a new test
 # on `tiny_platform` cannot forget the marker.
 PLATFORM_FIXTURES = frozenset({"tiny_platform", "prod_platform"})
-E2E_FOLDERS = frozenset({"e2e", "prod", "stress"})
+E2E_FOLDERS = frozenset({"e2e", "prod", "stress", "spark"})
 # Tests that run dbt or Feast's engines for real on a small hand-made world (tens of seconds each): not a whole
 # platform, but not the seconds-long inner loop either; `make test-fast` leaves them out too.
 INTEGRATION_PATHS = ("point_in_time/", "transforms/", "platform_common/test_feast_fast_engine.py")

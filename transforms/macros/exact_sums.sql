@@ -7,7 +7,7 @@
     rather than a wrong number. Sums of integers are exact already and need none of this. -#}
 
 {% macro fixed_point(expression) -%}
-    cast(({{ expression }}) * {{ 2 ** 60 }} as hugeint)
+    cast(({{ expression }}) * {{ 2 ** 60 }} as {{ fixed_point_type() }})
 {%- endmacro %}
 
 {% macro from_fixed_point(expression) -%}

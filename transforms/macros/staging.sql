@@ -10,7 +10,7 @@
     copy and every later copy is rejected as 'duplicate'. A rejected row keeps its own reason. -#}
 {% macro flag_duplicate_copies(relation, key_columns, order_by='_ingested_at, _landing_date') -%}
     select
-        * exclude (row_reject_reason, _copy_rank),
+        {{ star_except(["row_reject_reason", "_copy_rank"]) }},
         coalesce(row_reject_reason, case when _copy_rank > 1 then 'duplicate' end) as reject_reason
     from (
         select
@@ -25,7 +25,7 @@
 
 {#- The rows of a *_checked model that passed every check, without the reason column. -#}
 {% macro passed_rows(checked_model) -%}
-    select * exclude (reject_reason)
+    select {{ star_except(["reject_reason"]) }}
     from {{ ref(checked_model) }}
     where reject_reason is null
 {%- endmacro %}

@@ -40,25 +40,13 @@ cumulative_product_counts as (
 ),
 
 ratings_as_of_day as (
-    select
-        merchant_days.merchant_id,
-        merchant_days.feature_date,
-        snapshots.rating
-    from merchant_days
-    asof left join snapshots
-        on merchant_days.merchant_id = snapshots.merchant_id
-        and merchant_days.feature_date >= snapshots.known_date
+    {{ asof_left_join('merchant_days', 'snapshots', ['merchant_id'], 'feature_date', 'known_date',
+        {'rating': 'snapshots.rating'}) }}
 ),
 
 product_counts_as_of_day as (
-    select
-        merchant_days.merchant_id,
-        merchant_days.feature_date,
-        coalesce(cumulative_product_counts.product_count, 0) as product_count
-    from merchant_days
-    asof left join cumulative_product_counts
-        on merchant_days.merchant_id = cumulative_product_counts.merchant_id
-        and merchant_days.feature_date >= cumulative_product_counts.created_date
+    {{ asof_left_join('merchant_days', 'cumulative_product_counts', ['merchant_id'], 'feature_date', 'created_date',
+        {'product_count': 'coalesce(cumulative_product_counts.product_count, 0)'}) }}
 )
 
 select

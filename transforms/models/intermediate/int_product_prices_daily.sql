@@ -28,15 +28,8 @@ prices as (
 ),
 
 prices_as_of_day as (
-    select
-        product_days.product_id,
-        product_days.feature_date,
-        prices.price,
-        prices.discount_pct
-    from product_days
-    asof left join prices
-        on product_days.product_id = prices.product_id
-        and product_days.feature_date >= prices.known_date
+    {{ asof_left_join('product_days', 'prices', ['product_id'], 'feature_date', 'known_date',
+        {'price': 'prices.price', 'discount_pct': 'prices.discount_pct'}) }}
 ),
 
 product_day_prices as (

@@ -28,7 +28,8 @@ select
     {{ safe_rate('merchant_rolling.clicks_30d', 'merchant_rolling.impressions_30d') }} as merchant_ctr_30d,
     {{ safe_rate('merchant_rolling.orders_30d', 'merchant_rolling.clicks_30d') }} as merchant_cvr_30d,
     merchant_status.product_count as merchant_product_count,
-    cast(greatest(merchant_rolling.feature_date - merchants.joined_date, 0) as bigint) as merchant_age_days
+    cast(greatest({{ days_diff('merchant_rolling.feature_date', 'merchants.joined_date') }}, 0) as bigint)
+        as merchant_age_days
 from merchant_rolling
 inner join merchants on merchant_rolling.merchant_id = merchants.merchant_id
 inner join merchant_status

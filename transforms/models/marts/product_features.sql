@@ -46,7 +46,8 @@ select
     {{ smoothed_rate('product_rolling.orders_30d', 'product_rolling.clicks_30d',
                      'global_rates.cvr_30d_prior', cvr_strength) }} as product_cvr_30d,
     product_rolling.gmv_30d as product_gmv_30d,
-    cast(greatest(product_rolling.feature_date - products.created_date, 0) as bigint) as product_age_days
+    cast(greatest({{ days_diff('product_rolling.feature_date', 'products.created_date') }}, 0) as bigint)
+        as product_age_days
 from product_rolling
 inner join products on product_rolling.product_id = products.product_id
 inner join product_prices

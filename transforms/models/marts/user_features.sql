@@ -23,7 +23,8 @@ select
     {{ safe_rate('user_rolling.clicks_30d', 'user_rolling.impressions_30d') }} as user_ctr_30d,
     user_rolling.orders_30d as user_orders_30d,
     user_rolling.gmv_30d as user_spend_30d,
-    cast(greatest(user_rolling.feature_date - users.signup_date, 0) as bigint) as user_days_since_signup,
+    cast(greatest({{ days_diff('user_rolling.feature_date', 'users.signup_date') }}, 0) as bigint)
+        as user_days_since_signup,
     {{ safe_rate('user_rolling.clicked_log_price_rel_sum_30d', 'user_rolling.priced_clicks_30d') }}
         as user_clicked_log_price_rel_30d,
     case

@@ -2,9 +2,9 @@
 with source_rows as (
     select
         cast(calendar_date as date) as calendar_date,
-        cast(campaign_name as varchar) as campaign_name,
+        cast(campaign_name as {{ string_type() }}) as campaign_name,
         cast(is_mega_sale as boolean) as is_mega_sale,
-        cast(_ingested_at as timestamptz) as _ingested_at,
+        cast(_ingested_at as {{ instant_type() }}) as _ingested_at,
         cast(dt as date) as _landing_date
     from {{ source('raw', 'campaign_calendar') }}
 ),

@@ -3,12 +3,12 @@
 -- (else rejected_impression), for the same user and product (else impression_mismatch).
 with source_rows as (
     select
-        cast(click_id as varchar) as click_id,
-        cast(impression_id as varchar) as impression_id,
-        cast(event_ts as timestamptz) as event_ts,
-        cast(user_id as varchar) as user_id,
-        cast(product_id as varchar) as product_id,
-        cast(_ingested_at as timestamptz) as _ingested_at,
+        cast(click_id as {{ string_type() }}) as click_id,
+        cast(impression_id as {{ string_type() }}) as impression_id,
+        cast(event_ts as {{ instant_type() }}) as event_ts,
+        cast(user_id as {{ string_type() }}) as user_id,
+        cast(product_id as {{ string_type() }}) as product_id,
+        cast(_ingested_at as {{ instant_type() }}) as _ingested_at,
         cast(dt as date) as _landing_date
     from {{ source('raw', 'clicks') }}
 ),

@@ -1,14 +1,14 @@
 -- Every raw impressions row, typed, with the reason it is rejected (null when it passes).
 with source_rows as (
     select
-        cast(impression_id as varchar) as impression_id,
-        cast(request_id as varchar) as request_id,
-        cast(event_ts as timestamptz) as event_ts,
-        cast(user_id as varchar) as user_id,
-        cast(product_id as varchar) as product_id,
-        cast(surface as varchar) as surface,
+        cast(impression_id as {{ string_type() }}) as impression_id,
+        cast(request_id as {{ string_type() }}) as request_id,
+        cast(event_ts as {{ instant_type() }}) as event_ts,
+        cast(user_id as {{ string_type() }}) as user_id,
+        cast(product_id as {{ string_type() }}) as product_id,
+        cast(surface as {{ string_type() }}) as surface,
         cast(position as integer) as position,
-        cast(_ingested_at as timestamptz) as _ingested_at,
+        cast(_ingested_at as {{ instant_type() }}) as _ingested_at,
         cast(dt as date) as _landing_date
     from {{ source('raw', 'impressions') }}
 ),

@@ -1,11 +1,11 @@
 -- Every raw merchant_daily row, typed, with the reason it is rejected (null when it passes).
 with source_rows as (
     select
-        cast(merchant_id as varchar) as merchant_id,
+        cast(merchant_id as {{ string_type() }}) as merchant_id,
         cast(snapshot_date as date) as snapshot_date,
         cast(rating as double) as rating,
         cast(is_live as boolean) as is_live,
-        cast(_ingested_at as timestamptz) as _ingested_at,
+        cast(_ingested_at as {{ instant_type() }}) as _ingested_at,
         cast(dt as date) as _landing_date
     from {{ source('raw', 'merchant_daily') }}
 ),

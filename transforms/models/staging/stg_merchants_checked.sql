@@ -1,12 +1,12 @@
 -- Every raw merchants row, typed, with the reason it is rejected (null when it passes).
 with source_rows as (
     select
-        cast(merchant_id as varchar) as merchant_id,
-        cast(country as varchar) as country,
-        cast(tier as varchar) as tier,
-        cast(main_category_l1 as varchar) as main_category_l1,
-        cast(joined_ts as timestamptz) as joined_ts,
-        cast(_ingested_at as timestamptz) as _ingested_at,
+        cast(merchant_id as {{ string_type() }}) as merchant_id,
+        cast(country as {{ string_type() }}) as country,
+        cast(tier as {{ string_type() }}) as tier,
+        cast(main_category_l1 as {{ string_type() }}) as main_category_l1,
+        cast(joined_ts as {{ instant_type() }}) as joined_ts,
+        cast(_ingested_at as {{ instant_type() }}) as _ingested_at,
         cast(dt as date) as _landing_date
     from {{ source('raw', 'merchants') }}
 ),

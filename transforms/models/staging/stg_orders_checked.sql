@@ -4,16 +4,16 @@
 -- for the impression's user and product (impression_mismatch); gmv must equal quantity x unit_price.
 with source_rows as (
     select
-        cast(order_id as varchar) as order_id,
-        cast(impression_id as varchar) as impression_id,
-        cast(click_id as varchar) as click_id,
-        cast(event_ts as timestamptz) as event_ts,
-        cast(user_id as varchar) as user_id,
-        cast(product_id as varchar) as product_id,
+        cast(order_id as {{ string_type() }}) as order_id,
+        cast(impression_id as {{ string_type() }}) as impression_id,
+        cast(click_id as {{ string_type() }}) as click_id,
+        cast(event_ts as {{ instant_type() }}) as event_ts,
+        cast(user_id as {{ string_type() }}) as user_id,
+        cast(product_id as {{ string_type() }}) as product_id,
         cast(quantity as integer) as quantity,
         cast(unit_price as double) as unit_price,
         cast(gmv as double) as gmv,
-        cast(_ingested_at as timestamptz) as _ingested_at,
+        cast(_ingested_at as {{ instant_type() }}) as _ingested_at,
         cast(dt as date) as _landing_date
     from {{ source('raw', 'orders') }}
 ),

@@ -1,11 +1,11 @@
 -- Every raw product_prices row, typed, with the reason it is rejected (null when it passes).
 with source_rows as (
     select
-        cast(product_id as varchar) as product_id,
+        cast(product_id as {{ string_type() }}) as product_id,
         cast(price_date as date) as price_date,
         cast(price as double) as price,
         cast(discount_pct as double) as discount_pct,
-        cast(_ingested_at as timestamptz) as _ingested_at,
+        cast(_ingested_at as {{ instant_type() }}) as _ingested_at,
         cast(dt as date) as _landing_date
     from {{ source('raw', 'product_prices') }}
 ),

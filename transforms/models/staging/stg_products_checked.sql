@@ -1,13 +1,13 @@
 -- Every raw products row, typed, with the reason it is rejected (null when it passes).
 with source_rows as (
     select
-        cast(product_id as varchar) as product_id,
-        cast(merchant_id as varchar) as merchant_id,
-        cast(category_l1 as varchar) as category_l1,
-        cast(category_l2 as varchar) as category_l2,
+        cast(product_id as {{ string_type() }}) as product_id,
+        cast(merchant_id as {{ string_type() }}) as merchant_id,
+        cast(category_l1 as {{ string_type() }}) as category_l1,
+        cast(category_l2 as {{ string_type() }}) as category_l2,
         cast(base_price as double) as base_price,
-        cast(created_ts as timestamptz) as created_ts,
-        cast(_ingested_at as timestamptz) as _ingested_at,
+        cast(created_ts as {{ instant_type() }}) as created_ts,
+        cast(_ingested_at as {{ instant_type() }}) as _ingested_at,
         cast(dt as date) as _landing_date
     from {{ source('raw', 'products') }}
 ),

@@ -1,11 +1,11 @@
 -- Every raw users row, typed, with the reason it is rejected (null when it passes).
 with source_rows as (
     select
-        cast(user_id as varchar) as user_id,
-        cast(country as varchar) as country,
-        cast(device as varchar) as device,
-        cast(signup_ts as timestamptz) as signup_ts,
-        cast(_ingested_at as timestamptz) as _ingested_at,
+        cast(user_id as {{ string_type() }}) as user_id,
+        cast(country as {{ string_type() }}) as country,
+        cast(device as {{ string_type() }}) as device,
+        cast(signup_ts as {{ instant_type() }}) as signup_ts,
+        cast(_ingested_at as {{ instant_type() }}) as _ingested_at,
         cast(dt as date) as _landing_date
     from {{ source('raw', 'users') }}
 ),

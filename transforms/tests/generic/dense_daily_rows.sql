@@ -24,5 +24,5 @@
     cross join data_bounds
     where entity_ranges.last_date != data_bounds.data_end_date
         or entity_ranges.n_rows != entity_ranges.n_days
-        or entity_ranges.n_days != entity_ranges.last_date - entity_ranges.first_date + 1
+        or entity_ranges.n_days != {{ days_diff('entity_ranges.last_date', 'entity_ranges.first_date') }} + 1
 {% endtest %}

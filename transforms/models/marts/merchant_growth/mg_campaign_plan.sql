@@ -6,8 +6,7 @@
 {{ config(
     materialized='external',
     location=mg_dir ~ '/mg_campaign_plan.parquet',
-    pre_hook="copy (select 1 as _partition, 1 as _unused where false) to '" ~ mg_dir
-        ~ "' (format parquet, partition_by (_partition), overwrite_or_ignore true)"
+    pre_hook=ensure_dir(mg_dir)
 ) }}
 
 with data_bounds as (
@@ -29,8 +28,8 @@ ruled as (
         plan_date,
         case
             when extract(month from plan_date) = extract(day from plan_date)
-                then cast(extract(month from plan_date) as varchar) || '.'
-                    || cast(extract(day from plan_date) as varchar)
+                then cast(extract(month from plan_date) as {{ string_type() }}) || '.'
+                    || cast(extract(day from plan_date) as {{ string_type() }})
             when extract(day from plan_date) = 25 then 'payday'
         end as rule_campaign_name,
         extract(month from plan_date) = extract(day from plan_date)

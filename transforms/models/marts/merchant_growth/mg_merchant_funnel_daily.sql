@@ -8,8 +8,7 @@
 {{ config(
     materialized='external',
     location=mg_dir ~ '/mg_merchant_funnel_daily.parquet',
-    pre_hook="copy (select 1 as _partition, 1 as _unused where false) to '" ~ mg_dir
-        ~ "' (format parquet, partition_by (_partition), overwrite_or_ignore true)"
+    pre_hook=ensure_dir(mg_dir)
 ) }}
 
 with product_funnel as (
@@ -52,7 +51,7 @@ merchant_days as (
 ),
 
 surfaces as (
-    select unnest([{{ sql_list(var('surfaces')) }}]) as surface
+    select {{ unnest_strings(var('surfaces')) }} as surface
 ),
 
 merchant_daily as (

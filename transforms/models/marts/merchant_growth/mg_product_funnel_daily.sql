@@ -4,8 +4,7 @@
 {{ config(
     materialized='external',
     location=mg_dir ~ '/mg_product_funnel_daily.parquet',
-    pre_hook="copy (select 1 as _partition, 1 as _unused where false) to '" ~ mg_dir
-        ~ "' (format parquet, partition_by (_partition), overwrite_or_ignore true)"
+    pre_hook=ensure_dir(mg_dir)
 ) }}
 
 with impressions as (
