@@ -405,6 +405,17 @@ def main(
     t_pool = time.perf_counter() - t0
 
     aa = _runs(pool, "A/A", [("ab", "champion", "champion", aa_requests, f"aa-{k}") for k in range(aa_runs)], seed)
+    # interleaving's A/A at its smallest and largest sizes: the share test must not call a tie a win
+    aa_il = _runs(
+        pool,
+        "A/A interleaving",
+        [
+            ("interleaving", "champion", "champion", n, f"aail-{n}-{k}")
+            for n in grids["interleaving"][::2]
+            for k in range(aa_runs)
+        ],
+        seed + 3,
+    )
     cov = _runs(
         pool,
         "coverage",
@@ -427,6 +438,11 @@ def main(
         seed + 2,
     )
     result = summarise(pd.DataFrame(aa), pd.DataFrame(cov), pd.DataFrame(powr))
+    il = pd.DataFrame(aa_il)
+    result["aa_interleaving"] = [
+        {"requests": int(n), "runs": len(g), "false_positive_rate": float((g["share_p"] < ALPHA).mean())}
+        for n, g in il.groupby("requests")
+    ]
     result.update(
         home=str(settings.home_dir),
         pool_sessions=int(pool.batch.n),

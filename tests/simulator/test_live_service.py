@@ -35,7 +35,7 @@ def _copy_home(src: Settings, home: Path) -> Settings:
     """The tiny platform under `home`, MLflow's absolute artifact paths rewritten (as test_faults does), and its
     own Feast registry and online store. Never a copy of the registry: Feast keeps the online store's tables in
     the registry's infra with their absolute path, so a `feast apply` on a copy would drop the original's."""
-    for part in ("raw", "oracle", "mlflow", "marts"):
+    for part in ("raw", "oracle", "mlflow", "marts", "merchant_growth"):
         shutil.copytree(src.home_dir / part, home / part, ignore=shutil.ignore_patterns("*.lock"))
     old, new = str(src.home_dir), str(home)
     with sqlite3.connect(home / "mlflow" / "mlflow.db") as con:
