@@ -36,7 +36,7 @@ import typer
 from rich.progress import Progress
 
 from platform_common.feast_config import get_feature_store
-from platform_common.settings import REPO_ROOT, Settings, get_settings
+from platform_common.settings import Settings, get_settings
 from serving.calendar import load_campaign_days
 from serving.champion import LoadedModel, load_champion
 from serving.experiments.analysis import Design, analyse
@@ -49,12 +49,9 @@ from serving.scoring import score_matrix
 from simulator.campaigns import DAY_US
 from simulator.config import SURFACES
 from simulator.entities import SECOND_US
-from simulator.live.session import LiveMarket, Served, SessionBatch, draw_sessions, react
+from simulator.live.session import LiveMarket, Served, SessionBatch, candidate_truth, draw_sessions, react
 from simulator.live.world_store import load_world
-from simulator.traffic import true_probabilities
 
-DOC = REPO_ROOT / "docs" / "benchmarks.md"
-SECTION = "## Online experiments: the analysis against the oracle"
 ALPHA = 0.05
 SRM_ALPHA = 0.001
 CONTROL, TREATMENT = "control", "treatment"
@@ -107,24 +104,9 @@ def _concat(batches: list[SessionBatch]) -> SessionBatch:
 def oracle_values(market: LiveMarket, batch: SessionBatch, answered_us: np.ndarray) -> np.ndarray:
     """Each candidate's true expected GMV if examined (attraction x P(order | click) x value): the order by it
     is the best any ranker can serve, since examination only falls with the slot."""
-    world, config = market.world, market.world.config
     session = np.repeat(np.arange(batch.n), np.diff(batch.offsets))
-    user = batch.user[session]
-    lo, hi = config.params.clicks.evening_hours
-    hour = market.local_hour(answered_us[session], user)
-    truth = true_probabilities(
-        config,
-        world.users,
-        world.merchants,
-        world.products,
-        market.state,
-        user,
-        batch.product,
-        batch.surface[session],
-        (hour >= lo) & (hour <= hi),
-        batch.click_noise,
-        batch.order_noise,
-    )
+    rows = np.arange(len(batch.product))
+    truth = candidate_truth(market, batch, rows, batch.user[session], batch.surface[session], answered_us[session])
     return np.asarray(truth.attraction * truth.p_order * truth.expected_value, dtype=np.float64)
 
 

@@ -20,6 +20,7 @@ from simulator.live.world_store import StoredWorld
 from simulator.traffic import (
     CatalogueView,
     DayState,
+    Truth,
     catalogue_view,
     draw_candidates,
     draw_outcomes,
@@ -142,6 +143,33 @@ def _positions(offsets: np.ndarray) -> np.ndarray:
     return (np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths) + 1).astype(np.int32)
 
 
+def candidate_truth(
+    market: LiveMarket,
+    batch: SessionBatch,
+    rows: np.ndarray,
+    user: np.ndarray,
+    surface: np.ndarray,
+    at_us: np.ndarray,
+) -> Truth:
+    """The true model of candidate rows `rows` of `batch`, shown to `user` on `surface` at `at_us` (per row)."""
+    world, config = market.world, market.world.config
+    evening_lo, evening_hi = config.params.clicks.evening_hours
+    hour = market.local_hour(at_us, user)
+    return true_probabilities(
+        config,
+        world.users,
+        world.merchants,
+        world.products,
+        market.state,
+        user,
+        batch.product[rows],
+        surface,
+        (hour >= evening_lo) & (hour <= evening_hi),
+        batch.click_noise[rows],
+        batch.order_noise[rows],
+    )
+
+
 def react(rng: np.random.Generator, market: LiveMarket, batch: SessionBatch, served: Served) -> Outcome:
     """The shoppers see the served lists in order: true probabilities at the served slots, then draws."""
     world = market.world
@@ -173,21 +201,7 @@ def react(rng: np.random.Generator, market: LiveMarket, batch: SessionBatch, ser
     )
     cand_user = batch.user[served.session][cand_answer]
     cand_surface = batch.surface[served.session][cand_answer]
-    evening_lo, evening_hi = config.params.clicks.evening_hours
-    hour = market.local_hour(served.answered_us[cand_answer], cand_user)
-    truth = true_probabilities(
-        config,
-        world.users,
-        world.merchants,
-        world.products,
-        market.state,
-        cand_user,
-        batch.product[cand_rows],
-        cand_surface,
-        (hour >= evening_lo) & (hour <= evening_hi),
-        batch.click_noise[cand_rows],
-        batch.order_noise[cand_rows],
-    )
+    truth = candidate_truth(market, batch, cand_rows, cand_user, cand_surface, served.answered_us[cand_answer])
     inverse = np.full(len(batch.product), -1, dtype=np.int64)
     inverse[cand_rows] = np.arange(len(cand_rows))
     j = inverse[at]  # served impression -> its row in `truth`
