@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from training.metrics import expected_calibration_error
+
 EPS = 1e-4
 OTHER = "__other__"
 NULL = "__null__"
@@ -86,15 +88,11 @@ def zero_share(values: pd.Series | np.ndarray) -> float:
 
 
 def ece(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
-    """Expected calibration error over equal-count bins of the prediction: sum_b w_b |mean(y) - mean(p)|."""
-    y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    """The gate's expected calibration error (training/metrics.py), so online and offline figures compare; NaN
+    on no rows, where a monitoring window may simply be empty."""
     if len(p) == 0:
         return float("nan")
-    order = np.argsort(p, kind="stable")
-    total = 0.0
-    for chunk in np.array_split(order, min(n_bins, len(p))):
-        total += len(chunk) * abs(y[chunk].mean() - p[chunk].mean())
-    return total / len(p)
+    return expected_calibration_error(y, p, n_bins)
 
 
 def auc(y: np.ndarray, p: np.ndarray) -> float:
