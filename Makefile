@@ -237,7 +237,7 @@ LINGER ?= 0
 .PHONY: live
 
 live: $(VENV_STAMP) ## live shoppers against the running service: RATE=<req/s> SECONDS=<n> [PORT= LINGER=<s> LIVE_SEED=]
-	$(RUN) python -m simulator live --rate $(RATE) --seconds $(SECONDS) --linger $(LINGER) --url http://127.0.0.1:$(PORT) $(if $(LIVE_SEED),--seed $(LIVE_SEED))
+	$(RUN) python -m simulator live --rate $(RATE) --seconds $(SECONDS) --linger $(LINGER) --url http://127.0.0.1:$(PORT) $(if $(LIVE_SEED),--seed $(LIVE_SEED)) $(if $(CHECKOUT_SPEEDUP),--checkout-speedup $(CHECKOUT_SPEEDUP))
 
 # Analysis of an experiment (issue 16, section 3; docs/experiments.md "Analysis").
 WINDOW_MINUTES ?= 1440
@@ -254,8 +254,8 @@ experiment-report: $(VENV_STAMP) ## analyse an experiment: ID=<id> [WINDOW_MINUT
 experiment-plan: $(VENV_STAMP) ## minimum detectable GMV-per-request lift: RATE=<req/s> SECONDS=<n> | DAYS=<n> [ALPHA=0.05 POWER=0.8]
 	@$(RUN) python -m serving.experiments plan --rate $(RATE) $(if $(DAYS),--days $(DAYS),--seconds $(SECONDS)) --alpha $(ALPHA) --power $(POWER)
 
-demo-experiment: $(VENV_STAMP) ## champion vs a random ranker on live shoppers: report, summary.json, headline lift vs the oracle's [RATE= SECONDS= LIVE_SEED= SALT=]
-	$(RUN) python -m serving.experiments.demo --rate $(if $(filter command line,$(origin RATE)),$(RATE),200) --seconds $(if $(filter command line,$(origin SECONDS)),$(SECONDS),120) --linger $(if $(filter-out 0,$(LINGER)),$(LINGER),30) $(if $(LIVE_SEED),--seed $(LIVE_SEED)) $(if $(SALT),--salt "$(SALT)") --window-minutes $(WINDOW_MINUTES) --design $(DESIGN)
+demo-experiment: $(VENV_STAMP) ## champion vs a random ranker on live shoppers (~13 min): report, summary.json, headline GMV lift vs the oracle's [RATE= SECONDS= LIVE_SEED= SALT= CHECKOUT_SPEEDUP=]
+	$(RUN) python -m serving.experiments.demo --rate $(if $(filter command line,$(origin RATE)),$(RATE),200) --seconds $(if $(filter command line,$(origin SECONDS)),$(SECONDS),600) $(if $(filter command line,$(origin LINGER)),--linger $(LINGER)) $(if $(LIVE_SEED),--seed $(LIVE_SEED)) $(if $(SALT),--salt "$(SALT)") $(if $(filter command line,$(origin WINDOW_MINUTES)),--window-minutes $(WINDOW_MINUTES)) $(if $(CHECKOUT_SPEEDUP),--checkout-speedup $(CHECKOUT_SPEEDUP)) --design $(DESIGN)
 
 # --- monitoring (issue 19; README "Monitoring") -------------------------------------------------------------
 DAY ?=

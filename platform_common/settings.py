@@ -37,6 +37,10 @@ FEAST_SCHEMA = "feast"
 MLFLOW_SCHEMA = "mlflow"
 
 
+# a folder of the landing zone that is not a table: live runs' watermarks
+LIVE_WATERMARK_DIR = "_live_watermarks"
+
+
 class Settings(BaseSettings):
     """Platform settings read from `SHOPRANK_*` environment variables."""
 
@@ -94,6 +98,11 @@ class Settings(BaseSettings):
     @cached_property
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
+
+    @property
+    def live_watermarks_dir(self) -> Path:
+        """Per live run, up to when it has landed every event that happened (written by simulator/live/landing.py)."""
+        return self.raw_dir / LIVE_WATERMARK_DIR
 
     @property
     def raw_dir(self) -> Path:

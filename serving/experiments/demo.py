@@ -34,23 +34,42 @@ def _baseline_version(settings: object, kind: str) -> str:
     return register_baseline(kind, settings)
 
 
+# Orders come a median 25 minutes after the click: a run of minutes would be read before its orders exist. The
+# demo's shoppers check out this many times faster (when, never whether: probabilities and truth unchanged), and
+# the report's attribution window shrinks by as much, so a day's window becomes two minutes.
+CHECKOUT_SPEEDUP = 720.0
+REAL_WINDOW_MINUTES = 1440.0
+
+
 def main(
     rate: Annotated[float, typer.Option(min=1.0, max=2000.0, help="Live requests per second.")] = 200.0,
     seconds: Annotated[
         float, typer.Option(min=5.0, max=3600.0, help="Length of the experiment (its planned stop).")
-    ] = 120.0,
-    linger: Annotated[float, typer.Option(min=0.0, max=3600.0, help="Keep landing outcomes this long after.")] = 30.0,
+    ] = 600.0,
+    linger: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=3600.0, help="Keep landing outcomes this long after (default: the window + 15 s)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the live shoppers.")] = 7,
     salt: Annotated[str | None, typer.Option(help="Assignment salt (default: the experiment id).")] = None,
     kind: Annotated[str, typer.Option(help="The worse ranker: random or popularity.")] = "random",
-    window_minutes: Annotated[float, typer.Option(min=0.1, help="Attribution window of the report.")] = 1440.0,
+    checkout_speedup: Annotated[
+        float, typer.Option(min=1.0, max=10_000.0, help="Divide the click-to-order delay by this (1 = the history's).")
+    ] = CHECKOUT_SPEEDUP,
+    window_minutes: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Attribution window of the report (default: a day / the checkout speed-up)."),
+    ] = None,
     design: Annotated[str, typer.Option(help="ab (users split) or interleaving (every answer merged).")] = "ab",
 ) -> None:
+    window = window_minutes if window_minutes is not None else REAL_WINDOW_MINUTES / checkout_speedup
+    linger = linger if linger is not None else window * 60.0 + 15.0
     from platform_common.settings import get_settings
     from serving.experiments import store
     from serving.experiments.model import build
     from serving.experiments.report import write_report
     from serving.launcher import running_service
+    from simulator.live.cli import live_progress
     from simulator.live.client import run_live
     from training.audit import actor
 
@@ -58,7 +77,11 @@ def main(
     baseline = _baseline_version(settings, kind)
     experiment_id = f"demo-{datetime.now(UTC):%Y%m%dt%H%M%S}-{secrets.token_hex(2)}"
     console.print(
-        f"[bold]demo-experiment[/] {experiment_id}: control = {kind} baseline v{baseline}, treatment = champion"
+        f"[bold]demo-experiment[/] {experiment_id}: control = {kind} baseline v{baseline}, treatment = champion; "
+        f"{rate:g} req/s for {seconds:g} s, checkout {checkout_speedup:g}x faster, attribution window "
+        f"{window:g} min, then {linger:g} s for the last outcomes to land",
+        highlight=False,
+        soft_wrap=True,
     )
     env = {"SHOPRANK_REQUEST_LOG_FLUSH_SECONDS": "1", "SHOPRANK_RELOAD_SECONDS": "2"}
     with running_service(settings, extra_env=env) as url:
@@ -78,24 +101,27 @@ def main(
         console.print(f"started {experiment.describe()}", highlight=False, soft_wrap=True)
         time.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds()) + 0.5)
         remaining = (experiment.end - datetime.now(UTC)).total_seconds() if experiment.end else seconds
-        stats = asyncio.run(
-            run_live(
-                settings.raw_dir,
-                settings.oracle_dir,
-                url,
-                rate,
-                max(remaining - 0.5, 1.0),
-                seed=seed,
-                linger_seconds=linger,
+        with live_progress(remaining, console) as progress:
+            stats = asyncio.run(
+                run_live(
+                    settings.raw_dir,
+                    settings.oracle_dir,
+                    url,
+                    rate,
+                    max(remaining - 0.5, 1.0),
+                    seed=seed,
+                    linger_seconds=linger,
+                    checkout_speedup=checkout_speedup,
+                    progress=progress,
+                )
             )
-        )
         console.print(
             f"live: {stats.answered:,} answered ({stats.rate():,.0f}/s), {stats.experiment_answers:,} under the "
             f"experiment, {stats.failed:,} failed; outcomes landed {dict(stats.landed)}",
             highlight=False,
         )
         time.sleep(3)  # the exposure log flushes every second
-    analysis, report, summary_path = write_report(settings, experiment_id, timedelta(minutes=window_minutes))
+    analysis, report, summary_path = write_report(settings, experiment_id, timedelta(minutes=window))
     s = analysis.summary
     m = s.metrics["gmv_per_request"]
     console.print(f"report: {report}\nsummary: {summary_path}", highlight=False, soft_wrap=True)
@@ -104,7 +130,7 @@ def main(
     headline = (
         f"{m.lift:+.1%} (95% CI {m.ci_low:+.1%} .. {m.ci_high:+.1%})"
         if estimable
-        else "not estimable yet (no order attributed in one arm: orders come a median 25 min after the click)"
+        else "not estimable yet (no order attributed in one arm)"
     )
     console.print(
         f"[bold]GMV per request, champion over the {kind} ranker: {headline}; oracle's true lift {truth}[/]",

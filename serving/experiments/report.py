@@ -91,6 +91,17 @@ def read_exposures(settings: Settings, experiment_id: str) -> pd.DataFrame:
         return con.execute(f"select {cols} from read_parquet(?, union_by_name = true)", [files]).df()
 
 
+def _run_watermarks(folder: Path) -> list[datetime]:
+    """Each live run's own record of up to when it has landed everything (simulator/live/landing.py)."""
+    marks = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            marks.append(datetime.fromtimestamp(int(json.loads(path.read_text())["landed_through_us"]) / 1e6, UTC))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a half-written or foreign file says nothing about what landed
+    return marks
+
+
 def read_outcomes(settings: Settings, request_ids: pd.Series) -> tuple[pd.DataFrame, datetime | None]:
     """Clicks and orders of live impressions of these requests, deduplicated and cleaned as staging does, and
     the landing watermark (the latest flush of live events: everything that happened before it has landed)."""
@@ -146,6 +157,7 @@ def read_outcomes(settings: Settings, request_ids: pd.Series) -> tuple[pd.DataFr
                 ).df()
             )
     outcomes = pd.concat(parts, ignore_index=True) if parts else empty
+    marks.extend(_run_watermarks(settings.live_watermarks_dir))
     watermark = max((m for m in marks if m is not None), default=None)
     if watermark is not None:
         watermark = (

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -13,31 +15,21 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from simulator.config import state_settings
-from simulator.live.client import LiveError, Stats, run_live
+from simulator.live.client import LiveError, ProgressHook, Stats, run_live
 from simulator.live.landing import LiveBusy
 
 console = Console()
 
 
-def live_command(
-    rate: Annotated[float, typer.Option(min=0.1, max=5000.0, help="Sessions (POST /rank) per second to send.")] = 50.0,
-    seconds: Annotated[float, typer.Option(min=0.1, max=86_400.0, help="Stop by itself after this long.")] = 30.0,
-    url: Annotated[str, typer.Option(help="The ranking service; loopback only.")] = "http://127.0.0.1:3000",
-    seed: Annotated[int | None, typer.Option(help="Seed of the sessions and reactions (default: fresh).")] = None,
-    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Requests in flight at most (pool size).")] = 32,
-    linger: Annotated[
-        float, typer.Option(min=0.0, max=3600.0, help="After the last request, keep landing what happens this long.")
-    ] = 0.0,
-    home: Annotated[Path | None, typer.Option(help="State folder; default SHOPRANK_HOME (else .state).")] = None,
-) -> None:
-    """Live shoppers: sessions from the world `make data` drew, ranked by the service, clicks and orders landed."""
-    settings = state_settings(home)
+@contextmanager
+def live_progress(seconds: float, out: Console | None = None) -> Iterator[ProgressHook]:
+    """A progress bar over the run's planned length, fed by `run_live`'s progress hook."""
     with Progress(
         TextColumn("[bold]live[/]"),
         BarColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[line]}"),
-        console=console,
+        console=out or console,
         transient=False,
     ) as bar:
         task = bar.add_task("live", total=seconds, line="starting")
@@ -50,6 +42,31 @@ def live_command(
             )
             bar.update(task, completed=min(elapsed, seconds), line=line)
 
+        yield report
+
+
+def live_command(
+    rate: Annotated[float, typer.Option(min=0.1, max=5000.0, help="Sessions (POST /rank) per second to send.")] = 50.0,
+    seconds: Annotated[float, typer.Option(min=0.1, max=86_400.0, help="Stop by itself after this long.")] = 30.0,
+    url: Annotated[str, typer.Option(help="The ranking service; loopback only.")] = "http://127.0.0.1:3000",
+    seed: Annotated[int | None, typer.Option(help="Seed of the sessions and reactions (default: fresh).")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Requests in flight at most (pool size).")] = 32,
+    linger: Annotated[
+        float, typer.Option(min=0.0, max=3600.0, help="After the last request, keep landing what happens this long.")
+    ] = 0.0,
+    home: Annotated[Path | None, typer.Option(help="State folder; default SHOPRANK_HOME (else .state).")] = None,
+    checkout_speedup: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            max=10_000.0,
+            help="Divide the click-to-order delay (median 25 min) by this, so short runs see their orders land.",
+        ),
+    ] = 1.0,
+) -> None:
+    """Live shoppers: sessions from the world `make data` drew, ranked by the service, clicks and orders landed."""
+    settings = state_settings(home)
+    with live_progress(seconds) as report:
         try:
             stats = asyncio.run(
                 run_live(
@@ -62,6 +79,7 @@ def live_command(
                     concurrency=concurrency,
                     linger_seconds=linger,
                     progress=report,
+                    checkout_speedup=checkout_speedup,
                 )
             )
         except (LiveError, LiveBusy) as exc:

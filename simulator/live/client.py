@@ -200,6 +200,7 @@ async def run_live(
     flush_seconds: float = 5.0,
     linger_seconds: float = 0.0,
     progress: ProgressHook | None = None,
+    checkout_speedup: float = 1.0,
 ) -> Stats:
     if rate <= 0 or seconds <= 0:
         raise LiveError("--rate and --seconds must be positive")
@@ -214,7 +215,7 @@ async def run_live(
     session_rng = np.random.default_rng([seed, 1])
     react_rng = np.random.default_rng([seed, 2])
     with exclusive_run(home_oracle):
-        market = LiveMarket(world, time.time_ns() // 1000)
+        market = LiveMarket(world, time.time_ns() // 1000, checkout_speedup)
         landing = LiveLanding(home_raw, home_oracle, world, run_id, seed)
         stats.run_dir = landing.run_dir
         connector = aiohttp.TCPConnector(limit=concurrency)

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from platform_common.settings import LIVE_WATERMARK_DIR
 from simulator.entities import SECOND_US, rng_for
 from simulator.flaws import apply_flaws, plan_flaws
 from simulator.landing import EventTable
@@ -299,7 +300,21 @@ class LiveLanding:
                 written[name] = 0
                 continue
             written[name] = self._land(name, due, now_us)
+        self._mark(now_us)
         return written
+
+    def _mark(self, now_us: int) -> None:
+        """Record that this run's events up to `now_us` have all landed, also when none was due.
+
+        The newest `_ingested_at` of the landed files says the same only while events keep arriving; once a run's
+        last order has landed, a reader (the experiment report) would otherwise wait for a flush that never comes.
+        """
+        folder = self.raw_dir / LIVE_WATERMARK_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.run_id}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"run_id": self.run_id, "landed_through_us": int(now_us)}))
+        tmp.replace(path)
 
     def _land(self, name: str, due: Cols, now_us: int) -> int:
         n = len(due["event_ts"])

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from simulator.campaigns import DAY_KINDS, DAY_US, campaign_of
-from simulator.config import SURFACES
+from simulator.config import SURFACES, SimConfig
 from simulator.entities import SECOND_US
 from simulator.live.world_store import StoredWorld
 from simulator.traffic import (
@@ -37,12 +37,35 @@ def day_kind(now_us: int) -> int:
     return DAY_KINDS.index("mega" if campaign[1] else "campaign")
 
 
+def faster_checkout(config: SimConfig, speedup: float) -> SimConfig:
+    """The same world with the click-to-order delay divided by `speedup` (a demo device; 1.0 = the history's).
+
+    Orders come a median 25 minutes after the click (up to 48 hours), so a run of a few minutes would be read
+    before most of its orders exist. Dividing the delay changes when an order lands, not whether: the click and
+    order probabilities, the quantities and the oracle's truth are untouched.
+    """
+    if speedup <= 0:
+        raise ValueError(f"checkout speed-up must be positive, got {speedup}")
+    if speedup == 1.0:
+        return config
+    orders = config.params.orders
+    faster = orders.model_copy(
+        update={
+            "order_delay_median_min": orders.order_delay_median_min / speedup,
+            "order_delay_max_h": orders.order_delay_max_h / speedup,
+        }
+    )
+    return config.model_copy(update={"params": config.params.model_copy(update={"orders": faster})})
+
+
 class LiveMarket:
     """The stored world as it stands on a live day: the incumbent's catalogue view and the day's panels."""
 
-    def __init__(self, world: StoredWorld, now_us: int) -> None:
+    def __init__(self, world: StoredWorld, now_us: int, checkout_speedup: float = 1.0) -> None:
         self.world = world
         config, days = world.config, world.days
+        # what the shoppers' outcomes are drawn with: the world's model, the order delay possibly compressed
+        self.outcome_config = faster_checkout(config, checkout_speedup)
         # days since the period began; the panels stay those of its last day (the world is not re-drawn)
         self.day = max(int((now_us - int(days.start_us[0])) // DAY_US), days.n - 1)
         age = (now_us - world.products.created_us) / DAY_US
@@ -213,7 +236,7 @@ def react(rng: np.random.Generator, market: LiveMarket, batch: SessionBatch, ser
     jitter = rng.uniform(*tp.position_jitter, len(product))
     offset_s = (position - 1) * gap_s[surface] * jitter + rng.random(len(product)) * 0.5
     imp_ts = served.answered_us[imp_answer] + (offset_s * SECOND_US).astype(np.int64)
-    out = draw_outcomes(rng, config, imp_ts, p_click, p_order, truth.multi_buy[j])
+    out = draw_outcomes(rng, market.outcome_config, imp_ts, p_click, p_order, truth.multi_buy[j])
 
     served_gmv = np.bincount(imp_answer, weights=p_click * p_order * value, minlength=n_ans)
     # rearrangement: examination falls with position, so the best order sorts by unexamined expected GMV

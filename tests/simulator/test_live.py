@@ -245,3 +245,28 @@ def test_shed_requests_and_foreign_answers_are_counted_not_raised(home: Path) ->
     assert stats.sent > 10 and stats.answered == 0
     assert stats.shed > 0 and stats.bad_answers > 0 and stats.shed + stats.bad_answers == stats.sent
     assert stats.retry_after == {"1"}
+
+
+def test_a_faster_checkout_changes_when_orders_land_not_whether(world: StoredWorld) -> None:
+    """The demo's checkout speed-up divides the click-to-order delay and leaves every draw and truth alone."""
+    batch = draw_sessions(np.random.default_rng(21), LiveMarket(world, NOW_US), 4000, NOW_US)
+    served = _served_in_candidate_order(batch)
+    plain = react(np.random.default_rng(22), LiveMarket(world, NOW_US), batch, served)
+    fast = react(np.random.default_rng(22), LiveMarket(world, NOW_US, checkout_speedup=720.0), batch, served)
+    assert len(plain.ordered) > 0
+    for name in ("clicked", "clk_ts", "ordered", "quantity", "p_click", "p_order", "list_gmv", "best_gmv"):
+        assert np.array_equal(getattr(plain, name), getattr(fast, name)), name
+    plain_delay = plain.ord_ts - plain.clk_ts[plain.ordered]
+    fast_delay = fast.ord_ts - fast.clk_ts[fast.ordered]
+    assert np.allclose(fast_delay, plain_delay / 720.0, atol=2)  # microseconds, rounded once each
+    assert np.median(plain_delay) > 60 * SECOND_US > np.median(fast_delay)
+    with pytest.raises(ValueError, match="positive"):
+        LiveMarket(world, NOW_US, checkout_speedup=0.0)
+
+
+def test_a_landing_records_its_watermark_also_when_nothing_was_due(home: Path) -> None:
+    world = load_world(home / "oracle")
+    landing = LiveLanding(home / "raw", home / "oracle", world, "quiet", seed=3)
+    landing.close(NOW_US)
+    mark = json.loads((home / "raw" / "_live_watermarks" / "quiet.json").read_text())
+    assert mark == {"run_id": "quiet", "landed_through_us": NOW_US}
