@@ -123,9 +123,11 @@ def plan_campaign_cmd(
     body: dict[str, object] = {"merchant_id": merchant_id, "campaign": campaign}
     try:
         if scenarios:
+            from pathlib import Path
+
             import yaml
 
-            body["scenarios"] = yaml.safe_load(open(scenarios).read())
+            body["scenarios"] = yaml.safe_load(Path(scenarios).read_text())
         elif custom:
             name = ", ".join(f"{k} {v}" for k, v in custom.items())[:40]
             body["scenarios"] = [{"name": "do nothing"}, {"name": name, **custom}]
