@@ -94,8 +94,10 @@ def check_planted_cmd(
 def plan_campaign_cmd(
     merchant_id: str = typer.Argument(..., help="Merchant id, e.g. m00034."),
     campaign: str = typer.Option(..., help="Campaign of the calendar: 11.11, 12.12, payday, ... (its next date)."),
-    scenarios: str = typer.Option("", help="YAML file: a list of scenarios {name, discount, live, price_change, "
-                                           "new_merchant_boost, traffic_share}."),
+    scenarios: str = typer.Option(
+        "",
+        help="YAML file: a list of scenarios {name, discount, live, price_change, new_merchant_boost, traffic_share}.",
+    ),
     discount: float | None = typer.Option(None, help="One scenario beside doing nothing: discount depth 0-0.9."),
     live: bool | None = typer.Option(None, "--live/--no-live", help="... live-streaming on the day."),
     price_change: float | None = typer.Option(None, help="... relative list price change, -0.5 to 0.5."),

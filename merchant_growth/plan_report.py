@@ -84,13 +84,14 @@ def render(response: PlanResponse) -> str:
     )
     notes = "".join(f"<li>{e(n)}</li>" for n in response.notes)
     dn = response.do_nothing
+    new = "a new merchant (the boost applies)" if response.new_merchant else "not a new merchant"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Campaign plan {e(response.merchant_id)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 7px;font-size:13px}}th{{background:#eee}}</style></head><body>
 <h1>Campaign plan: {e(response.merchant_id)}, {e(response.campaign)} on {response.campaign_date}</h1>
 <p>Day kind <b>{response.day_kind}</b>, {response.days_ahead} days after the data ends ({response.data_end});
-funnel source <b>{response.funnel_source}</b>; {"a new merchant (the boost applies)" if response.new_merchant else
-"not a new merchant"}. Doing nothing means discount {dn.discount:.2f} (its mean over the last 7 days), not
+funnel source <b>{response.funnel_source}</b>; {new}.
+Doing nothing means discount {dn.discount:.2f} (its mean over the last 7 days), not
 streaming, no boost, traffic share 1. An ordinary day on the same weekday, doing nothing:
 <b>{response.normal_day_gmv.value:,.0f}</b> [{response.normal_day_gmv.low:,.0f}, {response.normal_day_gmv.high:,.0f}]
 USD.</p>
