@@ -7,14 +7,17 @@ is the oracle, `simulator.campaign_oracle`, which only the benchmark and the tes
   with what was observed on each day: the product's shown price and discount (`product_features`) and the
   merchant's rating and live flag (`merchant_features`).
 * **Model.** GMV = impressions x CTR x CVR x order value, each part a Poisson (pseudo-)likelihood regression with
-  a fixed effect per product and surface and the same covariates: discount depth, log list price relative to the
-  product's median, live on the live_stream surface, live elsewhere, campaign day, mega-sale day, weekend and
-  rating. Traffic counts impressions, CTR clicks per impression, CVR orders per click, order value GMV per order
+  a fixed effect per product and surface and the covariates: discount depth, log shown price relative to the
+  product's median list price, live on the live_stream surface, live elsewhere, campaign day, mega-sale day,
+  weekend and rating (traffic: only live, campaign, mega and weekend, `TRAFFIC_COVARIATES`). Traffic counts
+  impressions, CTR clicks per impression, CVR orders per click, order value GMV per order
   (each the log of the part is linear in the covariates; Poisson because it stays consistent for counts with
   many zeros and for a positive amount, which a regression of logs does not). The fixed effects are concentrated
   out exactly (`poisson_fe`), so the coefficients come from changes within a product: a product's own discount
   days against its full-price days, a merchant's own live days against the others, campaign days against the
-  days around them, pooled over every merchant.
+  days around them, pooled over every merchant. CTR's and CVR's response to the shown price is the exception:
+  it comes from the cross-section of products (`price_response`): within a product the price moves almost only
+  with the discount.
 * **Forecast.** Each of the merchant's product-surface cells at the scenario's covariates on the campaign date,
   summed. Two platform levers are not in the history and enter by their definition: a traffic share t multiplies
   impressions by t; a new-merchant boost b multiplies a new merchant's ranking score by 1 + b, which the planner
@@ -56,6 +59,8 @@ COVARIATES = ("discount", "log_price", "live_on_live_stream", "live_elsewhere", 
 # Exposure is the platform's allocation: the day's sessions and the live room's slots move it; the shopper's
 # response to price, discount and rating is in CTR, CVR and order value. (With price in the traffic model, a
 # spurious -0.4 elasticity came out of list-price drift at tiny.)
+# CTR and CVR take their price response from the cross-section of products (`price_response`)
+CROSS_SECTION_PRICE = ("ctr", "cvr")
 TRAFFIC_COVARIATES = ("live_on_live_stream", "live_elsewhere", "campaign", "mega", "weekend")
 PARTS: tuple[str, ...] = ("traffic", "ctr", "cvr", "aov")
 MAX_DAYS_AHEAD = 92
@@ -164,7 +169,8 @@ def load_history(settings: Settings, source: FunnelSource = "auto") -> pd.DataFr
     merchants = mart_path(settings, "merchant_features")
     frame = query(
         f"""
-        select p.product_id, p.merchant_id, p.activity_date, p.surface, p.impressions, p.clicks, p.orders, p.gmv,
+        select p.product_id, p.merchant_id, p.category_l1, p.activity_date, p.surface, p.impressions, p.clicks,
+               p.orders, p.gmv,
                f.price, f.discount_pct, m.merchant_is_live, m.merchant_rating, m.merchant_age_days
         from {relation} p
         left join read_parquet('{products}') f on f.product_id = p.product_id and f.feature_date = p.activity_date
@@ -251,12 +257,54 @@ def _part_rows(frame: pd.DataFrame, part: str, include_ramp: bool = False) -> Pa
     return PartData(y[mask], log_offset[mask], x[mask], cell[mask], day[mask])
 
 
+def price_response(history: pd.DataFrame, part: str) -> tuple[float, float]:
+    """Elasticity of CTR or CVR to the shown price, from the cross-section: each product x surface cell's rate over
+    the whole history against its median log shown price relative to its category's median, with a fixed effect
+    per merchant and surface (the same shop, the same surface: its dearer products against its cheaper ones) and
+    the product's mean discount as a control; standard error clustered by merchant.
+
+    Why not within a product: there a product's shown price moves almost only with its discount (list prices drift
+    a few percent), and log(1 - d) is nearly linear in d over the discounts seen, so the within fit cannot tell a
+    price effect from a discount effect; at small it split them about 1:2 against the truth's 1:1 and predicted
+    that a price increase raises GMV."""
+    y_col, base_col = {"ctr": ("clicks", "impressions"), "cvr": ("orders", "clicks")}[part]
+    frame = history.assign(log_shown=np.log(history["price"].where(history["price"] > 0)))
+    cells = frame.groupby(["product_id", "surface"], observed=True).agg(
+        merchant_id=("merchant_id", "first"),
+        category=("category_l1", "first"),
+        y=(y_col, "sum"),
+        base=(base_col, "sum"),
+        log_price=("log_shown", "median"),
+        discount=("discount_pct", "mean"),
+    )
+    cells = cells[(cells["base"] > 0) & cells["log_price"].notna()].reset_index()
+    cells["rel_price"] = cells["log_price"] - cells.groupby("category")["log_price"].transform("median")
+    group = (cells["merchant_id"] + "|" + cells["surface"]).astype("category").cat.codes.to_numpy()
+    cluster = cells["merchant_id"].astype("category").cat.codes.to_numpy()
+    x = cells[["rel_price", "discount"]].to_numpy(float)
+    fit = poisson_fe(cells["y"].to_numpy(float), np.log(cells["base"].to_numpy(float)), x, group, cluster)
+    return float(fit.beta[0]), float(np.sqrt(fit.cov[0, 0]))
+
+
 def fit_planner(settings: Settings, source: FunnelSource = "auto") -> PlannerModel:
     history = load_history(settings, source)
     fits, rates = {}, {}
+    k = COVARIATES.index("log_price")
     for part in PARTS:
         rows = _part_rows(history, part)
-        fits[part] = poisson_fe(rows.y, rows.log_offset, rows.x, rows.cell, rows.day)
+        if part in CROSS_SECTION_PRICE:
+            # the price response from the cross-section, fixed as an offset in the within-product fit
+            gamma, gamma_se = price_response(history, part)
+            x = rows.x.copy()
+            x[:, k] = 0.0
+            fit = poisson_fe(rows.y, rows.log_offset + gamma * rows.x[:, k], x, rows.cell, rows.day)
+            beta, cov = fit.beta.copy(), fit.cov.copy()
+            beta[k], cov[k, :], cov[:, k], cov[k, k] = gamma, 0.0, 0.0, gamma_se**2
+            identified = fit.identified.copy()
+            identified[k] = True
+            fits[part] = PoissonFit(beta, cov, identified)
+        else:
+            fits[part] = poisson_fe(rows.y, rows.log_offset, rows.x, rows.cell, rows.day)
         rates[part] = float(rows.y.sum() / max(np.exp(rows.log_offset).sum(), 1e-300))
     return PlannerModel(
         fits,
