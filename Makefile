@@ -170,6 +170,28 @@ forecast: $(VENV_STAMP) ## next-7-day merchant GMV forecast: backtest vs seasona
 	$(RUN) python -m merchant_growth train-forecast
 	$(RUN) python -m merchant_growth promote-forecast
 
+# --- campaign what-if planner (issue 18 section 3; docs/merchant_growth.md, "Campaign what-if planner") ------
+CAMPAIGN ?=
+SCENARIOS ?=
+DISCOUNT ?=
+LIVE ?=
+PRICE_CHANGE ?=
+BOOST ?=
+TRAFFIC_SHARE ?=
+PLANNER_SEEDS ?= 7,42,123
+PLANNER_SCALES ?= tiny,small
+
+.PHONY: plan-campaign bench-planner
+
+plan-campaign: $(VENV_STAMP) ## what-if GMV plan, HTML: MERCHANT=<id> CAMPAIGN=11.11 [SCENARIOS=file.yml | DISCOUNT= LIVE=1 PRICE_CHANGE= BOOST= TRAFFIC_SHARE=]
+	@test -n "$(MERCHANT)" -a -n "$(CAMPAIGN)" || { echo "usage: make plan-campaign MERCHANT=m00034 CAMPAIGN=12.12 [SCENARIOS=file.yml | DISCOUNT=0.3 LIVE=1 PRICE_CHANGE=-0.1 BOOST=0.3 TRAFFIC_SHARE=1.2]" >&2; exit 2; }
+	@$(RUN) python -m merchant_growth plan-campaign $(MERCHANT) --campaign $(CAMPAIGN) $(if $(SCENARIOS),--scenarios $(SCENARIOS)) \
+		$(if $(DISCOUNT),--discount $(DISCOUNT)) $(if $(filter 1 true yes,$(LIVE)),--live) $(if $(filter 0 false no,$(LIVE)),--no-live) \
+		$(if $(PRICE_CHANGE),--price-change $(PRICE_CHANGE)) $(if $(BOOST),--boost $(BOOST)) $(if $(TRAFFIC_SHARE),--traffic-share $(TRAFFIC_SHARE))
+
+bench-planner: $(VENV_STAMP) ## the planner's uplifts vs the simulator's oracle and the naive planner: PLANNER_SCALES=tiny,small PLANNER_SEEDS=7,42,123 (homes under $SHOPRANK_HOME/bench-planner)
+	$(RUN) python -m benchmarks.planner --root "$(SHOPRANK_HOME)/bench-planner" --scales $(PLANNER_SCALES) --seeds $(PLANNER_SEEDS)
+
 # --- serving under load (docs/benchmarks.md, "Serving") ---------------------------------------------------
 # Both start `bentoml serve` on SHOPRANK_HOME's champion; build a SCALE=small home first, e.g.
 #   make data features apply materialize train promote SCALE=small SHOPRANK_HOME=/tmp/bench

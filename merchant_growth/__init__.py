@@ -4,6 +4,7 @@ Public API (plain functions; an HTTP endpoint maps the errors with `errors.http_
 
     diagnose(merchant_id, period_a, period_b, settings) -> DiagnosisReport
     forecast(merchant_id, settings) -> ForecastResponse
+    plan(PlanRequest, settings) -> PlanResponse       (campaign what-if planner, merchant_growth/planner.py)
 
 See docs/merchant_growth.md.
 """
@@ -17,6 +18,8 @@ from merchant_growth.errors import (
     http_status,
 )
 from merchant_growth.forecasting import forecast, forecast_request
+from merchant_growth.plan_schemas import PlanRequest, PlanResponse
+from merchant_growth.planner import InvalidScenarioError, plan
 from merchant_growth.schemas import (
     DiagnoseRequest,
     DiagnosisReport,
@@ -31,13 +34,17 @@ __all__ = [
     "ForecastRequest",
     "ForecastResponse",
     "InvalidPeriodError",
+    "InvalidScenarioError",
     "MerchantGrowthError",
     "NotReadyError",
     "Period",
+    "PlanRequest",
+    "PlanResponse",
     "UnknownMerchantError",
     "diagnose",
     "diagnose_request",
     "forecast",
     "forecast_request",
     "http_status",
+    "plan",
 ]

@@ -90,6 +90,64 @@ def check_planted_cmd(
         raise typer.Exit(1)
 
 
+@app.command("plan-campaign")
+def plan_campaign_cmd(
+    merchant_id: str = typer.Argument(..., help="Merchant id, e.g. m00034."),
+    campaign: str = typer.Option(..., help="Campaign of the calendar: 11.11, 12.12, payday, ... (its next date)."),
+    scenarios: str = typer.Option(
+        "",
+        help="YAML file: a list of scenarios {name, discount, live, price_change, new_merchant_boost, traffic_share}.",
+    ),
+    discount: float | None = typer.Option(None, help="One scenario beside doing nothing: discount depth 0-0.9."),
+    live: bool | None = typer.Option(None, "--live/--no-live", help="... live-streaming on the day."),
+    price_change: float | None = typer.Option(None, help="... relative list price change, -0.5 to 0.5."),
+    boost: float | None = typer.Option(None, help="... new-merchant boost 0-1 (new merchants only)."),
+    traffic_share: float | None = typer.Option(None, help="... exposure multiplier 0.5-2."),
+    as_json: bool = typer.Option(False, "--json", help="Also print the plan as JSON on stdout."),
+) -> None:
+    """What-if plan of a merchant's GMV on an upcoming campaign day: HTML report, scenarios side by side."""
+    from pydantic import ValidationError
+
+    from merchant_growth.errors import MerchantGrowthError
+    from merchant_growth.plan_report import write_plan_report
+    from merchant_growth.plan_schemas import PlanRequest
+    from merchant_growth.planner import plan
+    from platform_common.settings import get_settings
+
+    flags = {
+        "discount": discount,
+        "live": live,
+        "price_change": price_change,
+        "new_merchant_boost": boost,
+        "traffic_share": traffic_share,
+    }
+    custom = {k: v for k, v in flags.items() if v is not None}
+    body: dict[str, object] = {"merchant_id": merchant_id, "campaign": campaign}
+    try:
+        if scenarios:
+            from pathlib import Path
+
+            import yaml
+
+            body["scenarios"] = yaml.safe_load(Path(scenarios).read_text())
+        elif custom:
+            name = ", ".join(f"{k} {v}" for k, v in custom.items())[:40]
+            body["scenarios"] = [{"name": "do nothing"}, {"name": name, **custom}]
+        response = plan(PlanRequest.model_validate(body), get_settings())
+    except (ValidationError, MerchantGrowthError, OSError, ValueError) as exc:
+        console.print(f"[red]plan failed:[/] {exc}")
+        raise typer.Exit(2) from exc
+    path = write_plan_report(get_settings(), response)
+    for s in response.scenarios:
+        console.print(
+            f"{s.name:<32} GMV {s.gmv.value:>10,.0f} [{s.gmv.low:,.0f}, {s.gmv.high:,.0f}]  "
+            f"vs doing nothing {s.uplift_vs_do_nothing.value:+.1%}"
+        )
+    if as_json:
+        print(response.model_dump_json(indent=2))
+    print(path)
+
+
 @app.command("forecast")
 def forecast_cmd(
     merchant_id: str = typer.Argument(...),

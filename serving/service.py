@@ -36,6 +36,8 @@ from merchant_growth import (
     forecast_request,
     http_status,
 )
+from merchant_growth.plan_schemas import PlanRequest
+from merchant_growth.planner import plan
 from platform_common.feast_config import get_feature_store
 from platform_common.settings import get_settings
 from serving.calendar import load_campaign_days
@@ -241,6 +243,13 @@ class Ranker:
         """Next-7-day GMV forecast of a merchant from the champion forecast model."""
         request = ForecastRequest.model_construct(**fields)
         return self._merchant_call(ctx, lambda: forecast_request(request, self.settings))
+
+    @bentoml.api(route="/merchant/plan", input_spec=PlanRequest)
+    def merchant_plan(self, ctx: bentoml.Context, **fields: Any) -> Any:
+        """What-if GMV of a merchant on an upcoming campaign day under levers (issue 18): 400 on bad levers or an
+        unknown campaign, 404 for an unknown merchant."""
+        request = PlanRequest.model_validate(fields)  # validated by BentoML already; nested scenarios as models
+        return self._merchant_call(ctx, lambda: plan(request, self.settings))
 
     def _merchant_call(self, ctx: bentoml.Context, call: Any) -> Any:
         try:

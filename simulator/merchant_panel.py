@@ -103,16 +103,29 @@ def _normal_quantile(q: float) -> float:
     return NormalDist().inv_cdf(q)
 
 
-def _slot_shares(config: SimConfig, world: World, d: int, taste_bar: np.ndarray) -> np.ndarray:
-    """(products, surfaces): expected share of each surface's slots that go to each product on day d."""
+def _slot_shares(
+    config: SimConfig,
+    world: World,
+    d: int,
+    taste_bar: np.ndarray,
+    *,
+    is_live: np.ndarray | None = None,
+    popularity: np.ndarray | None = None,
+    days_ahead: int = 0,
+) -> np.ndarray:
+    """(products, surfaces): expected share of each surface's slots that go to each product on day d.
+
+    The keywords are the campaign oracle's (`simulator.campaign_oracle`): a day `days_ahead` after d (products
+    older by that much), with each merchant's live flag `is_live` and the recommender's prior `popularity`
+    instead of the panels'; the panel itself never passes them."""
     tp = config.params.traffic
     products = world.products
     n_cat = len(CATALOG)
-    age = (world.days.start_us[0] - products.created_us) / 86_400_000_000 + d
+    age = (world.days.start_us[0] - products.created_us) / 86_400_000_000 + d + days_ahead
     available = products.first_day <= d
     ramp = np.clip(age / config.params.products.popularity_ramp_days, 0.05, 1.0)
-    pop_w = products.popularity * ramp * available
-    live_w = pop_w * world.panels.is_live[products.merchant, d]
+    pop_w = (products.popularity if popularity is None else popularity) * ramp * available
+    live_w = pop_w * (world.panels.is_live[:, d] if is_live is None else is_live)[products.merchant]
     cat = products.category
     pop_cat = np.bincount(cat, weights=pop_w, minlength=n_cat)
     avail_cat = np.bincount(cat, weights=available.astype(float), minlength=n_cat)
