@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from platform_common.event_stream import open_stream
 from simulator.config import state_settings
 from simulator.live.client import LiveError, Stats, run_live
 from simulator.live.landing import LiveBusy
@@ -62,6 +63,7 @@ def live_command(
                     concurrency=concurrency,
                     linger_seconds=linger,
                     progress=report,
+                    publisher=open_stream(settings) if settings.stream_enabled else None,
                 )
             )
         except (LiveError, LiveBusy) as exc:
