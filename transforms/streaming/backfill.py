@@ -48,8 +48,8 @@ def raw_history(raw_dir: Path, until_us: int | None) -> Iterator[dict[str, Any]]
         if not files:
             continue
         where = "" if until_us is None else f" where epoch_us(_ingested_at) < {int(until_us)}"
-        table = con.sql(f"select * from read_parquet(?, union_by_name = true){where}", params=[[str(f) for f in files]])
-        tables.append((name, table.arrow()))
+        query = f"select * from read_parquet(?, union_by_name = true){where}"
+        tables.append((name, con.sql(query, params=[[str(f) for f in files]]).to_arrow_table()))
     events = [e for name, table in tables for e in raw_events(name, table)]
     events.sort(
         key=lambda e: (
