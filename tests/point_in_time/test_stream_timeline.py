@@ -9,7 +9,7 @@ Story of u_s (all 2026-11-10 UTC, "v" = visible, i.e. the processor's batch cloc
 
     batch 1, v 10:00:05   impression I1 at 10:00:00                      -> session 1 impression
     batch 2, v 10:00:11   click C1 at 10:00:09 (1 s before label L1 at 10:00:10, visible 1 s after it)
-    batch 3, v 10:00:20   duplicate of C1 (redelivered), late click C0 at 09:58:00 (> 60 s behind)
+    batch 3, v 10:00:20   duplicate of C1 (redelivered), late click C0 at 09:40:00 (> 15 min behind)
     restart: a new processor from the checkpoint; batch 4 re-reads an unacknowledged click C2 at 10:00:25
     batch 4, v 10:00:30   C2                                              -> 2 clicks in 5 min
 """
@@ -79,7 +79,7 @@ def streamed(tmp_path_factory):
     first = processor()
     batch(first, "10:00:05", [event("impression", "I1", "10:00:00", "10:00:04")])
     batch(first, "10:00:11", [event("click", "C1", "10:00:09", "10:00:10")])
-    redelivered, late = event("click", "C1", "10:00:09", "10:00:10"), event("click", "C0", "09:58:00", "10:00:19")
+    redelivered, late = event("click", "C1", "10:00:09", "10:00:10"), event("click", "C0", "09:40:00", "10:00:19")
     batch(first, "10:00:20", [redelivered, late])
     # killed after reading C2, before logging or acknowledging it
     stream.publish([event("click", "C2", "10:00:25", "10:00:26")])

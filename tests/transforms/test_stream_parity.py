@@ -73,12 +73,12 @@ def landing(seed: int, flushes: int = 40) -> list[tuple[int, dict[str, list[dict
                 {
                     "click_id": f"clk{clk:09d}",
                     "impression_id": "imp000000002",
-                    "event_ts": T0,
+                    "event_ts": T0 - 2 * 3600 * SECOND_US,  # landed hours late
                     "user_id": "u0000002",
                     "product_id": "p000002",
                     "_ingested_at": landed,
                 }
-            )  # fmt: skip  (hours late)
+            )  # fmt: skip
         out.append((landed, tables))
     return out
 

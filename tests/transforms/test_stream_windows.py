@@ -83,11 +83,13 @@ def random_events(seed: int, n: int = 400) -> list[Event]:
     clock = T0
     out: list[Event] = []
     for i in range(n):
-        clock += rng.choice([SECOND_US, 20 * SECOND_US, 3 * MINUTE_US, 31 * MINUTE_US, 2 * 3600 * SECOND_US])
+        clock += rng.choice(
+            [SECOND_US, 20 * SECOND_US, 3 * MINUTE_US, 12 * MINUTE_US, 31 * MINUTE_US, 2 * 3600 * SECOND_US]
+        )
         if out and rng.random() < 0.08:
             out.append(rng.choice(out if rng.random() < 0.5 else out[-3:]))  # a redelivery or a re-landing
             continue
-        ts = clock - rng.choice([0, 0, 0, 30 * SECOND_US, 59 * SECOND_US, 61 * SECOND_US, 120 * SECOND_US])
+        ts = clock - rng.choice([0, 0, 0, 30 * SECOND_US, LATENESS_US - SECOND_US, LATENESS_US + 1, 2 * LATENESS_US])
         kind = rng.choice(["impression", "impression", "click", "order"])
         out.append(Event(kind, f"e{i:05d}", f"u{rng.randint(1, 4)}", f"p{rng.randint(1, 5)}", ts, clock))
     return out
@@ -104,13 +106,14 @@ def test_engine_matches_the_reference_after_every_event(seed):
     assert {"late", "duplicate", "accepted"} <= set(verdicts), "the sequence must exercise the whole rule"
 
 
-def test_late_is_strictly_more_than_sixty_seconds_behind_the_watermark():
+def test_late_is_strictly_more_than_the_allowance_behind_the_watermark():
+    assert LATENESS_US == 15 * MINUTE_US
     engine = Engine()
     assert engine.apply(Event("click", "a", "u", "p", T0, T0)) == "accepted"
-    assert engine.apply(Event("click", "b", "u", "p", T0 - 60 * SECOND_US, T0)) == "accepted"  # exactly 60 s
-    assert engine.apply(Event("click", "c", "u", "p", T0 - 60 * SECOND_US - 1, T0)) == "late"  # 1 us more
+    assert engine.apply(Event("click", "b", "u", "p", T0 - LATENESS_US, T0)) == "accepted"  # exactly 15 min
+    assert engine.apply(Event("click", "c", "u", "p", T0 - LATENESS_US - 1, T0)) == "late"  # 1 us more
     assert engine.apply(Event("click", "a", "u", "p", T0, T0)) == "duplicate"
-    assert engine.user_row("u")["us_clicks_5m"] == 2
+    assert engine.user_row("u")["us_clicks_30m"] == 2 and engine.user_row("u")["us_clicks_5m"] == 1
 
 
 def test_late_event_inside_the_allowance_counts_as_if_on_time():
@@ -127,7 +130,7 @@ def test_late_event_inside_the_allowance_counts_as_if_on_time():
 def test_forgotten_ids_are_late_not_counted():
     engine = Engine()
     engine.apply(Event("click", "old", "u", "p", T0, T0))
-    engine.apply(Event("click", "new", "u", "p", T0 + 10 * MINUTE_US, T0 + 10 * MINUTE_US))
+    engine.apply(Event("click", "new", "u", "p", T0 + 20 * MINUTE_US, T0 + 20 * MINUTE_US))
     engine.prune()
     assert "old" not in engine.seen
     assert engine.apply(Event("click", "old", "u", "p", T0, T0)) == "late"

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from platform_common.event_stream import KIND_RANK, RAW_EVENT_TABLES, raw_events
 from platform_common.stream_log import PRODUCT_VIEW, USER_VIEW, VIEWS, view_dir, write_part
@@ -66,7 +65,9 @@ def raw_history(raw_dir: Path, until_us: int | None) -> Iterator[dict[str, Any]]
 def backfill(raw_dir: Path, log_dir: Path, until: datetime | None = None, write: bool = True) -> BackfillResult:
     until_us = None if until is None else int(until.timestamp() * 1_000_000)
     engine = Engine()
-    out: dict[str, list[pa.Table]] = {view: [] for view in VIEWS}
+    # rows and their visible times per view, framed once at the end (a frame per landing costs ms each)
+    out: dict[str, list[dict[str, Any]]] = {view: [] for view in VIEWS}
+    visible: dict[str, list[int]] = {view: [] for view in VIEWS}
     users: set[str] = set()
     products: set[str] = set()
     landing: int | None = None
@@ -75,12 +76,10 @@ def backfill(raw_dir: Path, log_dir: Path, until: datetime | None = None, write:
     def close_landing() -> None:
         if landing is None:
             return
-        if users:
-            out[USER_VIEW].append(rows_frame(USER_VIEW, [engine.user_row(u) for u in sorted(users)], landing))
-        if products:
-            out[PRODUCT_VIEW].append(
-                rows_frame(PRODUCT_VIEW, [engine.product_row(p) for p in sorted(products)], landing)
-            )
+        out[USER_VIEW].extend(engine.user_row(u) for u in sorted(users))
+        visible[USER_VIEW].extend([landing] * len(users))
+        out[PRODUCT_VIEW].extend(engine.product_row(p) for p in sorted(products))
+        visible[PRODUCT_VIEW].extend([landing] * len(products))
         users.clear()
         products.clear()
 
@@ -102,8 +101,8 @@ def backfill(raw_dir: Path, log_dir: Path, until: datetime | None = None, write:
             products.add(event.product_id)
     close_landing()
     rows = {}
-    for view, tables in out.items():
-        table = pa.concat_tables(tables) if tables else None
+    for view, view_rows in out.items():
+        table = rows_frame(view, view_rows, visible[view]) if view_rows else None
         rows[view] = 0 if table is None else table.num_rows
         if write:
             for old in view_dir(log_dir, view).glob("backfill-*.parquet"):

@@ -108,13 +108,14 @@ class BatchResult:
     visible_at: int | None
 
 
-def rows_frame(view: str, rows: Sequence[dict[str, Any]], visible_us: int) -> pa.Table:
-    """The log's / the push's rows: each entity's state, stamped visible at `visible_us`."""
-    stamp = pd.Timestamp(visible_us, unit="us", tz="UTC")
+def rows_frame(view: str, rows: Sequence[dict[str, Any]], visible_us: int | Sequence[int]) -> pa.Table:
+    """The log's / the push's rows: each entity's state, stamped visible at `visible_us` (one time for all, or
+    one per row)."""
     frame = pd.DataFrame(list(rows))
     frame["event_time"] = pd.to_datetime(frame["event_time"], unit="us", utc=True)
-    frame["event_timestamp"] = stamp
-    frame["created_timestamp"] = stamp
+    visible = [visible_us] * len(frame) if isinstance(visible_us, int) else list(visible_us)
+    frame["event_timestamp"] = pd.to_datetime(pd.Series(visible, dtype="int64"), unit="us", utc=True)
+    frame["created_timestamp"] = frame["event_timestamp"]
     return pa.Table.from_pandas(frame[schema(view).names], schema=schema(view), preserve_index=False)
 
 

@@ -4,13 +4,13 @@ Used unchanged by the stream processor (events as they arrive) and by the backfi
 landing order), so the two can only differ in what they are fed. The rule, applied to events in arrival order:
 
 1. A malformed event is quarantined (transforms.streaming.events).
-2. **Late**: an event whose event time is more than `LATENESS` (60 s) behind the watermark (the greatest event
+2. **Late**: an event whose event time is more than `LATENESS` (15 min) behind the watermark (the greatest event
    time accepted so far, over all events) is dropped and counted as late. Checked first, so the reason does
    not depend on how long ids are remembered.
 3. **Duplicate**: an event whose id was already accepted is dropped and counted (ids are remembered while they
    could still be on time, i.e. while their event time is within `LATENESS` of the watermark).
 4. Otherwise the event is accepted: the watermark moves up to its event time, and its user's and product's
-   state take it in, in event-time order whatever order it came in (so an event up to 60 s late counts exactly
+   state take it in, in event-time order whatever order it came in (so an event up to 15 min late counts exactly
    as if it had come on time).
 
 The features of an entity describe it as of `t` = its newest accepted event time (impressions and clicks):
@@ -30,7 +30,8 @@ from transforms.streaming.events import Event
 
 SECOND_US = 1_000_000
 MINUTE_US = 60 * SECOND_US
-LATENESS_US = 60 * SECOND_US
+# covers the landing zone's normal lag (5 s to 10 min after the event); planted late rows land days later
+LATENESS_US = 15 * MINUTE_US
 SESSION_GAP_US = 30 * MINUTE_US
 SESSION_MAX_US = 4 * 60 * MINUTE_US
 PRODUCT_WINDOW_US = 60 * MINUTE_US
@@ -64,6 +65,7 @@ def _advance(state: UserState | ProductState, event: Event) -> None:
 class UserState:
     impressions: list[int] = field(default_factory=list)  # sorted event times within the horizon
     clicks: list[int] = field(default_factory=list)
+    both: list[int] = field(default_factory=list)  # impressions and clicks together, for the session walk
     as_of: int = 0
     last_click: int | None = None
     last_event_id: str = ""
@@ -73,6 +75,7 @@ class UserState:
         horizon = self.as_of - USER_HORIZON_US
         if event.kind == "click":
             self.last_click = event.event_ts if self.last_click is None else max(self.last_click, event.event_ts)
+        _insert(self.both, event.event_ts, horizon)
         for times, kind in ((self.impressions, "impression"), (self.clicks, "click")):
             if event.kind == kind:
                 _insert(times, event.event_ts, horizon)
@@ -82,19 +85,19 @@ class UserState:
                     del times[:cut]
 
     def session_counts(self) -> tuple[int, int]:
-        merged = sorted(
-            [(t, 0) for t in self.impressions if t <= self.as_of] + [(t, 1) for t in self.clicks if t <= self.as_of]
-        )
+        """(impressions, clicks) from the session's first event to `as_of`: walk back while gaps <= 30 min."""
         earliest = self.as_of - SESSION_MAX_US
-        impressions = clicks = 0
+        end = bisect.bisect_right(self.both, self.as_of)
+        i = end - 1
         previous = self.as_of
-        for t, is_click in reversed(merged):
-            if t <= earliest or previous - t > SESSION_GAP_US:
-                break
-            impressions += 1 - is_click
-            clicks += is_click
-            previous = t
-        return impressions, clicks
+        while i >= 0 and self.both[i] > earliest and previous - self.both[i] <= SESSION_GAP_US:
+            previous = self.both[i]
+            i -= 1
+        if i == end - 1:
+            return 0, 0
+        start = self.both[i + 1]
+        clicks = _in_window(self.clicks, self.as_of, self.as_of - start + 1)
+        return (end - 1 - i) - clicks, clicks
 
     def features(self) -> dict[str, Any]:
         t = self.as_of
