@@ -5,7 +5,7 @@ A payload is a JSON object. Every event has `kind` (impression, click, order), `
 stores). Impressions also carry `request_id`, `surface`, `position`; clicks `impression_id`; orders
 `impression_id`, `click_id`, `quantity`, `unit_price`, `gmv`. A payload that breaks a rule is quarantined with
 the first reason that applies, named like staging's reasons where staging has the same rule.
-Orphan and unknown-id checks need the whole history and stay the batch's job (dbt staging).
+Orphan, unknown-id and gmv-product checks need other rows and stay the batch's job (dbt staging).
 """
 
 from __future__ import annotations
