@@ -21,7 +21,6 @@ from transforms.streaming.processor import Processor
 
 from .test_live import NOW_US, _served_in_candidate_order, home  # noqa: F401  (fixtures)
 
-
 # late and duplicate have their own rule; orphans and the gmv product need other rows (staging checks them)
 NOT_CHECKED = ("late", "duplicate", "orphan_impression", "gmv_mismatch")
 
