@@ -291,3 +291,14 @@ monitor: $(VENV_STAMP) ## data quality, drift, freshness, online quality over a 
 
 bench-monitor: $(VENV_STAMP) ## planted incidents at SCALE=tiny over several seeds: detected, delay, false alarms (docs/benchmarks.md)
 	$(RUN) python -m benchmarks.monitoring
+
+# Streamed features (issue 17, sections 2 and 3; docs/streaming.md).
+STREAM_SECONDS ?=
+
+.PHONY: stream stream-backfill
+
+stream: $(VENV_STAMP) ## stream processor: live events -> windowed user/product features -> Feast push + offline log, until Ctrl-C [STREAM_SECONDS=n]
+	$(RUN) python -m transforms.streaming run $(if $(STREAM_SECONDS),--seconds $(STREAM_SECONDS))
+
+stream-backfill: $(VENV_STAMP) ## the stream features over the raw history into the offline log (same definitions as the processor)
+	$(RUN) python -m transforms.streaming backfill

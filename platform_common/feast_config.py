@@ -54,6 +54,10 @@ def render_feature_store_yaml(settings: Settings | None = None) -> Path:
         offline.setdefault("temp_directory", str(settings.home_dir / "duckdb_tmp"))
     if settings.profile == "prod":
         _render_prod(config, settings)
+    # The stream views' log globs must match a file before Feast reads them (materialize, training).
+    from platform_common.stream_log import ensure_log
+
+    ensure_log(settings)
     out = rendered_yaml_path(settings)
     header = f"# Rendered from feature_repo/{template.name} for {settings.home_dir}; do not edit.\n"
     new_text = header + yaml.safe_dump(config, sort_keys=False)

@@ -85,6 +85,21 @@ class Settings(BaseSettings):
         description="Batch engine behind `feast materialize` under prod: the vectorised plugin or Feast's default.",
     )
 
+    # --- event stream (issue 17): live events -> stream -> processor -> Feast push + offline log -------------
+    stream_enabled: bool = Field(
+        default=True,
+        description="Live shoppers also publish every event they land to the event stream (cheap: one append).",
+    )
+    stream_key: str = Field(
+        default="shoprank:events",
+        min_length=1,
+        max_length=200,
+        description="Redis Stream key of the events under prod (the embedded stream is a SQLite file instead).",
+    )
+    stream_maxlen: int = Field(
+        default=1_000_000, ge=1000, description="Redis Stream length kept (XADD MAXLEN ~): older events are trimmed."
+    )
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url_has_no_secret(cls, value: str) -> str:
@@ -202,6 +217,16 @@ class Settings(BaseSettings):
     @property
     def redis_display(self) -> str:
         return f"{urlsplit(self.redis_url).scheme}://{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    @property
+    def stream_dir(self) -> Path:
+        """The embedded event stream (SQLite), the processor's checkpoint and its quarantine."""
+        return self.home_dir / "stream"
+
+    @property
+    def stream_log_dir(self) -> Path:
+        """The stream features' offline log: parquet parts per view, the push sources' batch sources."""
+        return self.home_dir / "stream_log"
 
     @property
     def artifact_root(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Sequence
 from datetime import datetime
@@ -113,13 +114,12 @@ def key_order_sql(layout: ViewLayout) -> str | None:
 def largest_source(tasks: Sequence[MaterializationTask]) -> int | None:
     """Index of the task whose source has the most rows, from the parquet footers (local parquet only); None when
     it is the first task anyway (the reading thread starts with it) or no source's size is known."""
-    import pyarrow.parquet as pq
 
     sizes: list[int] = []
     for task in tasks:
         source = getattr(task.feature_view, "batch_source", None)
         try:
-            sizes.append(pq.read_metadata(source.path).num_rows if is_local_parquet(source) else 0)
+            sizes.append(_local_rows(source.path) if is_local_parquet(source) else 0)
         except (OSError, pa.ArrowException):
             sizes.append(0)
     if not sizes or max(sizes) == 0:
@@ -129,14 +129,24 @@ def largest_source(tasks: Sequence[MaterializationTask]) -> int | None:
 
 
 def is_local_parquet(source: Any) -> TypeGuard[FileSource]:
-    """A FileSource the DuckDB offline store would read as one local parquet file or folder."""
+    """A FileSource the DuckDB offline store would read as one local parquet file, or a glob of them (the
+    stream log's parts) with at least one match."""
     if type(source) is not FileSource or not source.path or not os.path.isabs(source.path):
         return False
     parquet = isinstance(source.file_format, ParquetFormat) or (
         source.file_format is None and source.path.endswith(".parquet")
     )
-    return parquet and os.path.isfile(source.path)
+    return parquet and (
+        os.path.isfile(source.path)
+        or (glob.has_magic(source.path) and any(map(os.path.isfile, glob.iglob(source.path))))
+    )
 
 
 def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
+
+
+def _local_rows(path: str) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(p).num_rows for p in sorted(glob.glob(path)) if os.path.isfile(p))

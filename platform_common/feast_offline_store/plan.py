@@ -14,6 +14,7 @@ join), which is the reference the tests compare against:
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -97,4 +98,10 @@ def _is_local_parquet(source: object) -> bool:
     parquet = isinstance(source.file_format, ParquetFormat) or (
         source.file_format is None and source.path.endswith(".parquet")
     )
-    return parquet and os.path.isfile(source.path)
+    return parquet and (os.path.isfile(source.path) or _is_glob_of_files(source.path))
+
+
+def _is_glob_of_files(path: str) -> bool:
+    """A glob of local parquet files with at least one match (the stream log's parts): DuckDB's read_parquet
+    reads them as one table, as Feast's store does through ibis."""
+    return glob.has_magic(path) and any(os.path.isfile(p) for p in glob.iglob(path))

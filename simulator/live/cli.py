@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from platform_common.event_stream import open_stream
 from simulator.config import state_settings
 from simulator.live.client import LiveError, ProgressHook, Stats, run_live
 from simulator.live.landing import LiveBusy
@@ -80,6 +81,7 @@ def live_command(
                     linger_seconds=linger,
                     progress=report,
                     checkout_speedup=checkout_speedup,
+                    publisher=open_stream(settings) if settings.stream_enabled else None,
                 )
             )
         except (LiveError, LiveBusy) as exc:

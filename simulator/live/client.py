@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import numpy as np
 
+from platform_common.event_stream import EventStream
 from simulator.config import SURFACES
 from simulator.live.landing import AnswerMeta, LiveLanding, exclusive_run
 from simulator.live.session import LiveMarket, Served, SessionBatch, draw_sessions, react
@@ -201,7 +202,10 @@ async def run_live(
     linger_seconds: float = 0.0,
     progress: ProgressHook | None = None,
     checkout_speedup: float = 1.0,
+    publisher: EventStream | None = None,
 ) -> Stats:
+    """`publisher`: the event stream every landed impression, click and order is also published to (issue 17);
+    None publishes nothing (the raw landing zone receives the events either way)."""
     if rate <= 0 or seconds <= 0:
         raise LiveError("--rate and --seconds must be positive")
     base = check_loopback(url)
@@ -216,7 +220,7 @@ async def run_live(
     react_rng = np.random.default_rng([seed, 2])
     with exclusive_run(home_oracle):
         market = LiveMarket(world, time.time_ns() // 1000, checkout_speedup)
-        landing = LiveLanding(home_raw, home_oracle, world, run_id, seed)
+        landing = LiveLanding(home_raw, home_oracle, world, run_id, seed, publisher=publisher)
         stats.run_dir = landing.run_dir
         connector = aiohttp.TCPConnector(limit=concurrency)
         timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 2.0))

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from platform_common.event_stream import EventStream, raw_events
 from platform_common.settings import LIVE_WATERMARK_DIR
 from simulator.entities import SECOND_US, rng_for
 from simulator.flaws import apply_flaws, plan_flaws
@@ -165,8 +166,18 @@ def _ids(column: str, values: np.ndarray) -> list[str]:
 class LiveLanding:
     """Turns outcomes into landed rows and oracle rows for one run."""
 
-    def __init__(self, raw_dir: Path, oracle_dir: Path, world: StoredWorld, run_id: str, seed: int) -> None:
+    def __init__(
+        self,
+        raw_dir: Path,
+        oracle_dir: Path,
+        world: StoredWorld,
+        run_id: str,
+        seed: int,
+        publisher: EventStream | None = None,
+    ) -> None:
         self.raw_dir, self.world, self.run_id = raw_dir, world, run_id
+        self.publisher = publisher
+        self.published = 0
         self.config = world.config
         self.ids = IdCounter(oracle_dir, world)
         self.ledger = Ledger()
@@ -356,6 +367,10 @@ class LiveLanding:
         # a new file per flush: raw partitions are append-only, and the name says which run wrote it
         pq.write_table(arrow, folder / f"part-live-{self.run_id}-{self.flushes:05d}.parquet", compression="zstd")
         self.landed[name] += arrow.num_rows
+        if self.publisher is not None:
+            # after the raw file: the stream never carries an event the landing zone lacks; as landed, flaws
+            # included, so the processor quarantines what staging quarantines (docs/streaming.md)
+            self.published += self.publisher.publish(raw_events(name, arrow))
         return int(arrow.num_rows)
 
     def close(self, now_us: int) -> dict[str, int]:

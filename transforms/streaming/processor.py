@@ -1,0 +1,229 @@
+"""The stream processor: read a batch, apply the window rule, log and push the rows, checkpoint, acknowledge.
+
+Per batch, in this order (so a crash anywhere repeats work, never loses or double-counts it):
+
+1. read up to `batch_size` events for the consumer group (unacknowledged ones first after a restart);
+2. parse each; malformed, late and duplicate events go to the quarantine with their reason;
+3. the accepted ones update the engine (transforms/streaming/windows.py), in arrival order;
+4. one row per entity touched, its state after the batch, stamped `visible_at` (the batch's wall clock,
+   strictly increasing across batches and restarts): written to the offline log, then pushed online through
+   Feast's push API (`PushMode.ONLINE`). A failed push is retried with the same rows and stamp;
+5. the engine is checkpointed (`$SHOPRANK_HOME/stream/checkpoint-<group>.pkl`, atomic rename);
+6. the batch is acknowledged.
+
+A crash before 5 re-reads the batch after the restart from the previous checkpoint: the events are applied
+again to the state they were first applied to, so the rows are the same values with a later `visible_at`
+(the log holds them twice; the join picks whichever was visible at its time, which is what the online store
+served). A crash between 5 and 6 re-reads events the checkpoint already holds: dropped as duplicates (or late).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from platform_common.event_stream import EventStream, Message
+from platform_common.stream_log import KEYS, PRODUCT_VIEW, USER_VIEW, schema, write_part
+from transforms.streaming.events import Malformed, parse
+from transforms.streaming.windows import Engine
+
+log = logging.getLogger("shoprank.stream")
+
+GROUP = "stream-features"
+PUSH_SOURCES = {USER_VIEW: "user_stream_push", PRODUCT_VIEW: "product_stream_push"}
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("message_id", pa.string()),
+        ("reason", pa.string()),
+        ("payload", pa.string()),
+        ("quarantined_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+class Pusher(Protocol):
+    def push(self, push_source_name: str, df: pd.DataFrame) -> None: ...
+
+
+class FeastPusher:
+    """Feast's push API into the online store (SQLite locally, Redis under prod)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def push(self, push_source_name: str, df: pd.DataFrame) -> None:
+        from feast.data_source import PushMode
+
+        self.store.push(push_source_name, df, to=PushMode.ONLINE)
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class Checkpoint:
+    engine: Engine = field(default_factory=Engine)
+    last_visible_us: int = 0
+    batches: int = 0
+
+
+def checkpoint_path(stream_dir: Path, group: str) -> Path:
+    return stream_dir / f"checkpoint-{group}.pkl"
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    if not path.exists():
+        return Checkpoint()
+    with open(path, "rb") as handle:
+        loaded = pickle.load(handle)
+    if not isinstance(loaded, Checkpoint):
+        raise ValueError(f"{path} is not a stream checkpoint")
+    return loaded
+
+
+def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as handle:
+        pickle.dump(checkpoint, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(path)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    read: int
+    accepted: int
+    quarantined: dict[str, int]
+    rows: dict[str, int]
+    visible_at: int | None
+
+
+def rows_frame(view: str, rows: Sequence[dict[str, Any]], visible_us: int | Sequence[int]) -> pa.Table:
+    """The log's / the push's rows: each entity's state, stamped visible at `visible_us` (one time for all, or
+    one per row)."""
+    frame = pd.DataFrame(list(rows))
+    frame["event_time"] = pd.to_datetime(frame["event_time"], unit="us", utc=True)
+    visible = [visible_us] * len(frame) if isinstance(visible_us, int) else list(visible_us)
+    frame["event_timestamp"] = pd.to_datetime(pd.Series(visible, dtype="int64"), unit="us", utc=True)
+    frame["created_timestamp"] = frame["event_timestamp"]
+    return pa.Table.from_pandas(frame[schema(view).names], schema=schema(view), preserve_index=False)
+
+
+class Processor:
+    def __init__(
+        self,
+        stream: EventStream,
+        pusher: Pusher | None,
+        stream_dir: Path,
+        log_dir: Path,
+        *,
+        group: str = GROUP,
+        consumer: str = "processor-1",
+        batch_size: int = 500,
+        clock: Callable[[], int] = now_us,
+        push_retry_seconds: float = 1.0,
+    ) -> None:
+        self.stream, self.pusher = stream, pusher
+        self.stream_dir, self.log_dir = stream_dir, log_dir
+        self.group, self.consumer, self.batch_size = group, consumer, batch_size
+        self.clock = clock
+        self.push_retry_seconds = push_retry_seconds
+        self.checkpoint_file = checkpoint_path(stream_dir, group)
+        self.state = load_checkpoint(self.checkpoint_file)
+
+    @property
+    def engine(self) -> Engine:
+        return self.state.engine
+
+    def step(self, block_ms: int = 0, should_stop: Callable[[], bool] = lambda: False) -> BatchResult:
+        """One batch (possibly empty)."""
+        messages = self.stream.read(self.group, self.consumer, self.batch_size, block_ms=block_ms)
+        if not messages:
+            return BatchResult(0, 0, {}, {}, None)
+        return self.process(messages, should_stop)
+
+    def process(self, messages: Sequence[Message], should_stop: Callable[[], bool] = lambda: False) -> BatchResult:
+        engine = self.engine
+        quarantine: list[tuple[str, str, str]] = []
+        users: set[str] = set()
+        products: set[str] = set()
+        accepted = 0
+        for message in messages:
+            try:
+                event = parse(message.payload)
+            except Malformed as exc:
+                engine.counts[f"malformed_{exc.reason}"] += 1
+                quarantine.append((message.id, exc.reason, message.payload.decode("utf-8", "replace")))
+                continue
+            verdict = engine.apply(event)
+            if verdict != "accepted":
+                quarantine.append((message.id, verdict, message.payload.decode("utf-8", "replace")))
+                continue
+            accepted += 1
+            if event.kind in ("impression", "click"):
+                users.add(event.user_id)
+                products.add(event.product_id)
+        visible = max(self.clock(), self.state.last_visible_us + 1)
+        rows = {
+            USER_VIEW: [engine.user_row(u) for u in sorted(users)],
+            PRODUCT_VIEW: [engine.product_row(p) for p in sorted(products)],
+        }
+        tables = {view: rows_frame(view, r, visible) for view, r in rows.items() if r}
+        for view, table in tables.items():
+            write_part(self.log_dir, view, table, f"part-{visible:016d}")
+        for view, table in tables.items():
+            self._push(view, table, should_stop)
+        if quarantine:
+            self._quarantine(quarantine, visible)
+        self.state.last_visible_us = visible
+        self.state.batches += 1
+        save_checkpoint(self.checkpoint_file, self.state)
+        self.stream.ack(self.group, [m.id for m in messages])
+        reasons: dict[str, int] = {}
+        for _, reason, _ in quarantine:
+            reasons[reason] = reasons.get(reason, 0) + 1
+        return BatchResult(len(messages), accepted, reasons, {v: t.num_rows for v, t in tables.items()}, visible)
+
+    def _push(self, view: str, table: pa.Table, should_stop: Callable[[], bool]) -> None:
+        if self.pusher is None:
+            return
+        frame = table.drop_columns(["event_time", "last_event_id"]).to_pandas()
+        while True:
+            try:
+                self.pusher.push(PUSH_SOURCES[view], frame)
+                return
+            except Exception as exc:  # the online store is down: keep the rows, retry, never drop them
+                if should_stop():
+                    raise
+                log.warning("push of %s failed (%s); retrying in %.1f s", view, exc, self.push_retry_seconds)
+                time.sleep(self.push_retry_seconds)
+
+    def _quarantine(self, rows: list[tuple[str, str, str]], visible: int) -> None:
+        folder = self.stream_dir / "quarantine"
+        folder.mkdir(parents=True, exist_ok=True)
+        at = pa.array([visible] * len(rows), pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+        table = pa.Table.from_arrays(
+            [pa.array([r[0] for r in rows]), pa.array([r[1] for r in rows]), pa.array([r[2] for r in rows]), at],
+            schema=QUARANTINE_SCHEMA,
+        )
+        tmp = folder / f".part-{visible:016d}.tmp"
+        pq.write_table(table, tmp)
+        tmp.replace(folder / f"part-{visible:016d}.parquet")
+
+
+def read_quarantine(stream_dir: Path) -> pa.Table:
+    parts = sorted((stream_dir / "quarantine").glob("*.parquet"))
+    return pa.concat_tables([pq.read_table(p) for p in parts]) if parts else QUARANTINE_SCHEMA.empty_table()
+
+
+__all__ = ["GROUP", "KEYS", "BatchResult", "FeastPusher", "Processor", "read_quarantine"]
