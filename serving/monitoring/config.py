@@ -7,6 +7,7 @@ here and in the README's monitoring section; the defaults are in serving/monitor
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -23,9 +24,10 @@ class _Frozen(BaseModel):
 
 
 class DataQuality(_Frozen):
-    landing_lag_hours: dict[str, float] = Field(
-        default_factory=lambda: {"impressions": 6.0, "clicks": 6.0, "product_prices": 30.0, "merchant_daily": 30.0},
-        description="Per landing table: its newest row (by _ingested_at) may be this much older than the window end.",
+    landing_freshness_alert: Literal["warn", "error"] = Field(
+        "warn",
+        description="dbt source freshness status that alerts: 'warn' (past warn_after) or only 'error'. The "
+        "per-table thresholds are dbt's own, in transforms/models/staging/_sources.yml.",
     )
     quarantine_share: float = Field(0.05, gt=0, le=1, description="Quarantined share per table and reason.")
     row_count_min_ratio: float = Field(

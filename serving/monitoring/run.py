@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,7 +55,10 @@ def monitor(
     as_of = as_of or datetime.now(UTC)
     result = CheckResult()
     console.print(f"[bold]monitoring[/] {window.label} on {settings.home_dir}")
-    result.extend(data_quality.run(settings.raw_dir, settings.warehouse_path, window, th.data_quality))
+    freshness_sources = data_quality.run_source_freshness(settings.home_dir, window.end)
+    result.extend(
+        data_quality.run(settings.raw_dir, settings.warehouse_path, window, th.data_quality, freshness_sources)
+    )
     log = model_quality.read_request_log(settings.logs_dir, window)
     versions = served_versions(settings, log)
     header = {"home": str(settings.home_dir), "as of": as_of.isoformat(), "request-log rows": str(len(log))}
@@ -97,6 +101,8 @@ def monitor(
     folder = settings.home_dir / "monitoring" / name
     folder.mkdir(parents=True, exist_ok=True)
     write_alerts(folder / "alerts.json", result.alerts, window, "alert" if result.alerts else "ok")
+    if freshness_sources[0] is not None:  # dbt's own verdict, beside the report
+        shutil.copyfile(freshness_sources[1], folder / "dbt_sources.json")
     figs = figures(result, th.drift.psi_warn, th.drift.psi_alert)
     (folder / "report.html").write_text(render(result, window, header, figs))
     (folder / "metrics.json").write_text(
