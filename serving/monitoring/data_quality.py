@@ -195,6 +195,12 @@ def quarantine(
         return out
     con.execute(f"attach '{warehouse}' as wh (read_only)")
     try:
+        built = con.execute(
+            "select count(*) from duckdb_tables() where database_name = 'wh' and table_name = 'quarantine_events'"
+        ).fetchone()
+        if not built or not built[0]:  # a warehouse dbt opened (source freshness) but never built
+            out.notes.append(f"no quarantine_events in {warehouse}: quarantine not judged (run `make features`)")
+            return out
         rejected = con.execute(
             """select source_table, reason,
                 floor(epoch(_ingested_at - ?::timestamptz) / 86400)::int as day, count(*) as n

@@ -180,3 +180,11 @@ def test_the_quarantine_share_per_reason(tmp_path: Path) -> None:
     assert [(a.check, a.target, a.measured) for a in result.alerts] == [
         ("data_quality.quarantine_share", "impressions[reason=duplicate]", 0.1)
     ]
+
+
+def test_a_warehouse_without_the_quarantine_table_is_a_note(tmp_path: Path) -> None:
+    """`dbt source freshness` opens (creates) the warehouse file; before `make features` it has no tables."""
+    world(tmp_path)
+    duckdb.connect(str(tmp_path / "empty.duckdb")).close()
+    result = dq.run(tmp_path, tmp_path / "empty.duckdb", WINDOW, TH, FRESH)
+    assert result.alerts == [] and any("no quarantine_events" in n for n in result.notes)
