@@ -195,13 +195,12 @@ def test_a_miscalibrated_challenger_is_named_and_the_champion_is_not(challenger_
     assert not [a for a in outcome.result.alerts if old in a.target]
     assert not [a for a in outcome.result.alerts if a.check.startswith(("feature.", "model.prediction"))]
     # what else fires is the landing zone, rightly: live shoppers at 30 req/s are several times the tiny world's
-    # day, and judged as of tonight's window end the streams have been quiet since the live run stopped
+    # day, and judged as of tonight's window end the streams have been quiet since the live run stopped (and
+    # today's price snapshot, which the simulated world never lands, is late)
     others = {(a.check, a.target) for a in outcome.result.alerts if not a.check.startswith("model.")}
     assert {check for check, _ in others} <= {"data_quality.row_count", "data_quality.landing_freshness"}
-    assert {target for check, target in others if check == "data_quality.landing_freshness"} <= {
-        "impressions",
-        "clicks",
-    }
+    scheduled = {"impressions", "clicks", "product_prices", "merchant_daily"}
+    assert {target for check, target in others if check == "data_quality.landing_freshness"} <= scheduled
     assert all(a.measured > 4 for a in outcome.result.alerts if a.check == "data_quality.row_count")
 
 
@@ -216,10 +215,10 @@ def test_the_challenger_run_measures_skew_drift_and_the_online_table(challenger_
     assert set(table["version"].astype(str)) == {incident.champion, incident.challenger}
     assert {"all", "surface=home_feed", "surface=search"} <= set(table["group"])
     assert (table["status"] == "scored").all()
-    ratio = table[table["group"] == "all"].set_index(table["version"].astype(str))
-    realised = ratio["realised_ctr"]
-    predicted = ratio["predicted_ctr"]
-    assert predicted[incident.challenger] / realised[incident.challenger] > 2
-    assert predicted[incident.champion] / realised[incident.champion] < 2
+    overall = table[table["group"] == "all"]
+    ratio = overall["predicted_ctr"] / overall["realised_ctr"]
+    by_version = overall["version"].astype(str)
+    assert (ratio[by_version == incident.challenger] > 2).all()
+    assert (ratio[by_version == incident.champion] < 2).all()
     report = (outcome.folder / "report.html").read_text()
     assert "Online quality per day and surface" in report and "served baseline" in report
