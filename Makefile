@@ -289,7 +289,7 @@ MONITOR_RUN ?=
 monitor: $(VENV_STAMP) ## data quality, drift, freshness, online quality over a day [DAY=YYYY-MM-DD THRESHOLDS=file]; non-zero on an alert
 	$(RUN) python -m serving.monitoring $(if $(DAY),--day $(DAY)) $(if $(THRESHOLDS),--thresholds $(THRESHOLDS)) $(if $(MONITOR_RUN),--run-name $(MONITOR_RUN))
 
-bench-monitor: $(VENV_STAMP) ## planted incidents at SCALE=tiny over several seeds: detected, delay, false alarms (docs/benchmarks.md)
+bench-monitor: $(VENV_STAMP) ## planted incidents at SCALE=tiny over several seeds (the mis-calibrated challenger on live shoppers included): detected, delay, false alarms (docs/benchmarks.md)
 	$(RUN) python -m benchmarks.monitoring
 
 # Streamed features (issue 17, sections 2 and 3; docs/streaming.md).

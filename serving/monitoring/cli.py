@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from platform_common.settings import get_settings
 from serving.monitoring.alerts import Window
@@ -60,9 +61,11 @@ def main(
 
     outcome = monitor(get_settings(), th, window, as_of=when, run_name=run_name, log_to_mlflow=mlflow)
     for alert in outcome.result.alerts:
+        # escaped: a target such as impressions[surface=search] is not rich markup
         console.print(
-            f"[red]ALERT[/] {alert.check} [bold]{alert.target}[/]: {alert.measured:.4g} (threshold "
-            f"{alert.threshold:.4g}) {alert.message}"
+            f"[red]ALERT[/] {alert.check} [bold]{escape(alert.target)}[/]: {alert.measured:.4g} (threshold "
+            f"{alert.threshold:.4g}) {escape(alert.message)}",
+            soft_wrap=True,
         )
     console.print(f"report: {outcome.folder / 'report.html'}")
     console.print(f"alerts: {outcome.folder / 'alerts.json'} ({len(outcome.result.alerts)})")

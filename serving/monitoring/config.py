@@ -7,6 +7,7 @@ here and in the README's monitoring section; the defaults are in serving/monitor
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -23,9 +24,10 @@ class _Frozen(BaseModel):
 
 
 class DataQuality(_Frozen):
-    landing_lag_hours: dict[str, float] = Field(
-        default_factory=lambda: {"impressions": 6.0, "clicks": 6.0, "product_prices": 30.0, "merchant_daily": 30.0},
-        description="Per landing table: its newest row (by _ingested_at) may be this much older than the window end.",
+    landing_freshness_alert: Literal["warn", "error"] = Field(
+        "warn",
+        description="dbt source freshness status that alerts: 'warn' (past warn_after) or only 'error'. The "
+        "per-table thresholds are dbt's own, in transforms/models/staging/_sources.yml.",
     )
     quarantine_share: float = Field(0.05, gt=0, le=1, description="Quarantined share per table and reason.")
     row_count_min_ratio: float = Field(
@@ -42,11 +44,19 @@ class DataQuality(_Frozen):
 class Drift(_Frozen):
     psi_warn: float = Field(0.1, gt=0, description="PSI that is reported (not alerted): a moderate shift.")
     psi_alert: float = Field(0.25, gt=0, description="PSI that alerts: the usual 'significant shift' cut.")
-    served_psi_alert: float | None = Field(
-        None,
+    served_psi_alert: float = Field(
+        0.25,
         gt=0,
-        description="PSI of a served feature vs the training reference that alerts; unset: reported, not alerted "
-        "(the served candidates are not the shown impressions the reference was built from).",
+        description="PSI of a served feature vs the version's served baseline (its first served rows) that alerts.",
+    )
+    baseline_rows: int = Field(
+        5000, ge=100, description="Served rows (whole requests) of a version frozen as its served baseline."
+    )
+    served_min_rows: int = Field(
+        2000,
+        ge=10,
+        description="Served rows after the baseline needed to judge served drift: a request's candidates share "
+        "its user's features, so the rows are clustered (~9 a request at SCALE=tiny) and PSI's noise is larger.",
     )
     bins: int = Field(10, ge=2, le=100, description="Quantile bins of a numeric feature's reference profile.")
     min_rows: int = Field(200, ge=10, description="Fewer rows than this in a window: drift is not judged.")
@@ -63,6 +73,14 @@ class Drift(_Frozen):
 class Features(_Frozen):
     missing_share: float = Field(0.2, gt=0, le=1, description="Served candidate rows without a view's features.")
     stale_share: float = Field(0.1, gt=0, le=1, description="Served requests with a view past its TTL.")
+    skew_share: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Share of sampled served rows whose value of a feature differs from Feast's offline store at the "
+        "served time (training-serving skew); 0 on a clean platform.",
+    )
+    skew_sample_rows: int = Field(2000, ge=10, description="Logged rows per window looked up in the offline store.")
 
 
 class Freshness(_Frozen):
@@ -76,8 +94,17 @@ class Freshness(_Frozen):
 
 
 class ModelQuality(_Frozen):
-    label_delay_hours: float = Field(
-        2.0, ge=0, description="Label maturity: only requests at least this old are judged (orders land late)."
+    click_delay_hours: float = Field(
+        1.0, ge=0, description="A day's CTR is scored this long after it ends (clicks land seconds after the slot)."
+    )
+    order_delay_hours: float = Field(
+        24.0,
+        ge=0,
+        description="A day's CVR and GMV are scored this long after it ends: the attribution window of orders "
+        "(median 25 min after the click, 99.9% within 24 h in the simulator).",
+    )
+    lookback_days: int = Field(
+        1, ge=0, le=7, description="Days before the window in the online table: the daily run scores D-1's orders."
     )
     min_impressions: int = Field(
         1000, ge=10, description="Matured impressions per surface below this: not judged (ECE noise ~0.02 at 900)."
@@ -87,6 +114,13 @@ class ModelQuality(_Frozen):
         2.0, gt=1, description="Predicted / realised CTR above this (or below 1/this); clean tiny live runs: 1.3-1.7."
     )
     auc_min: float = Field(0.55, gt=0, lt=1, description="Online CTR AUC below this.")
+    min_orders: float = Field(
+        30.0, gt=0, description="Orders the model predicts for a group below this: CVR and GMV ratios not judged."
+    )
+    cvr_ratio_max: float = Field(
+        2.0, gt=1, description="Predicted / realised post-click CVR above this (or below 1/this)."
+    )
+    gmv_ratio_max: float = Field(2.0, gt=1, description="Predicted / realised GMV above this (or below 1/this).")
     score_psi_alert: float = Field(0.25, gt=0, description="PSI of served pCTR vs the training reference.")
 
 

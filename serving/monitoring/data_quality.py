@@ -1,15 +1,22 @@
 """Data quality at the door: landing freshness, quarantine share, row counts against the norm, category prices.
 
 Everything is judged as of the window end: a row whose `_ingested_at` is later had not landed when the window
-closed, which is exactly what a late batch looks like to a monitor that runs at the end of the day. The
-landing-freshness check is what `dbt source freshness` would compute on `_ingested_at` (the loaded_at field),
-done here in DuckDB so one run needs no dbt invocation and can be judged at any past window end.
+closed, which is exactly what a late batch looks like to a monitor that runs at the end of the day. Landing
+freshness is dbt's own: `dbt source freshness` on the sources' `loaded_at_field: _ingested_at` and their
+warn/error thresholds (transforms/models/staging/_sources.yml), run as of the window end
+(transforms/macros/source_freshness.sql reads var `freshness_as_of`), and its `sources.json` read back.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -30,26 +37,98 @@ def _has(raw_dir: Path, table: str) -> bool:
     return any((raw_dir / table).glob("*/*.parquet"))
 
 
-def landing_freshness(con: duckdb.DuckDBPyConnection, raw_dir: Path, window: Window, th: DataQuality) -> CheckResult:
+FRESHNESS_TIMEOUT_SECONDS = 600
+TRANSFORMS = Path(__file__).resolve().parents[2] / "transforms"
+
+
+def dbt_executable() -> str:
+    """dbt of this environment (next to the interpreter), else the one on PATH."""
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
+
+
+def run_source_freshness(home: Path, as_of: datetime) -> tuple[dict[str, Any] | None, str]:
+    """`dbt source freshness` on `home`'s landing zone as of `as_of`: (parsed sources.json, its path), or (None,
+    why) when dbt produced none. A stale source makes dbt exit 1; that is a result, not a failure. Always on the
+    DuckDB target: freshness reads the landing zone's parquet, whatever engine builds the marts."""
+    target = home / "dbt" / "freshness"
+    sources = target / "sources.json"
+    sources.unlink(missing_ok=True)
+    env = os.environ | {
+        "SHOPRANK_HOME": str(home),
+        "DBT_TARGET_PATH": str(target),
+        "DBT_LOG_PATH": str(home / "dbt" / "logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    as_of_text = as_of.astimezone(UTC).isoformat()
+    args = [dbt_executable(), "source", "freshness", "--profiles-dir", ".", "--target", "local", "--quiet"]
+    args += ["--vars", json.dumps({"freshness_as_of": as_of_text})]
+    try:
+        proc = subprocess.run(
+            args, cwd=TRANSFORMS, env=env, capture_output=True, text=True, timeout=FRESHNESS_TIMEOUT_SECONDS
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"dbt source freshness could not run: {exc}"
+    if not sources.exists():
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+        return None, f"dbt source freshness wrote no sources.json: {tail[0]}"
+    payload = json.loads(sources.read_text())
+    # A source dbt could not read (no file landed, say) is in its log, not in sources.json: the manifest says
+    # which sources carry a freshness block, so a missing verdict is named rather than passed over.
+    manifest = json.loads((target / "manifest.json").read_text())
+    payload["expected"] = sorted(
+        name
+        for uid, node in manifest.get("sources", {}).items()
+        if any(((node.get("freshness") or {}).get(k) or {}).get("count") for k in ("warn_after", "error_after"))
+        for name in [uid.rsplit(".", 1)[-1]]
+    )
+    return payload, str(sources)
+
+
+def landing_freshness(sources: dict[str, Any] | None, why: str, window: Window, th: DataQuality) -> CheckResult:
+    """One measurement per source table with a freshness block: hours between its newest landed row and the
+    window end, with dbt's verdict; alerts at `th.landing_freshness_alert` (warn, or only error) and above."""
     out = CheckResult()
-    for table, sla in th.landing_lag_hours.items():
-        if not _has(raw_dir, table):
-            out.measure("data_quality.landing_freshness", table, float("inf"), sla, window, True, "no rows ever landed")
+    check = "data_quality.landing_freshness"
+    if sources is None:
+        out.measure(check, "dbt", float("inf"), 0.0, window, True, why)
+        return out
+    fires_on = {"warn", "error"} if th.landing_freshness_alert == "warn" else {"error"}
+    judged: set[str] = set()
+    for result in sources.get("results", []):
+        table = str(result["unique_id"]).rsplit(".", 1)[-1]
+        criteria = result.get("criteria") or {}
+        cut = _hours(criteria.get(th.landing_freshness_alert + "_after")) or _hours(criteria.get("error_after"))
+        status = str(result.get("status"))
+        if status == "runtime error":
+            message = f"dbt could not read {table}: {str(result.get('error') or '').splitlines()[:1]}"
+            out.measure(check, table, float("inf"), cut or 0.0, window, True, message)
             continue
-        newest = con.execute(
-            f"select max(_ingested_at) from {_raw(raw_dir, table)} where _ingested_at < ?", [window.end]
-        ).fetchone()
-        lag = (window.end - newest[0]).total_seconds() / 3600 if newest and newest[0] else float("inf")
+        judged.add(table)
+        lag = float(result["max_loaded_at_time_ago_in_s"]) / 3600
         out.measure(
-            "data_quality.landing_freshness",
+            check,
             table,
             lag,
-            sla,
+            cut,
             window,
-            lag > sla,
-            f"newest {table} row landed {lag:.1f} h before the window end (SLA {sla:g} h): a late or missing batch",
+            status in fires_on,
+            f"newest {table} row landed {lag:.1f} h before the window end (dbt source freshness: {status}, "
+            f"warn after {_hours(criteria.get('warn_after')) or '-'} h, error after "
+            f"{_hours(criteria.get('error_after')) or '-'} h): a late or missing batch",
+            dbt_status=status,
         )
+    for table in sorted(set(sources.get("expected", [])) - judged):
+        message = f"dbt source freshness gave no verdict on {table} (nothing landed, or unreadable: see its log)"
+        out.measure(check, table, float("inf"), 0.0, window, True, message)
     return out
+
+
+def _hours(after: dict[str, Any] | None) -> float | None:
+    if not after or after.get("count") is None:
+        return None
+    per = {"minute": 1 / 60, "hour": 1.0, "day": 24.0}[str(after["period"])]
+    return float(after["count"]) * per
 
 
 def daily_counts(con: duckdb.DuckDBPyConnection, raw_dir: Path, window: Window, days: int) -> pd.DataFrame:
@@ -116,6 +195,12 @@ def quarantine(
         return out
     con.execute(f"attach '{warehouse}' as wh (read_only)")
     try:
+        built = con.execute(
+            "select count(*) from duckdb_tables() where database_name = 'wh' and table_name = 'quarantine_events'"
+        ).fetchone()
+        if not built or not built[0]:  # a warehouse dbt opened (source freshness) but never built
+            out.notes.append(f"no quarantine_events in {warehouse}: quarantine not judged (run `make features`)")
+            return out
         rejected = con.execute(
             """select source_table, reason,
                 floor(epoch(_ingested_at - ?::timestamptz) / 86400)::int as day, count(*) as n
@@ -184,9 +269,19 @@ def category_prices(con: duckdb.DuckDBPyConnection, raw_dir: Path, window: Windo
     return out
 
 
-def run(raw_dir: Path, warehouse: Path, window: Window, th: DataQuality) -> CheckResult:
+def run(
+    raw_dir: Path,
+    warehouse: Path,
+    window: Window,
+    th: DataQuality,
+    freshness: tuple[dict[str, Any] | None, str] | None = None,
+) -> CheckResult:
+    """`freshness`: what `run_source_freshness` returned for the window end; None runs it on raw_dir's home."""
     con = duckdb.connect()
-    out = landing_freshness(con, raw_dir, window, th)
+    sources, where = freshness or run_source_freshness(raw_dir.parent, window.end)
+    out = landing_freshness(sources, where, window, th)
+    if sources is not None:
+        out.notes.append(f"landing freshness: dbt source freshness as of {window.end.isoformat()} ({where})")
     counts = daily_counts(con, raw_dir, window, th.baseline_days)
     out.extend(row_counts(counts, window, th))
     out.extend(quarantine(con, warehouse, counts, window, th))

@@ -39,7 +39,11 @@ def _bars(values: dict[str, float], title: str, xlabel: str, lines: dict[str, fl
 def figures(result: CheckResult, psi_warn: float, psi_alert: float) -> dict[str, bytes]:
     figs: dict[str, bytes] = {}
     s = result.series
-    for key, title in (("mart_psi", "Mart drift vs baseline days (PSI)"), ("served_psi", "Served drift (PSI)")):
+    for key, title in (
+        ("mart_psi", "Mart drift vs baseline days (PSI)"),
+        ("served_psi", "Served drift vs the version's served baseline (PSI)"),
+        ("training_psi", "Served vs training reference (PSI, reported)"),
+    ):
         if s.get(key):
             figs[f"{key}.png"] = _bars(s[key], title, "PSI", {"warn": psi_warn, "alert": psi_alert})
     if s.get("freshness_hours"):
@@ -93,12 +97,53 @@ def render(result: CheckResult, window: Window, header: dict[str, str], figs: di
         f"<h3>{esc(n)}</h3><img src='data:image/png;base64,{base64.b64encode(b).decode()}'/>" for n, b in figs.items()
     )
     status = f"{len(result.alerts)} alert(s)" if result.alerts else "no alert"
+    online = online_table(result)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>shoprank monitoring {esc(window.label)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}tr.fired td{{background:#fdd}}</style></head>
 <body><h1>shoprank monitoring: {status}</h1><ul><li><b>window</b>: {esc(window.label)}</li>{facts}</ul>
 <h2>Alerts</h2><table><tr><th>check</th><th>target</th><th>measured</th><th>threshold</th><th>what</th></tr>
 {alerts or "<tr><td colspan=5>none</td></tr>"}</table>
+<h2>Online quality per day and surface</h2>
+<p>Scores at the slot each impression was shown in, outcomes that had landed by the as-of time. A day's CTR, ECE
+and AUC are scored once its clicks matured, its CVR and GMV once its orders' attribution window passed; the
+status column says which, and when the rest will be.</p>{online}
 <h2>Figures</h2>{images}
 <h2>Every measurement</h2><table><tr><th>check</th><th>target</th><th>value</th><th>threshold</th></tr>{rows}</table>
 <h2>Not judged</h2><ul>{notes or "<li>everything was judged</li>"}</ul></body></html>"""
+
+
+ONLINE_COLUMNS = (
+    "version",
+    "day",
+    "group",
+    "status",
+    "impressions",
+    "clicks",
+    "predicted_ctr",
+    "realised_ctr",
+    "ctr_ece",
+    "ctr_auc",
+    "orders",
+    "predicted_cvr",
+    "realised_cvr",
+    "predicted_gmv",
+    "realised_gmv",
+)
+
+
+def online_table(result: CheckResult) -> str:
+    frames = [v for k, v in sorted(result.series.items()) if k.startswith("online_quality") and not v.empty]
+    if not frames:
+        return "<p>no served impression with landed outcomes in the window</p>"
+    table = pd.concat(frames, ignore_index=True)
+    columns = [c for c in ONLINE_COLUMNS if c in table.columns]
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "" if v != v else f"{v:.4g}"
+        return html.escape(str(v))
+
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in columns) + "</tr>" for _, r in table.iterrows())
+    return f"<table><tr>{head}</tr>{body}</table>"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pandas as pd
 from rich.console import Console
 
 from platform_common.settings import Settings
-from serving.monitoring import data_quality, features, freshness, model_quality
+from serving.monitoring import baseline, data_quality, features, freshness, model_quality, skew
 from serving.monitoring.alerts import CheckResult, Window, write_alerts
 from serving.monitoring.config import Thresholds
 from serving.monitoring.profile import load_reference_profile
@@ -54,9 +55,16 @@ def monitor(
     as_of = as_of or datetime.now(UTC)
     result = CheckResult()
     console.print(f"[bold]monitoring[/] {window.label} on {settings.home_dir}")
-    result.extend(data_quality.run(settings.raw_dir, settings.warehouse_path, window, th.data_quality))
-    log = model_quality.read_request_log(settings.logs_dir, window)
-    versions = served_versions(settings, log)
+    freshness_sources = data_quality.run_source_freshness(settings.home_dir, window.end)
+    result.extend(
+        data_quality.run(settings.raw_dir, settings.warehouse_path, window, th.data_quality, freshness_sources)
+    )
+    # the online table reaches `lookback_days` before the window: the daily run scores the previous day's orders
+    lookback = Window(window.start - timedelta(days=th.model_quality.lookback_days), window.end)
+    log_all = model_quality.read_request_log(settings.logs_dir, lookback)
+    in_window = pd.to_datetime(log_all["served_at"], utc=True) >= window.start if not log_all.empty else None
+    log = log_all[in_window].reset_index(drop=True) if in_window is not None else log_all
+    versions = served_versions(settings, log if not log.empty else log_all)
     header = {"home": str(settings.home_dir), "as of": as_of.isoformat(), "request-log rows": str(len(log))}
     references: dict[str, dict[str, Any] | None] = {}
     for version in versions:
@@ -73,20 +81,33 @@ def monitor(
     until = {v: t for v, t in until.items() if v in marts}
     result.extend(freshness.check(freshness.newest_rows(settings.marts_dir, until), window, th.freshness))
 
-    if log.empty or not versions:
+    if log_all.empty or not versions:
         result.extend(features.served_health(log, reference, window, th.drift, th.features))
         result.extend(model_quality.check(pd.DataFrame(), log, reference, window, as_of, th.model_quality))
     else:
+        from platform_common.feast_config import get_feature_store
         from training.promotion import load_ranker
 
-        shown_all = model_quality.attach_outcomes(log, settings.raw_dir, window)
+        if log.empty:
+            result.notes.append("no request-log rows in the window: training-serving skew not judged")
+        else:
+            result.extend(skew.check(get_feature_store(settings), log, reference, window, th.features))
+        shown_all = model_quality.attach_outcomes(
+            log_all, settings.raw_dir, window, th.model_quality.lookback_days, as_of
+        )
         several = len(versions) > 1
         for version in versions:
-            rows = log[log["model_version"].astype(str) == version]
+            rows = log[log["model_version"].astype(str) == version] if not log.empty else log
             shown = shown_all[shown_all["model_version"].astype(str) == version] if not shown_all.empty else shown_all
             if not shown.empty:
-                shown = shown.assign(pctr_shown=model_quality.rescore_at_shown(load_ranker(settings, version), shown))
-            result.extend(features.served_health(rows, references[version], window, th.drift, th.features))
+                shown = shown.join(model_quality.rescore_at_shown(load_ranker(settings, version), shown))
+            served_base, source = baseline.load_or_capture(
+                settings.home_dir, settings.logs_dir, settings.model_name, version, references[version], th.drift
+            )
+            header[f"{settings.model_name} v{version} served baseline"] = source
+            if served_base is None:
+                result.notes.append(f"served drift of v{version} not judged: {source}")
+            result.extend(features.served_health(rows, references[version], window, th.drift, th.features, served_base))
             result.extend(
                 model_quality.check(
                     shown, rows, references[version], window, as_of, th.model_quality, version if several else None
@@ -97,11 +118,16 @@ def monitor(
     folder = settings.home_dir / "monitoring" / name
     folder.mkdir(parents=True, exist_ok=True)
     write_alerts(folder / "alerts.json", result.alerts, window, "alert" if result.alerts else "ok")
+    if freshness_sources[0] is not None:  # dbt's own verdict, beside the report
+        shutil.copyfile(freshness_sources[1], folder / "dbt_sources.json")
     figs = figures(result, th.drift.psi_warn, th.drift.psi_alert)
     (folder / "report.html").write_text(render(result, window, header, figs))
     (folder / "metrics.json").write_text(
         json.dumps({"measurements": [asdict(m) for m in result.measurements], "notes": result.notes}, indent=1) + "\n"
     )
+    online = [v for k, v in sorted(result.series.items()) if k.startswith("online_quality")]
+    if online:  # the per-day, per-surface online quality table (report.html shows it too)
+        pd.concat(online, ignore_index=True).to_csv(folder / "online_quality.csv", index=False)
     if "freshness_hours" in result.series:
         (folder / "freshness.prom").write_text(freshness.prometheus_text(result.series["freshness_hours"]))
     if log_to_mlflow:

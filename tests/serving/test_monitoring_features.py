@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from serving.monitoring import features, stats
+from serving.monitoring import baseline, features, stats
 from serving.monitoring.alerts import Window
 from serving.monitoring.config import Drift, Features
 
@@ -61,13 +61,18 @@ def reference(rng: np.random.Generator) -> dict:
 
 
 def served(
-    rng: np.random.Generator, n: int = 2000, user_missing: float = 0.0, price_scale: float = 1.0
+    rng: np.random.Generator,
+    n: int = 2000,
+    user_missing: float = 0.0,
+    price_scale: float = 1.0,
+    start: datetime = WINDOW.start,
 ) -> pd.DataFrame:
     user = rng.beta(2, 40, n)
     user[rng.uniform(size=n) < user_missing] = np.nan
     return pd.DataFrame(
         {
             "request_id": np.repeat(np.arange(n // 20), 20).astype(str),
+            "served_at": start + pd.to_timedelta(np.repeat(np.arange(n // 20), 20), unit="s"),
             "stale_views": None,
             "price": rng.lognormal(3, 0.5, n) * price_scale,
             "user_ctr_7d": user,
@@ -76,18 +81,47 @@ def served(
     )
 
 
+def served_baseline(rng: np.random.Generator, ref: dict) -> dict:
+    """What baseline.build_baseline freezes: the first rows served, an hour before the window."""
+    return baseline.build_baseline(served(rng, 5000, start=WINDOW.start - timedelta(hours=1)), ref, "1", 10)
+
+
 def test_served_health_clean_missing_and_drift() -> None:
     rng = np.random.default_rng(5)
     ref = reference(rng)
-    assert features.served_health(served(rng), ref, WINDOW, Drift(), Features()).alerts == []
-    fired = features.served_health(served(rng, user_missing=0.5), ref, WINDOW, Drift(), Features()).alerts
+    base = served_baseline(rng, ref)
+    th = Drift(served_min_rows=1000)
+    clean = features.served_health(served(rng), ref, WINDOW, th, Features(), base)
+    assert clean.alerts == []
+    assert max(clean.series["served_psi"].values()) < 0.05  # same distribution, like for like
+    fired = features.served_health(served(rng, user_missing=0.5), ref, WINDOW, th, Features(), base).alerts
     assert ("feature.missing_share", "user_features") in [(a.check, a.target) for a in fired]
-    doubled = served(rng, price_scale=2.0)
-    result = features.served_health(doubled, ref, WINDOW, Drift(), Features())
-    assert result.alerts == []  # reported, not alerted by default (drift.served_psi_alert unset)
-    assert result.series["served_psi"]["product_features.price"] > 0.25
-    fired = features.served_health(doubled, ref, WINDOW, Drift(served_psi_alert=0.25), Features()).alerts
-    assert [(a.check, a.target) for a in fired] == [("feature.served_drift", "product_features.price")]
+    doubled = features.served_health(served(rng, price_scale=2.0), ref, WINDOW, th, Features(), base)
+    assert [(a.check, a.target) for a in doubled.alerts] == [("feature.served_drift", "product_features.price")]
+    # against the training reference the same shift is measured, and reported only
+    assert doubled.series["training_psi"]["product_features.price"] > 0.25
+
+
+def test_served_drift_judges_only_rows_after_the_baseline_and_enough_of_them() -> None:
+    rng = np.random.default_rng(8)
+    ref = reference(rng)
+    base = served_baseline(rng, ref)
+    # the baseline's own rows, shifted: served before its last row, so never judged against it
+    inside = served(rng, 3000, price_scale=2.0, start=WINDOW.start - timedelta(hours=1))
+    result = features.served_health(inside, ref, WINDOW, Drift(), Features(), base)
+    assert result.alerts == [] and "served_psi" not in result.series
+    assert any("rows served after the baseline" in n for n in result.notes)
+    few = features.served_health(served(rng, 1000, price_scale=2.0), ref, WINDOW, Drift(), Features(), base)
+    assert few.alerts == [] and any("< 2000, not judged" in n for n in few.notes)
+
+
+def test_a_zeroed_served_feature_alerts_against_the_training_reference() -> None:
+    rng = np.random.default_rng(4)
+    ref = reference(rng)
+    log = served(rng)
+    log["price"] = 0.0
+    fired = {(a.check, a.target) for a in features.served_health(log, ref, WINDOW, Drift(), Features()).alerts}
+    assert ("feature.training_drift_zeros", "product_features.price") in fired
 
 
 def test_stale_share_counts_requests() -> None:
