@@ -120,7 +120,7 @@ def feature_parity(settings: Settings, store: FeatureStore, n: int, seed: int) -
 
 def _utc(ts: object) -> pd.Timestamp:
     """An online event timestamp as UTC (Feast's SQLite store reports a naive UTC time)."""
-    t = pd.Timestamp(ts)  # type: ignore[arg-type]
+    t = pd.Timestamp(ts)
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
