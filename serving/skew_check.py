@@ -119,7 +119,9 @@ def feature_parity(settings: Settings, store: FeatureStore, n: int, seed: int) -
 
 
 def _utc(ts: object) -> pd.Timestamp:
-    """An online event timestamp as UTC (Feast's SQLite store reports a naive UTC time)."""
+    """An online event timestamp as UTC: `to_dict(include_event_timestamps=True)` gives epoch seconds."""
+    if isinstance(ts, int | float | np.integer | np.floating):
+        return pd.Timestamp(float(ts), unit="s", tz="UTC")
     t = pd.Timestamp(ts)
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
@@ -154,7 +156,7 @@ def stream_parity(settings: Settings, store: FeatureStore, n: int, seed: int) ->
             include_event_timestamps=True
         )
         stamps = online[names[0] + TS_SUFFIX]
-        have = [i for i, ts in enumerate(stamps) if ts is not None]
+        have = [i for i, ts in enumerate(stamps) if ts]  # absent: None (or 0)
         # The online store reports whole seconds; the row it holds is the newest visible in that second.
         visible = pd.DataFrame(
             {
@@ -163,7 +165,11 @@ def stream_parity(settings: Settings, store: FeatureStore, n: int, seed: int) ->
                 "_row": range(len(have)),
             }
         )
-        joined = store.get_historical_features(entity_df=visible, features=refs).to_df().sort_values("_row")
+        joined = (
+            store.get_historical_features(entity_df=visible, features=refs).to_df().sort_values("_row")
+            if have
+            else visible
+        )
         for j, i in enumerate(have):
             for name in names:
                 compared += 1
@@ -174,7 +180,7 @@ def stream_parity(settings: Settings, store: FeatureStore, n: int, seed: int) ->
         at_now = historical(store, sample, refs, now.to_pydatetime())
         for i in range(len(sample)):
             ts = stamps[i]
-            expired = ts is not None and ttl is not None and (now - _utc(ts)).total_seconds() > ttl
+            expired = bool(ts) and ttl is not None and (now - _utc(ts)).total_seconds() > ttl
             for name in names:
                 compared += 1
                 a = None if expired else online[name][i]

@@ -9,6 +9,8 @@ models were scored on one set of rows and the decision recorded.
 
 from __future__ import annotations
 
+import shutil
+
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -23,7 +25,10 @@ STREAM_SERVICE = "ctr_model_v2_stream"
 
 @pytest.fixture(scope="module")
 def platform(tiny_platform: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return _copy_home(tiny_platform, tmp_path_factory.mktemp("stream-model-home"))
+    settings = _copy_home(tiny_platform, tmp_path_factory.mktemp("stream-model-home"))
+    # the champion's frozen test rows (its tag points into the copy: MLflow's paths were rewritten)
+    shutil.copytree(tiny_platform.home_dir / "datasets", settings.home_dir / "datasets")
+    return settings
 
 
 def test_the_stream_model_trains_on_the_backfilled_log_and_is_gated_against_the_champion(platform: Settings) -> None:
@@ -46,13 +51,14 @@ def test_the_stream_model_trains_on_the_backfilled_log_and_is_gated_against_the_
     v1_rows = pd.read_parquet(champion.tags["test_set_path"])
     assert sorted(test_rows["impression_id"]) == sorted(v1_rows["impression_id"]), "the gate's rows differ"
 
-    proc = run_make(settings.home_dir, "promote", extra_env={"VERSION": newest.version})
+    proc = run_make(settings.home_dir, "promote", extra_env={"VERSION": str(newest.version)})
     decided = client.get_model_version(settings.model_name, newest.version)
-    assert decided.tags["promotion_compared_to"] == champion.version
+    assert decided.tags["promotion_compared_to"] == str(champion.version)
     assert decided.tags["promotion_decision"] in ("promoted", "refused")
     assert f"candidate v{newest.version} vs champion v{champion.version}" in proc.stdout
-    now = client.get_model_version_by_alias(settings.model_name, "champion").version
-    assert now == (newest.version if decided.tags["promotion_decision"] == "promoted" else champion.version)
+    now = str(client.get_model_version_by_alias(settings.model_name, "champion").version)
+    promoted = decided.tags["promotion_decision"] == "promoted"
+    assert now == str(newest.version if promoted else champion.version)
 
     # a mistyped feature service is one clear line, no stack trace
     with pytest.raises(AssertionError, match="no such feature service") as failed:
