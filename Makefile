@@ -74,8 +74,8 @@ apply: $(VENV_STAMP) ## feast apply: register entities, sources, feature views, 
 materialize: $(VENV_STAMP) ## feast materialize-incremental up to now into the online store
 	$(FEAST) materialize-incremental $$(date -u +%Y-%m-%dT%H:%M:%S)
 
-train: $(VENV_STAMP) ## point-in-time training set from Feast, XGBoost, log and register in MLflow
-	$(RUN) python -m training train
+train: $(VENV_STAMP) ## point-in-time training set from Feast, XGBoost, log and register in MLflow (FEATURE_SERVICE=ctr_model_v2_stream: with the stream features)
+	$(if $(FEATURE_SERVICE),SHOPRANK_TRAIN_FEATURE_SERVICE=$(FEATURE_SERVICE)) $(RUN) python -m training train
 
 promote: $(VENV_STAMP) ## gate the newest version vs the champion on the same rows (FORCE=1 for emergencies; EXPERIMENT=<id> [ONLINE_RULE=non-inferior]: on online evidence too)
 	$(RUN) python -m training promote $(if $(FORCE),--force) $(if $(VERSION),--version $(VERSION)) $(if $(EXPERIMENT),--experiment "$(EXPERIMENT)") $(if $(ONLINE_RULE),--online-rule "$(ONLINE_RULE)")

@@ -100,6 +100,16 @@ class Settings(BaseSettings):
         default=1_000_000, ge=1000, description="Redis Stream length kept (XADD MAXLEN ~): older events are trimmed."
     )
 
+    # --- which feature service `make train` trains on (issue 17, section 4) ---------------------------------
+    train_feature_service: str = Field(
+        default="ctr_model_v1",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$",
+        description=(
+            "Feature service of the next `make train` (`FEATURE_SERVICE=`): ctr_model_v1 (batch features) or "
+            "ctr_model_v2_stream (plus the stream views); the version records it and serving reads it."
+        ),
+    )
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url_has_no_secret(cls, value: str) -> str:

@@ -3,6 +3,11 @@
 1. Features: for a sample of users, products, user-category pairs and merchants, what Feast's online store
    returns must equal what `get_historical_features` returns for the same entities at the view's last
    materialization time, exactly.
+   The stream views (issue 17; pushed online by the stream processor, not materialized) are checked on entities
+   sampled from their offline log, twice: each online row must equal what the join gives at the second it
+   became visible (the online store holds the last push; training joins the same row), and at the check's
+   time, after the TTL rule the service applies, online and offline must agree on every value (missing
+   included).
 2. Scores: for a sample of /rank requests to the running service, the scores must equal what the offline
    pipeline computes (historical features + the same request context + the same model version through the
    MLflow pyfunc) to 1e-6.
@@ -17,7 +22,7 @@ import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import duckdb
 import httpx
@@ -31,7 +36,10 @@ from rich.table import Table
 from platform_common.feast_config import get_feature_store
 from platform_common.registry import connect, load_bundle
 from platform_common.settings import Settings, get_settings
+from platform_common.stream_log import KEYS, source_path
 from serving.champion import load_champion
+from serving.features.feast import TS_SUFFIX
+from serving.features.routing import STREAM_VIEWS
 from serving.launcher import running_service
 from training.bundle import RankerBundle
 
@@ -110,6 +118,78 @@ def feature_parity(settings: Settings, store: FeatureStore, n: int, seed: int) -
     return mismatches, compared
 
 
+def _utc(ts: object) -> pd.Timestamp:
+    """An online event timestamp as UTC: `to_dict(include_event_timestamps=True)` gives epoch seconds."""
+    if isinstance(ts, int | float | np.integer | np.floating):
+        return pd.Timestamp(float(ts), unit="s", tz="UTC")
+    t = pd.Timestamp(ts)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def sample_stream_keys(settings: Settings, view: str, n: int, seed: int) -> pd.DataFrame:
+    key = KEYS[view]
+    with duckdb.connect() as con:
+        con.execute("select setseed(?)", [seed / 1000])
+        return con.execute(
+            f"select distinct {key} from read_parquet(?) order by random() limit ?",
+            [source_path(settings.stream_log_dir, view), n],
+        ).df()
+
+
+def stream_parity(settings: Settings, store: FeatureStore, n: int, seed: int) -> tuple[list[Mismatch], int]:
+    """Online rows of the stream views vs the offline join: at their visible second, and now with the TTL rule."""
+    mismatches: list[Mismatch] = []
+    compared = 0
+    registered = {fv.name for fv in store.list_feature_views()}
+    for view in STREAM_VIEWS:
+        if view not in registered:
+            continue
+        fv = store.get_feature_view(view)
+        names = [f.name for f in fv.features]
+        refs = [f"{view}:{name}" for name in names]
+        sample = sample_stream_keys(settings, view, n, seed)
+        if sample.empty:
+            continue
+        key = KEYS[view]
+        now = pd.Timestamp.now(tz="UTC")
+        online = store.get_online_features(features=refs, entity_rows=sample.to_dict("records")).to_dict(
+            include_event_timestamps=True
+        )
+        stamps = online[names[0] + TS_SUFFIX]
+        have = [i for i, ts in enumerate(stamps) if ts]  # absent: None (or 0)
+        # The online store reports whole seconds; the row it holds is the newest visible in that second.
+        visible = pd.DataFrame(
+            {
+                key: sample[key].iloc[have].to_numpy(),
+                "event_timestamp": [_utc(stamps[i]) + pd.Timedelta(seconds=1, microseconds=-1) for i in have],
+                "_row": range(len(have)),
+            }
+        )
+        joined = (
+            store.get_historical_features(entity_df=visible, features=refs).to_df().sort_values("_row")
+            if have
+            else visible
+        )
+        for j, i in enumerate(have):
+            for name in names:
+                compared += 1
+                a, b = online[name][i], joined[name].iat[j]
+                if not same_value(a, b):
+                    mismatches.append(Mismatch("feature", f"{view}:{name} (visible)", sample[key].iat[i], a, b))
+        ttl = fv.ttl.total_seconds() if fv.ttl else None
+        at_now = historical(store, sample, refs, now.to_pydatetime())
+        for i in range(len(sample)):
+            ts = stamps[i]
+            expired = bool(ts) and ttl is not None and (now - _utc(ts)).total_seconds() > ttl
+            for name in names:
+                compared += 1
+                a = None if expired else online[name][i]
+                b = at_now[name].iat[i]
+                if not same_value(a, b):
+                    mismatches.append(Mismatch("feature", f"{view}:{name} (now, TTL)", sample[key].iat[i], a, b))
+    return mismatches, compared
+
+
 def sample_requests(settings: Settings, n_requests: int, per_request: int, seed: int) -> list[dict]:
     users = sample_keys(settings, "user_features", n_requests, seed)["user_id"].tolist()
     products = sample_keys(settings, "product_features", per_request * n_requests, seed + 1)["product_id"].tolist()
@@ -120,7 +200,7 @@ def sample_requests(settings: Settings, n_requests: int, per_request: int, seed:
 
 
 def offline_scores(
-    settings: Settings, store: FeatureStore, request: dict, answer: dict, at: datetime
+    settings: Settings, store: FeatureStore, request: dict, answer: dict, at: datetime, answered_at: datetime
 ) -> dict[str, dict[str, float]]:
     """Scores of one answered request, recomputed from historical features with the same model version."""
     loaded = load_bundle(settings, answer["model"]["name"], str(answer["model"]["version"]), RankerBundle)
@@ -138,7 +218,22 @@ def offline_scores(
         }
     )
     assert bundle.spec is not None
-    frame = historical(store, keys, store.get_feature_service(bundle.spec.feature_service), at)
+    service = store.get_feature_service(bundle.spec.feature_service)
+    frame = historical(store, keys, service, at)
+    # Stream views are pushed, not materialized: the service read them at request time, so the offline side
+    # joins them at the answer's time (TTL rule included, as the join applies it). A processor pushing while
+    # the check runs can move a row between the answer and this join: run it with the processor paused.
+    stream_refs = [
+        f"{p.name_to_use()}:{f.name}"
+        for p in service.feature_view_projections
+        if p.name in STREAM_VIEWS
+        for f in p.features
+    ]
+    if stream_refs:
+        live = historical(store, keys, stream_refs, answered_at)
+        for ref in stream_refs:
+            name = ref.split(":", 1)[1]
+            frame[name] = live[name].to_numpy()
     ctx = answer["context"]
     frame = frame.assign(
         surface=answer["surface"],
@@ -159,10 +254,11 @@ def score_parity(
     mismatches: list[Mismatch] = []
     compared = 0
     for request in sample_requests(settings, n_requests, 20, seed):
+        asked_at = datetime.now(UTC)
         answer = httpx.post(f"{url}/rank", json=request, timeout=30)
         answer.raise_for_status()
         body = answer.json()
-        expected = offline_scores(settings, store, request, body, at)
+        expected = offline_scores(settings, store, request, body, at, asked_at)
         for item in body["ranking"]:
             for key in ("pctr", "pcvr", "pctcvr", "expected_gmv"):
                 compared += 1
@@ -198,6 +294,8 @@ def run(settings: Settings, n: int = 50, n_requests: int = 10, seed: int = 7, ur
     connect(settings)  # models:/ URIs below resolve against this platform's registry
     store = get_feature_store(settings)
     feats, n_feat = feature_parity(settings, store, n, seed)
+    streamed, n_stream = stream_parity(settings, store, n, seed)
+    feats, n_feat = feats + streamed, n_feat + n_stream
     if url is None:
         load_champion(settings)  # fail early and clearly if there is nothing to serve
         with running_service(settings) as live:

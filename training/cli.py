@@ -22,10 +22,28 @@ def train_cmd(
     ),
 ) -> None:
     """Build the point-in-time training set from Feast, train, evaluate against the oracle, register."""
+    # The feature service comes from the settings (SHOPRANK_TRAIN_FEATURE_SERVICE, `make train FEATURE_SERVICE=`);
+    # the run and the version record it, and serving reads the champion's.
+    from feast.errors import FeatureServiceNotFoundException
+
+    from platform_common.feast_config import get_feature_store
+    from platform_common.settings import get_settings
     from training.config import TrainConfig
     from training.train import train
 
-    result = train(TrainConfig(in_memory=in_memory))
+    settings = get_settings()
+    name = settings.train_feature_service
+    try:  # before any data is read: a misspelt name is one line, not a stack trace after the join
+        get_feature_store(settings).get_feature_service(name)
+    except FeatureServiceNotFoundException as exc:
+        console.print(
+            f"[red]SHOPRANK_TRAIN_FEATURE_SERVICE={name!r}: no such feature service in Feast's registry[/] "
+            "(ctr_model_v1, ctr_model_v2_stream; run `make apply` after changing feature_repo/)",
+            soft_wrap=True,
+            highlight=False,
+        )
+        raise typer.Exit(2) from exc
+    result = train(TrainConfig(in_memory=in_memory, feature_service=name))
     console.print_json(data={"run_id": result.run_id, "version": result.model_version, "metrics": result.metrics})
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from serving.features.routing import ROUTES
+from serving.features.routing import ROUTES, STREAM_VIEWS
 from serving.features.store import ServiceLayout, close_store, probe_store, sqlite_error, sqlite_path
 from serving.features.table import FastVectors, ViewTable, assemble, python_value, route, table_from_columns
 
@@ -37,32 +37,16 @@ def build_view_table(
     )  # fmt: skip
 
 
-class DirectReader:
-    """Per request: Feast's provider `online_read` for the entities of the request only (any online store)."""
+class ViewReads:
+    """Per-request reads of a layout's views through Feast's provider `online_read` (any online store)."""
 
-    mode = "direct"
-
-    def __init__(self, store: Any, feature_service: str, requested_mode: str = "direct") -> None:
+    def __init__(self, store: Any, layout: ServiceLayout) -> None:
         self.store = store
-        self.feature_service = feature_service
-        self.requested_mode = requested_mode
-        self.layout = ServiceLayout.from_registry(store, feature_service)
+        self.layout = layout
         self._provider = store._get_provider()  # noqa: SLF001
-        self._fvs = {v: store.get_feature_view(v, allow_registry_cache=True) for v in self.layout.features}
-        probe_store(store, self.layout)
-        self.degraded = ""
+        self._fvs = {v: store.get_feature_view(v, allow_registry_cache=True) for v in layout.features}
 
-    @property
-    def features(self) -> dict[str, tuple[str, ...]]:
-        return self.layout.features
-
-    def degraded_reason(self) -> str:
-        return ""
-
-    def close(self) -> None:
-        close_store(self.store)
-
-    def _table(self, view: str, keys: list[Any]) -> ViewTable:
+    def table(self, view: str, keys: list[Any]) -> ViewTable:
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
 
@@ -85,14 +69,45 @@ class DirectReader:
             self.layout.ttl_seconds[view],
         )  # fmt: skip
 
+    def stream_tables(self, user_id: str, product_ids: Sequence[str]) -> dict[str, ViewTable]:
+        """The request's rows of the stream views the layout has (keyed by the user or the candidates)."""
+        keys = {"user_id": [user_id], "product_id": list(product_ids)}
+        return {v: self.table(v, keys[self.layout.join_keys[v][0]]) for v in STREAM_VIEWS if v in self.layout.features}
+
+
+class DirectReader:
+    """Per request: Feast's provider `online_read` for the entities of the request only (any online store)."""
+
+    mode = "direct"
+
+    def __init__(self, store: Any, feature_service: str, requested_mode: str = "direct") -> None:
+        self.store = store
+        self.feature_service = feature_service
+        self.requested_mode = requested_mode
+        self.layout = ServiceLayout.from_registry(store, feature_service)
+        self._reads = ViewReads(store, self.layout)
+        probe_store(store, self.layout)
+        self.degraded = ""
+
+    @property
+    def features(self) -> dict[str, tuple[str, ...]]:
+        return self.layout.features
+
+    def degraded_reason(self) -> str:
+        return ""
+
+    def close(self) -> None:
+        close_store(self.store)
+
     def fetch(self, user_id: str, product_ids: Sequence[str], now: datetime | None = None) -> FastVectors:
         now_s = (now or datetime.now(UTC)).timestamp()
         tables = {
-            "user_features": self._table("user_features", [user_id]),
-            "product_features": self._table("product_features", list(product_ids)),
+            "user_features": self._reads.table("user_features", [user_id]),
+            "product_features": self._reads.table("product_features", list(product_ids)),
+            **self._reads.stream_tables(user_id, product_ids),
         }
         lookup, stored = route(tables["product_features"], user_id, product_ids)
         for r in ROUTES:
             if r.view in self.layout.features:
-                tables[r.view] = self._table(r.view, lookup.keys(self.layout.join_keys[r.view]))
+                tables[r.view] = self._reads.table(r.view, lookup.keys(self.layout.join_keys[r.view]))
         return assemble(tables, self.layout.features, lookup, stored, now_s)

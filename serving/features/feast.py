@@ -13,7 +13,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from serving.features.base import FeatureStoreUnavailable, FeatureVectors
-from serving.features.routing import FIRST_STEP, ROUTING_FEATURES, SECOND_STEP, Lookup, check_views, first_step_rows
+from serving.features.routing import (
+    FIRST_STEP,
+    ROUTING_FEATURES,
+    SECOND_STEP,
+    STREAM_VIEWS,
+    Lookup,
+    check_views,
+    first_step_rows,
+)
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -80,7 +88,8 @@ class FeastReader:
     def fetch(self, user_id: str, product_ids: Sequence[str], now: datetime | None = None) -> FeatureVectors:
         now_s = (now or datetime.now(UTC)).timestamp()
         stale: dict[str, int] = {}
-        first, stored = self._read(FIRST_STEP, first_step_rows(user_id, product_ids), now_s, stale)
+        # The stream views (if the service has them) share step one's entity rows: keyed by user_id or product_id.
+        first, stored = self._read(FIRST_STEP + STREAM_VIEWS, first_step_rows(user_id, product_ids), now_s, stale)
         lookup = Lookup.route(user_id, product_ids, stored)
         second, _ = self._read(SECOND_STEP, lookup.second_step_rows(), now_s, stale)
         columns = {**first, **second}

@@ -16,6 +16,10 @@ from typing import Any
 from serving.features.base import UNKNOWN_KEY
 
 FIRST_STEP = ("user_features", "product_features")
+# Issue 17: the stream views, keyed by the request's own user and candidates, so read in step one when the feature
+# service has them (ctr_model_v2_stream). They are pushed online by the stream processor between
+# materializations, so every read mode reads them from the store per request (serving.features.snapshot).
+STREAM_VIEWS = ("user_stream_features", "product_stream_features")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,12 @@ as the safe fallback, and the reason is reported in every answer (`degraded`) an
 store answers again; the TTL rule still applies, so a snapshot that outlives its TTL serves missing values, the
 same as training would see.
 
+Stream views (issue 17, serving.features.routing.STREAM_VIEWS): the stream processor pushes their rows online
+between materializations, which the registry does not record, so a snapshot of them would be as old as the last
+materialization. They are not held: each request reads its user's and candidates' rows of them from the store
+(Feast's provider `online_read`, as the direct mode), so a pushed row is served on the next request. If that read
+fails the request fails with the reason (503), like the direct mode: there is no last good copy of them.
+
 Stores other than SQLite: the snapshot needs a way to list keys; without one `make_reader` falls back to the
 direct reader.
 """
@@ -40,6 +46,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from serving.features.base import DEFAULT_POLL_SECONDS
+from serving.features.direct import ViewReads
+from serving.features.routing import STREAM_VIEWS
 from serving.features.store import ServiceLayout, load_snapshot, probe_store
 from serving.features.table import FastVectors, ViewTable, assemble, route
 
@@ -52,6 +60,7 @@ class Snapshot:
     layout: ServiceLayout
     loaded_at: datetime
     load_seconds: float
+    reads: ViewReads | None = None  # per-request reads of the stream views, when the layout has any
 
     @property
     def rows(self) -> int:
@@ -100,7 +109,8 @@ class SnapshotReader:
     def _load(self, store: Any, layout: ServiceLayout) -> Snapshot:
         started = time.perf_counter()
         tables = load_snapshot(store, layout)
-        snap = Snapshot(tables, layout, datetime.now(UTC), time.perf_counter() - started)
+        reads = ViewReads(store, layout) if any(v in layout.features for v in STREAM_VIEWS) else None
+        snap = Snapshot(tables, layout, datetime.now(UTC), time.perf_counter() - started, reads)
         # Millions of long-lived objects: keep the cyclic garbage collector from walking them on every full
         # collection (pauses of tens of milliseconds under load). A replaced snapshot is still freed by
         # reference counting: it holds no cycles.
@@ -172,5 +182,8 @@ class SnapshotReader:
     def fetch(self, user_id: str, product_ids: Sequence[str], now: datetime | None = None) -> FastVectors:
         now_s = (now or datetime.now(UTC)).timestamp()
         snapshot = self.snapshot  # one read: the whole request sees one snapshot even if a reload swaps it
-        lookup, stored = route(snapshot.tables["product_features"], user_id, product_ids)
-        return assemble(snapshot.tables, snapshot.layout.features, lookup, stored, now_s)
+        tables = snapshot.tables
+        if snapshot.reads is not None:
+            tables = {**tables, **snapshot.reads.stream_tables(user_id, product_ids)}
+        lookup, stored = route(tables["product_features"], user_id, product_ids)
+        return assemble(tables, snapshot.layout.features, lookup, stored, now_s)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.features.base import FeatureStoreUnavailable
-from serving.features.routing import check_views
+from serving.features.routing import STREAM_VIEWS, check_views
 from serving.features.table import SCALAR_ATTRS, ViewTable, python_value, table_from_columns
 
 PROBE_TIMEOUT_SECONDS = 1.0
@@ -162,7 +162,8 @@ def load_snapshot(store: Any, layout: ServiceLayout, timeout: float = 5.0) -> di
     try:
         with _open_sqlite_readonly(path, timeout) as con:
             con.execute("BEGIN")  # one consistent view of all tables, even if a materialization writes meanwhile
-            return {view: scan_view(con, store, layout, view) for view in layout.features}
+            # Not the stream views: pushed between materializations, they are read per request (snapshot.py).
+            return {view: scan_view(con, store, layout, view) for view in layout.features if view not in STREAM_VIEWS}
     except sqlite3.Error as exc:
         raise sqlite_error(path, exc) from exc
 

@@ -28,22 +28,30 @@ def run(
     batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="Events read per batch at most.")] = 500,
     block_ms: Annotated[int, typer.Option(min=1, max=60_000, help="Wait this long for events when idle.")] = 200,
     consumer: Annotated[str | None, typer.Option(help="Consumer name in the group (default: host name).")] = None,
+    metrics_seconds: Annotated[
+        float, typer.Option(min=0.1, max=3600.0, help="Rewrite the Prometheus textfile this often (and at exit).")
+    ] = 5.0,
 ) -> None:
     """Consume the event stream: windowed features per user and product, pushed online and logged for training."""
     from platform_common.feast_config import get_feature_store
+    from transforms.streaming.metrics import StreamMetrics, metrics_path
     from transforms.streaming.processor import GROUP, FeastPusher, Processor
 
     settings = get_settings()
     ensure_log(settings)
     stream = open_stream(settings)
+    consumer = consumer or socket.gethostname()
     processor = Processor(
         stream,
         FeastPusher(get_feature_store(settings)),
         settings.stream_dir,
         settings.stream_log_dir,
         batch_size=batch_size,
-        consumer=consumer or socket.gethostname(),
+        consumer=consumer,
     )
+    metrics = StreamMetrics(metrics_path(settings.stream_dir, consumer), GROUP)
+    metrics.write(stream.lag(GROUP))
+    next_write = time.monotonic() + metrics_seconds
     stop = False
 
     def request_stop(*_: object) -> None:
@@ -69,13 +77,19 @@ def run(
             read += result.read
             accepted += result.accepted
             quarantined += sum(result.quarantined.values())
+            metrics.observe(result)
+            if time.monotonic() >= next_write:
+                metrics.write(stream.lag(GROUP))
+                next_write = time.monotonic() + metrics_seconds
             elapsed = time.monotonic() - started
             line = (
                 f"{read:,} read  {accepted:,} accepted  {quarantined:,} quarantined  "
                 f"{read / max(elapsed, 1e-9):,.0f}/s  lag {stream.lag(GROUP):,}"
             )
             bar.update(task, completed=elapsed if seconds else None, line=line)
+    metrics.write(stream.lag(GROUP))
     stream.close()
+    console.print(f"metrics: {metrics.path}")
     counts = dict(sorted(processor.engine.counts.items()))
     console.print(f"stream: {read:,} events read, {accepted:,} accepted; counts {counts}")
 

@@ -106,6 +106,8 @@ class BatchResult:
     quarantined: dict[str, int]
     rows: dict[str, int]
     visible_at: int | None
+    # per view, visible time minus the event time each row describes, seconds (the processor's metrics)
+    delays: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 def rows_frame(view: str, rows: Sequence[dict[str, Any]], visible_us: int | Sequence[int]) -> pa.Table:
@@ -192,7 +194,12 @@ class Processor:
         reasons: dict[str, int] = {}
         for _, reason, _ in quarantine:
             reasons[reason] = reasons.get(reason, 0) + 1
-        return BatchResult(len(messages), accepted, reasons, {v: t.num_rows for v, t in tables.items()}, visible)
+        delays = {
+            v: tuple((visible - t.column("event_time").cast(pa.int64()).to_numpy()) / 1e6) for v, t in tables.items()
+        }
+        return BatchResult(
+            len(messages), accepted, reasons, {v: t.num_rows for v, t in tables.items()}, visible, delays
+        )
 
     def _push(self, view: str, table: pa.Table, should_stop: Callable[[], bool]) -> None:
         if self.pusher is None:
