@@ -48,11 +48,12 @@ from simulator.merchant_panel import (
     _lift_planted,
     _Market,
     _slot_shares,
+    audience_truth,
     build_world,
     merchant_reach,
     panel_params,
 )
-from simulator.traffic import DayState, true_probabilities
+from simulator.traffic import DayState
 
 NEW_MERCHANT_DAYS = 30  # as serving/schemas.py: a merchant younger than this counts as new for the boost
 
@@ -190,26 +191,8 @@ class CampaignOracle:
         self, state: DayState, prod_idx: np.ndarray, surf_idx: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(CTR, CVR, order value) of each cell: the true model averaged over the cell's panel audience."""
-        audience, world = self.audience, self.world
-        m = audience.m
-        flat = ((prod_idx * len(SURFACES) + surf_idx)[:, None] * m + np.arange(m)[None, :]).ravel()
-        flat_surf = np.repeat(surf_idx, m)
-        truth = true_probabilities(
-            self.config,
-            world.users,
-            world.merchants,
-            world.products,
-            state,
-            audience.user[flat],
-            np.repeat(prod_idx, m),
-            flat_surf,
-            audience.evening[flat],
-            audience.click_noise[flat],
-            audience.order_noise[flat],
-        )
-        p_click = (truth.examination(audience.position[flat], flat_surf) * truth.attraction).reshape(-1, m)
-        p_buy = p_click * truth.p_order.reshape(-1, m)
-        value = truth.expected_value.reshape(-1, m)
+        p_click, p_order, value = audience_truth(self.config, self.world, self.audience, state, prod_idx, surf_idx)
+        p_buy = p_click * p_order
         ctr = p_click.mean(axis=1)
         cvr = p_buy.sum(axis=1) / np.maximum(p_click.sum(axis=1), 1e-300)
         aov = (p_buy * value).sum(axis=1) / np.maximum(p_buy.sum(axis=1), 1e-300)

@@ -256,6 +256,36 @@ def _audience(config: SimConfig, world: World, market: _Market, m: int, rng: np.
     )
 
 
+def audience_truth(
+    config: SimConfig,
+    world: World,
+    audience: _Audience,
+    state: DayState,
+    prod_idx: np.ndarray,
+    surf_idx: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(p_click at the drawn position, p_order, expected order value), one row per (product, surface) cell and one
+    column per audience draw: the true model on the cell's panel audience, under the day's `state`."""
+    m = audience.m
+    flat = ((prod_idx * len(SURFACES) + surf_idx)[:, None] * m + np.arange(m)[None, :]).ravel()
+    flat_surf = np.repeat(surf_idx, m)
+    truth = true_probabilities(
+        config,
+        world.users,
+        world.merchants,
+        world.products,
+        state,
+        audience.user[flat],
+        np.repeat(prod_idx, m),
+        flat_surf,
+        audience.evening[flat],
+        audience.click_noise[flat],
+        audience.order_noise[flat],
+    )
+    p_click = (truth.examination(audience.position[flat], flat_surf) * truth.attraction).reshape(-1, m)
+    return p_click, truth.p_order.reshape(-1, m), truth.expected_value.reshape(-1, m)
+
+
 def _rates(
     config: SimConfig, world: World, audience: _Audience, d: int, prod_idx: np.ndarray, surf_idx: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -267,24 +297,8 @@ def _rates(
             for i in range(0, len(prod_idx), RATE_CHUNK)
         ]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    m = audience.m
-    flat = ((prod_idx * len(SURFACES) + surf_idx)[:, None] * m + np.arange(m)[None, :]).ravel()
-    flat_surf = np.repeat(surf_idx, m)
-    truth = true_probabilities(
-        config,
-        world.users,
-        world.merchants,
-        world.products,
-        DayState.of(world.panels, d, int(world.days.kind[d])),
-        audience.user[flat],
-        np.repeat(prod_idx, m),
-        flat_surf,
-        audience.evening[flat],
-        audience.click_noise[flat],
-        audience.order_noise[flat],
-    )
-    p_click = (truth.examination(audience.position[flat], flat_surf) * truth.attraction).reshape(-1, m)
-    p_order = truth.p_order.reshape(-1, m)
+    state = DayState.of(world.panels, d, int(world.days.kind[d]))
+    p_click, p_order, _ = audience_truth(config, world, audience, state, prod_idx, surf_idx)
     ctr = p_click.mean(axis=1)
     cvr = (p_click * p_order).sum(axis=1) / np.maximum(p_click.sum(axis=1), 1e-300)
     return np.clip(ctr, 0.0, 1.0), np.clip(cvr, 0.0, 1.0)
