@@ -122,6 +122,64 @@ def slice_metrics(s: Scored) -> dict[str, float]:
     return out
 
 
+DAY_KINDS = ("normal", "campaign", "mega")
+
+
+def day_kinds(rows: pd.DataFrame, calendar: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(day kind, campaign name or "") of each row's UTC day, from the campaign calendar mart."""
+    day = pd.to_datetime(rows["event_timestamp"], utc=True).dt.date
+    by_date = calendar.set_index(pd.to_datetime(calendar["calendar_date"]).dt.date)
+    name = day.map(by_date["campaign_name"]).fillna("").astype(str).to_numpy()
+    mega = day.isin(set(by_date.index[by_date["is_mega_sale"].astype(bool).to_numpy()])).to_numpy()
+    kind = np.where(name == "", "normal", np.where(mega, "mega", "campaign"))
+    return kind, name
+
+
+def _subset(s: Scored, mask: np.ndarray) -> Scored:
+    def pick(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: v[mask] for k, v in d.items()}
+
+    return Scored(
+        s.rows[mask].reset_index(drop=True),
+        pick(s.logged),
+        pick(s.top_slot),
+        s.truth[mask].reset_index(drop=True),
+        s.true_value[mask],
+    )
+
+
+def calendar_slices(s: Scored, eta: dict[str, float], calendar: pd.DataFrame) -> list[dict[str, float | str]]:
+    """The headline figures per day kind (normal, campaign, mega) and per campaign day of the test window.
+
+    A mega sale moves prices, discounts and intent at once: a model calibrated on ordinary days can be badly off
+    on the days that carry the most GMV, and the whole-window figure hides it (issue 18).
+    """
+    kind, name = day_kinds(s.rows, calendar)
+    groups = [(f"day_kind={k}", kind == k) for k in DAY_KINDS]
+    groups += [(f"campaign={c}", name == c) for c in sorted(set(name) - {""})]
+    out: list[dict[str, float | str]] = []
+    for label, mask in groups:
+        if mask.sum() == 0:
+            continue
+        part = _subset(s, mask)
+        row: dict[str, float | str] = {"slice": label, "rows": float(mask.sum())}
+        y = part.rows["clicked"].to_numpy()
+        p_click = part.truth["p_click"].to_numpy()
+        row["ctr_auc"] = binary_metrics(y, part.logged["pctr"], "x")["x_auc"] if 0 < y.sum() < len(y) else np.nan
+        row["ctr_ece_vs_oracle"] = expected_calibration_error(p_click, part.logged["pctr"])
+        if "pcvr" in part.logged:
+            p_cvr = part.truth["p_order_given_click"].to_numpy()
+            row["cvr_ece_vs_oracle"] = expected_calibration_error(p_cvr, part.logged["pcvr"])
+        try:
+            ranking = ranking_metrics(part, eta)
+            row["ranking_requests"] = ranking["ranking_requests"]
+            row["gmv_at_10_ratio_to_oracle"] = ranking[f"gmv_at_{TOP_K}_ratio_to_oracle"]
+        except ValueError:  # no request with two candidates in this slice
+            row["ranking_requests"], row["gmv_at_10_ratio_to_oracle"] = 0.0, np.nan
+        out.append(row)
+    return out
+
+
 def compare_cvr_methods(bundle: RankerBundle, rows: pd.DataFrame, truth: pd.DataFrame) -> dict[CvrMethod, dict]:
     """CTCVR quality of each way of deriving pCVR/pCTCVR from the heads, judged on every impression."""
     assert bundle.spec is not None

@@ -24,6 +24,7 @@ from training import evaluation, oracle  # noqa: E402
 from training.promotion import load_ranker  # noqa: E402
 
 console = Console(stderr=True)
+CALENDAR_FILE = "campaign_calendar.parquet"  # the dbt mart serving reads the campaign days from
 
 
 def _reliability(ax, y: np.ndarray, p: np.ndarray, truth: np.ndarray, title: str, n_bins: int = 10) -> None:
@@ -96,7 +97,36 @@ def _table(metrics: dict[str, float], rows: list[tuple[str, str, str]]) -> str:
     return f"<table><tr><th></th><th>model</th><th>oracle</th></tr>{body}</table>"
 
 
-def render_html(name: str, version: str, metrics: dict[str, float], methods: dict, figs: dict[str, bytes]) -> str:
+CALENDAR_COLUMNS = (
+    ("rows", "rows", "{:,.0f}"),
+    ("ctr_auc", "CTR AUC", "{:.4f}"),
+    ("ctr_ece_vs_oracle", "CTR ECE vs oracle", "{:.4f}"),
+    ("cvr_ece_vs_oracle", "CVR ECE vs oracle", "{:.4f}"),
+    ("ranking_requests", "requests", "{:,.0f}"),
+    ("gmv_at_10_ratio_to_oracle", "GMV@10 / oracle", "{:.1%}"),
+)
+
+
+def _calendar_table(rows: list[dict[str, float | str]]) -> str:
+    head = "".join(f"<th>{label}</th>" for _, label, _ in CALENDAR_COLUMNS)
+    body = ""
+    for r in rows:
+        cells = "".join(
+            f"<td>{fmt.format(r[key]) if key in r and not pd.isna(r[key]) else '-'}</td>"
+            for key, _, fmt in CALENDAR_COLUMNS
+        )
+        body += f"<tr><td>{html.escape(str(r['slice']))}</td>{cells}</tr>"
+    return f"<table><tr><th>slice</th>{head}</tr>{body}</table>"
+
+
+def render_html(
+    name: str,
+    version: str,
+    metrics: dict[str, float],
+    methods: dict,
+    figs: dict[str, bytes],
+    calendar_rows: list[dict[str, float | str]] | None = None,
+) -> str:
     cls_rows = []
     for task, prefix_m, prefix_o in (("CTR", "test", "oracle"), ("CVR", "cvr_test", "cvr_oracle")):
         for metric in ("auc", "logloss", "ece"):
@@ -134,6 +164,7 @@ Normalized lift (AUC-0.5)/(oracle AUC-0.5): {metrics["normalized_lift"]:.3f}.</p
 <p>GMV@10 of the model is {metrics["gmv_at_10_ratio_to_oracle"]:.1%} of the oracle's; popularity reaches
 {metrics["gmv_at_10_popularity_ratio_to_oracle"]:.1%}.</p>
 <h2>Ways to form pCTCVR (test window)</h2><table><tr><th>method</th>{method_head}</tr>{method_rows}</table>
+<h2>By day kind and campaign (test window)</h2>{_calendar_table(calendar_rows or [])}
 <h2>Slices (CTR AUC)</h2><table><tr><th>slice</th><th>rows</th><th>model</th><th>oracle</th></tr>{slices}</table>
 <h2>Figures</h2>{images}</body></html>"""
 
@@ -156,6 +187,10 @@ def evaluate(settings: Settings | None = None, version: str | None = None) -> Pa
     scored = evaluation.score(bundle, rows, truth, value)
     metrics = evaluation.classification_metrics(scored) | evaluation.ranking_metrics(scored, eta)
     metrics |= evaluation.slice_metrics(scored)
+    calendar_rows = evaluation.calendar_slices(scored, eta, pd.read_parquet(settings.marts_dir / CALENDAR_FILE))
+    for r in calendar_rows:
+        key = str(r["slice"]).replace("=", "_").replace(".", "_")
+        metrics |= {f"calendar_{key}_{k}": float(v) for k, v in r.items() if k != "slice" and not pd.isna(v)}
     metrics |= {"test_rows": float(len(rows)), "test_ctr": float(rows["clicked"].mean())}
     methods = evaluation.compare_cvr_methods(bundle, rows, truth)
     for method, vals in methods.items():
@@ -164,7 +199,7 @@ def evaluate(settings: Settings | None = None, version: str | None = None) -> Pa
     out_dir = settings.home_dir / "reports"
     out_dir.mkdir(parents=True, exist_ok=True)
     report = out_dir / f"evaluation_{settings.model_name}_v{mv.version}.html"
-    report.write_text(render_html(settings.model_name, mv.version, metrics, methods, figs))
+    report.write_text(render_html(settings.model_name, mv.version, metrics, methods, figs, calendar_rows))
     with mlflow.start_run(run_id=mv.run_id):
         mlflow.log_metrics({f"eval_{k}": v for k, v in metrics.items()})
         for name, png in figs.items():
@@ -177,5 +212,15 @@ def evaluate(settings: Settings | None = None, version: str | None = None) -> Pa
         f"GMV@10 {metrics['gmv_at_10_ratio_to_oracle']:.1%} of oracle (popularity "
         f"{metrics['gmv_at_10_popularity_ratio_to_oracle']:.1%})"
     )
+    for r in calendar_rows:
+        console.print(
+            f"  {r['slice']}: "
+            + ", ".join(
+                f"{label} {fmt.format(r[key])}"
+                for key, label, fmt in CALENDAR_COLUMNS
+                if key in r and not pd.isna(r[key])
+            ),
+            highlight=False,
+        )
     console.print(f"report: {report}")
     return report

@@ -1,0 +1,65 @@
+"""The evaluation's calendar slices on hand-made rows whose truth is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.evaluation import Scored, calendar_slices, day_kinds
+
+CALENDAR = pd.DataFrame(
+    {
+        "calendar_date": pd.to_datetime(["2026-11-11", "2026-11-25"]).date,
+        "campaign_name": ["11.11", "payday"],
+        "is_mega_sale": [True, False],
+    }
+)
+ETA = {"home_feed": 1.0}
+
+
+def _scored(days: list[str], pcvr_bias: dict[str, float]) -> Scored:
+    """Four-candidate requests, one per day in `days`; the model is exact but for a CVR bias per day."""
+    rng = np.random.default_rng(0)
+    k = 4
+    n_req = 133 * len(days)
+    day = np.repeat(np.array(days * 133), k)
+    n = len(day)
+    p_click = rng.uniform(0.01, 0.2, n)
+    p_cvr = rng.uniform(0.01, 0.1, n)
+    rows = pd.DataFrame(
+        {
+            "request_id": np.repeat(np.arange(n_req), k),
+            "event_timestamp": pd.to_datetime(day, utc=True) + pd.Timedelta(hours=12),
+            "surface": "home_feed",
+            "clicked": (rng.random(n) < p_click).astype(int),
+            "product_gmv_30d": rng.uniform(0, 10, n),
+        }
+    )
+    bias = np.array([pcvr_bias.get(d, 0.0) for d in day])
+    logged = {"pctr": p_click, "pcvr": np.clip(p_cvr + bias, 0, 1)}
+    value = p_click * p_cvr * 10.0
+    top = {"pctr": p_click, "expected_gmv": value}
+    truth = pd.DataFrame({"p_click": p_click, "p_order_given_click": p_cvr})
+    return Scored(rows, logged, top, truth, value)
+
+
+def test_rows_get_the_kind_and_name_of_their_utc_day() -> None:
+    rows = pd.DataFrame(
+        {"event_timestamp": pd.to_datetime(["2026-11-10T23:59:59Z", "2026-11-11T00:00:00Z", "2026-11-25T13:00:00Z"])}
+    )
+    kind, name = day_kinds(rows, CALENDAR)
+    assert kind.tolist() == ["normal", "mega", "campaign"]
+    assert name.tolist() == ["", "11.11", "payday"]
+
+
+def test_a_model_off_on_the_mega_day_is_seen_in_its_slice_only() -> None:
+    s = _scored(["2026-11-10", "2026-11-11", "2026-11-25"], {"2026-11-11": 0.05})
+    by = {r["slice"]: r for r in calendar_slices(s, ETA, CALENDAR)}
+    assert set(by) == {"day_kind=normal", "day_kind=campaign", "day_kind=mega", "campaign=11.11", "campaign=payday"}
+    assert by["day_kind=mega"]["rows"] == by["campaign=11.11"]["rows"] == 532
+    assert by["day_kind=mega"]["cvr_ece_vs_oracle"] == pytest.approx(0.05, abs=1e-9)
+    assert by["day_kind=normal"]["cvr_ece_vs_oracle"] == pytest.approx(0.0, abs=1e-12)
+    # the model orders by the true expected GMV: it earns the oracle's GMV@10 on every day kind
+    assert by["day_kind=campaign"]["gmv_at_10_ratio_to_oracle"] == pytest.approx(1.0)
+    assert by["day_kind=mega"]["ranking_requests"] == by["day_kind=normal"]["ranking_requests"] == 133
