@@ -68,13 +68,13 @@ else
 	cd transforms && $(RUN) dbt build --profiles-dir . --quiet --fail-fast
 endif
 
-apply: $(VENV_STAMP) ## feast apply: register entities, sources, feature views, feature services
+apply: $(ENGINE_STAMP) ## feast apply: register entities, sources, feature views, feature services
 	$(FEAST) apply
 
-materialize: $(VENV_STAMP) ## feast materialize-incremental up to now into the online store
+materialize: $(ENGINE_STAMP) ## feast materialize-incremental up to now into the online store
 	$(FEAST) materialize-incremental $$(date -u +%Y-%m-%dT%H:%M:%S)
 
-train: $(VENV_STAMP) ## point-in-time training set from Feast, XGBoost, log and register in MLflow
+train: $(ENGINE_STAMP) ## point-in-time training set from Feast, XGBoost, log and register in MLflow
 	$(RUN) python -m training train
 
 promote: $(VENV_STAMP) ## gate the newest version vs the champion on the same rows (FORCE=1 for emergencies; EXPERIMENT=<id> [ONLINE_RULE=non-inferior]: on online evidence too)
@@ -92,7 +92,7 @@ serve: $(VENV_STAMP) ## serve the champion with BentoML on PORT (foreground)
 evaluate: $(VENV_STAMP) ## champion vs oracle: metrics, slices, ranking, plots, HTML report (logged to MLflow)
 	$(RUN) python -m training evaluate
 
-skew-check: $(VENV_STAMP) ## online vs offline features (exact) and served vs offline scores (1e-6); non-zero on any mismatch
+skew-check: $(ENGINE_STAMP) ## online vs offline features (exact) and served vs offline scores (1e-6); non-zero on any mismatch
 	$(RUN) python -m serving.skew_check
 
 status: $(VENV_STAMP) ## JSON: tracking URI, champions and test metrics, feature views and freshness

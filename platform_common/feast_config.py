@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 PROFILE_FILES = {"local": "feature_store.yaml", "prod": "feature_store.prod.yaml"}
 # Spelled out rather than imported: importing the plugin would load Feast and DuckDB for every `make` target.
 OFFLINE_STORE_TYPE = "platform_common.feast_offline_store.AsofDuckDBOfflineStore"
+SPARK_ENGINE_TYPE = "platform_common.feast_spark_engine.SparkEngine"
 
 
 def rendered_yaml_path(settings: Settings) -> Path:
@@ -96,8 +97,9 @@ def _render_spark(config: dict[str, Any], settings: Settings) -> None:
 
     conf = spark_conf(settings)
     config["offline_store"] = {"type": "spark", "spark_conf": conf}
+    # Feast's Spark compute engine, on this conf (platform_common/feast_spark_engine.py says why a subclass).
     # partitions 1: the executors write into the online store, and SQLite takes one writer at a time.
-    config["batch_engine"] = {"type": "spark.engine", "spark_conf": conf, "partitions": 1}
+    config["batch_engine"] = {"type": SPARK_ENGINE_TYPE, "spark_conf": conf, "partitions": 1}
 
 
 def get_feature_store(settings: Settings | None = None) -> FeatureStore:

@@ -31,6 +31,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.warehouse.dir": str(spark_dir / "warehouse"),
         "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",  # its progress bars would bury make's output
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={spark_dir}",
         "spark.sql.legacy.timeParserPolicy": "CORRECTED",
         # Instants written as UTC-adjusted microseconds (what DuckDB writes), not the legacy INT96: the persisted
