@@ -144,10 +144,13 @@ bench-materialize: $(VENV_STAMP) ## rows/s into SQLite and Redis: Feast's defaul
 
 # Issue 14: the point-in-time join (Feast's, the ASOF-join plugin, a hand-written ASOF join), then training
 # (in memory vs batched), on the same state folder and the same rows.
-bench-train: $(VENV_STAMP) ## point-in-time join and training: time, peak RSS, test AUC, side by side (docs/benchmarks.md)
-	@test -f "$(SHOPRANK_HOME)/feast/registry.db" || $(MAKE) --no-print-directory data features apply
-	$(RUN) python -m benchmarks.point_in_time --home "$(SHOPRANK_HOME)"
-	$(RUN) python -m benchmarks.train --home "$(SHOPRANK_HOME)"
+# Issue 15: TRAIN_PATHS=batched,spark adds the Spark engine's training (Feast's Spark store, xgboost.spark) on the same
+# marts; the join benchmark is DuckDB's and is skipped when only training paths are asked for (TRAIN_PATHS set).
+TRAIN_PATHS ?=
+bench-train: $(if $(findstring spark,$(TRAIN_PATHS)),$(SPARK_STAMP),$(VENV_STAMP)) ## point-in-time join and training: time, peak RSS, test AUC, side by side (TRAIN_PATHS=in_memory,batched,spark; docs/benchmarks.md)
+	@test -f "$(SHOPRANK_HOME)/feast/registry.db" || SHOPRANK_OFFLINE_ENGINE=duckdb $(MAKE) --no-print-directory data features apply
+	$(if $(TRAIN_PATHS),,$(RUN) python -m benchmarks.point_in_time --home "$(SHOPRANK_HOME)")
+	$(RUN) python -m benchmarks.train --home "$(SHOPRANK_HOME)" $(if $(TRAIN_PATHS),--paths $(TRAIN_PATHS))
 
 # --- merchant growth: GMV diagnostics and forecasts (docs/merchant_growth.md) ------------------------------
 MERCHANT ?=

@@ -31,3 +31,17 @@ def test_the_world_joins_on_spark(world: World) -> None:
 
     for name in ("user_features", "user_category_features", "product_features", "merchant_features"):
         assert isinstance(world.store.get_feature_view(name).batch_source, SparkSource), name
+
+
+def test_every_timeline_test_is_here() -> None:
+    """A star import silently keeps the last of two equal names: every test of the suite must be this module's."""
+    import importlib
+
+    here = globals()
+    for module in ("test_day_boundaries", "test_late_data", "test_live_events", "test_rolling_windows",
+                   "test_ttl_and_missing"):  # fmt: skip
+        suite = importlib.import_module(f"tests.point_in_time.{module}")
+        tests = [name for name in vars(suite) if name.startswith("test_")]
+        assert tests, module
+        for name in tests:
+            assert here.get(name) is getattr(suite, name), f"{module}.{name} is not run on Spark"

@@ -16,6 +16,7 @@ from platform_common.registry import connect, ensure_experiment
 from platform_common.settings import Settings
 from training.bundle import RankerBundle
 from training.promotion import promote
+from training.train import PIP_REQUIREMENTS
 
 COPIED_TAGS = (
     "data_fingerprint",
@@ -92,6 +93,7 @@ def register_copy(source: Settings, mv: ModelVersion, target: Settings) -> str:
             signature=signature,
             registered_model_name=target.model_name,
             metadata=model["metadata"],
+            pip_requirements=PIP_REQUIREMENTS,
         )
     version = str(info.registered_model_version)
     for key in COPIED_TAGS:
@@ -122,3 +124,33 @@ def test_the_gate_compares_spark_and_duckdb_trained_models_on_the_same_frozen_ro
     print(f"\ngate, DuckDB-trained v{candidate} vs xgboost.spark-trained v{spark_mv.version}: {decision.reason}")
     for key in sorted(decision.candidate_metrics):
         print(f"  {key}: duckdb {decision.candidate_metrics[key]:.5f}  spark {decision.champion_metrics[key]:.5f}")
+
+
+def test_spark_reads_the_same_day_windows_as_duckdb(tmp_path: Path) -> None:
+    """training.spark_fitting.window_filter (Spark SQL) picks the rows training.batches.where_clause (DuckDB)
+    picks, at the edges of UTC days too: the Spark heads learn from exactly the train / valid rows."""
+    from datetime import UTC, date, datetime, timedelta
+
+    import pandas as pd
+
+    from platform_common.spark_session import get_spark_session
+    from training.batches import connect, where_clause
+    from training.spark_fitting import window_filter
+
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    edges = [start + timedelta(days=d) + timedelta(microseconds=m) for d in range(6) for m in (-1, 0, 1)]
+    frame = pd.DataFrame({"impression_id": [f"i{k:03d}" for k in range(len(edges))], "event_timestamp": edges})
+    frame["event_timestamp"] = frame["event_timestamp"].astype("datetime64[us, UTC]")
+    path = tmp_path / "rows.parquet"
+    frame.to_parquet(path)
+    windows = ((date(2026, 3, 1), date(2026, 3, 2)), (date(2026, 3, 4), date(2026, 3, 4)))
+    with connect() as con:
+        on_duckdb = sorted(
+            r[0] for r in con.sql(f"select impression_id from '{path}' where {where_clause(windows)}").fetchall()
+        )
+    spark = get_spark_session(Settings(home=tmp_path, offline_engine="spark"))
+    on_spark = sorted(
+        r[0] for r in spark.read.parquet(str(path)).where(window_filter(windows)).select("impression_id").collect()
+    )
+    assert on_duckdb == on_spark
+    assert 0 < len(on_spark) < len(edges)  # the windows cut somewhere
