@@ -42,6 +42,7 @@ HEADLINE = (
     ("eval_s", "evaluation s"),
     ("total_s", "total s"),
     ("cpu_s", "total CPU s"),
+    ("tree_cpu_s", "total CPU s with child processes"),
     ("peak_rss_gib", "peak RSS GiB"),
     ("tree_peak_rss_gib", "peak RSS with child processes GiB"),
     ("test_auc", "CTR test AUC"),
@@ -116,29 +117,34 @@ def child(path: str, home: Path) -> dict[str, Any]:
     # CPU seconds of all the process's threads: on a shared machine wall time measures the neighbours too.
     out["cpu_s"] = usage.ru_utime + usage.ru_stime
     out["tree_peak_rss_gib"] = tree_rss.stop() / 2**30
+    # + the CPU of the child processes (Spark's JVM, its Python workers), which ru_utime does not count
+    out["tree_cpu_s"] = out["cpu_s"] + sum(tree_rss.cpu_ticks.values()) / os.sysconf("SC_CLK_TCK")
     return out
 
 
 class TreeRss:
-    """Peak resident set of this process and its descendants (Spark's JVM is a child), from /proc every 0.2 s."""
+    """Peak resident set of this process and its descendants (Spark's JVM and its Python workers are children),
+    and their CPU seconds (each process's last sampled utime + stime), from /proc every 0.2 s."""
 
     def __init__(self) -> None:
         self.peak = 0
+        self.cpu_ticks: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    @staticmethod
-    def _sample() -> int:
+    def _sample(self) -> int:
         parents: dict[int, int] = {}
         rss: dict[int, int] = {}
+        ticks: dict[int, int] = {}
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
-                stat = (entry / "stat").read_text()
-                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-                rss[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[21]) * resource.getpagesize()
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(fields[1])
+                rss[int(entry.name)] = int(fields[21]) * resource.getpagesize()
+                ticks[int(entry.name)] = int(fields[11]) + int(fields[12])
             except (OSError, ValueError, IndexError):
                 continue  # a process that ended while listed
         tree, frontier = {os.getpid()}, [os.getpid()]
@@ -147,6 +153,8 @@ class TreeRss:
             children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
             tree.update(children)
             frontier.extend(children)
+        for pid in tree - {os.getpid()}:
+            self.cpu_ticks[pid] = max(self.cpu_ticks.get(pid, 0), ticks.get(pid, 0))
         return sum(rss.get(pid, 0) for pid in tree)
 
     def _run(self) -> None:
