@@ -92,7 +92,7 @@ def child(path: str, home: Path) -> dict[str, Any]:
 
     t1 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        fitted = fit(data, cfg, Path(tmp), spark=spark_fit(settings))
+        fitted = fit(data, cfg, Path(tmp), spark=None if cfg.in_memory else spark_fit(settings))
         out["fit_s"] = time.perf_counter() - t1
         bundle = RankerBundle()
         bundle.load_from_paths(write_artifacts(Path(tmp) / "bundle", fitted.spec, fitted.boosters, fitted.config))

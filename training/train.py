@@ -154,7 +154,9 @@ def train(
     console.print(f"[bold]Building point-in-time training set[/] from feature service {cfg.feature_service}, {path}")
     data, test_path = training_data(store, settings, cfg, augment)
     try:
-        return _train(store, data, test_path, cfg, settings, augment, spark_fit(settings))
+        # the in-memory path (tests and benchmarks only) holds its rows in pandas: it trains in process
+        spark = None if cfg.in_memory else spark_fit(settings)
+        return _train(store, data, test_path, cfg, settings, augment, spark)
     finally:
         if isinstance(data, ParquetTrainingSet):
             data.remove()

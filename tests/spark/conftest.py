@@ -2,8 +2,10 @@
 folder out of a plain `pytest`). It needs the `spark` extra (`make install-spark`) and Java 17.
 
 `spark_platform` runs the pipeline at SCALE=tiny with SHOPRANK_OFFLINE_ENGINE=spark: the dbt build on Spark in
-local mode, then Feast, training and the gate on the exported marts. `duckdb_twin` builds the marts on DuckDB
-from the very same raw landing zone (a copy of the Spark platform's), for the parity tests.
+local mode, then Feast's Spark offline store and compute engine, xgboost.spark and the gate on the exported marts.
+`duckdb_twin` builds the marts on DuckDB from the very same raw landing zone (a copy of the Spark platform's), for
+the mart parity tests; `duckdb_on_spark_marts` runs the DuckDB engine's Feast and training on the very same marts,
+for the parity of the join, the materialization and the model.
 """
 
 from __future__ import annotations
