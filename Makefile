@@ -68,13 +68,13 @@ else
 	cd transforms && $(RUN) dbt build --profiles-dir . --quiet --fail-fast
 endif
 
-apply: $(VENV_STAMP) ## feast apply: register entities, sources, feature views, feature services
+apply: $(ENGINE_STAMP) ## feast apply: register entities, sources, feature views, feature services
 	$(FEAST) apply
 
-materialize: $(VENV_STAMP) ## feast materialize-incremental up to now into the online store
+materialize: $(ENGINE_STAMP) ## feast materialize-incremental up to now into the online store
 	$(FEAST) materialize-incremental $$(date -u +%Y-%m-%dT%H:%M:%S)
 
-train: $(VENV_STAMP) ## point-in-time training set from Feast, XGBoost, log and register in MLflow (FEATURE_SERVICE=ctr_model_v2_stream: with the stream features)
+train: $(ENGINE_STAMP) ## point-in-time training set from Feast, XGBoost, log and register in MLflow (FEATURE_SERVICE=ctr_model_v2_stream: with the stream features)
 	$(if $(FEATURE_SERVICE),SHOPRANK_TRAIN_FEATURE_SERVICE=$(FEATURE_SERVICE)) $(RUN) python -m training train
 
 promote: $(VENV_STAMP) ## gate the newest version vs the champion on the same rows (FORCE=1 for emergencies; EXPERIMENT=<id> [ONLINE_RULE=non-inferior]: on online evidence too)
@@ -92,7 +92,7 @@ serve: $(VENV_STAMP) ## serve the champion with BentoML on PORT (foreground)
 evaluate: $(VENV_STAMP) ## champion vs oracle: metrics, slices, ranking, plots, HTML report (logged to MLflow)
 	$(RUN) python -m training evaluate
 
-skew-check: $(VENV_STAMP) ## online vs offline features (exact) and served vs offline scores (1e-6); non-zero on any mismatch
+skew-check: $(ENGINE_STAMP) ## online vs offline features (exact) and served vs offline scores (1e-6); non-zero on any mismatch
 	$(RUN) python -m serving.skew_check
 
 status: $(VENV_STAMP) ## JSON: tracking URI, champions and test metrics, feature views and freshness
@@ -144,10 +144,13 @@ bench-materialize: $(VENV_STAMP) ## rows/s into SQLite and Redis: Feast's defaul
 
 # Issue 14: the point-in-time join (Feast's, the ASOF-join plugin, a hand-written ASOF join), then training
 # (in memory vs batched), on the same state folder and the same rows.
-bench-train: $(VENV_STAMP) ## point-in-time join and training: time, peak RSS, test AUC, side by side (docs/benchmarks.md)
-	@test -f "$(SHOPRANK_HOME)/feast/registry.db" || $(MAKE) --no-print-directory data features apply
-	$(RUN) python -m benchmarks.point_in_time --home "$(SHOPRANK_HOME)"
-	$(RUN) python -m benchmarks.train --home "$(SHOPRANK_HOME)"
+# Issue 15: TRAIN_PATHS=batched,spark adds the Spark engine's training (Feast's Spark store, xgboost.spark) on the same
+# marts; the join benchmark is DuckDB's and is skipped when only training paths are asked for (TRAIN_PATHS set).
+TRAIN_PATHS ?=
+bench-train: $(if $(findstring spark,$(TRAIN_PATHS)),$(SPARK_STAMP),$(VENV_STAMP)) ## point-in-time join and training: time, peak RSS, test AUC, side by side (TRAIN_PATHS=in_memory,batched,spark; docs/benchmarks.md)
+	@test -f "$(SHOPRANK_HOME)/feast/registry.db" || SHOPRANK_OFFLINE_ENGINE=duckdb $(MAKE) --no-print-directory data features apply
+	$(if $(TRAIN_PATHS),,$(RUN) python -m benchmarks.point_in_time --home "$(SHOPRANK_HOME)")
+	$(RUN) python -m benchmarks.train --home "$(SHOPRANK_HOME)" $(if $(TRAIN_PATHS),--paths $(TRAIN_PATHS))
 
 # --- merchant growth: GMV diagnostics and forecasts (docs/merchant_growth.md) ------------------------------
 MERCHANT ?=

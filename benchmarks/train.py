@@ -7,10 +7,16 @@ Each path runs in its own child process (so its peak RSS is its own, `ru_maxrss`
 - `batched`: the join persisted to parquet through Feast in chunks of days, sorted once by DuckDB, XGBoost
   from a DataIter into QuantileDMatrix (the default `make train`).
 
-Both do everything `make train` does up to the metrics (training set, frozen test rows, early-stopped heads,
+- `spark` (issue 15, `--paths batched,spark`; needs `make install-spark`): SHOPRANK_OFFLINE_ENGINE=spark on the
+  same marts: Feast's Spark offline store persists the join, xgboost.spark trains the heads, Spark in local mode.
+  It runs in `$SHOPRANK_HOME/bench-spark`, whose marts, raw zone and oracle are links to the home's (the very same
+  files) and whose Feast registry holds SparkSources (`feast apply` with the spark engine, before the timing).
+
+All do everything `make train` does up to the metrics (training set, frozen test rows, early-stopped heads,
 CVR method, refit on train + valid, scoring the test rows against the oracle) but log nothing to MLflow; they
 write the training set and test rows under $SHOPRANK_HOME/datasets as `make train` does. The run fails if the
-two paths did not train and test on the same rows (impression ids, in order). Prints a markdown table.
+paths did not train and test on the same rows (impression ids, in order). Prints a markdown table. Peak RSS is
+the child's own `ru_maxrss`; `tree_peak_rss_gib` adds its child processes (Spark's JVM), sampled every 0.2 s.
 """
 
 from __future__ import annotations
@@ -23,18 +29,22 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 PATHS = ("in_memory", "batched")
+ALL_PATHS = (*PATHS, "spark")
 HEADLINE = (
     ("build_s", "training set s"),
     ("fit_s", "fit + refit s"),
     ("eval_s", "evaluation s"),
     ("total_s", "total s"),
     ("cpu_s", "total CPU s"),
+    ("tree_cpu_s", "total CPU s with child processes"),
     ("peak_rss_gib", "peak RSS GiB"),
+    ("tree_peak_rss_gib", "peak RSS with child processes GiB"),
     ("test_auc", "CTR test AUC"),
     ("cvr_test_auc", "CVR test AUC"),
     ("ctcvr_test_auc", "CTCVR test AUC"),
@@ -57,12 +67,14 @@ def child(path: str, home: Path) -> dict[str, Any]:
     from training.bundle import RankerBundle, write_artifacts
     from training.config import TrainConfig
     from training.dataset import TrainingSet
-    from training.train import fit, training_data
+    from training.train import fit, spark_fit, training_data
     from training.trainset import ParquetTrainingSet
 
-    settings = Settings(home=home, scale=os.environ.get("SHOPRANK_SCALE", "small"))
+    engine = "spark" if path == "spark" else "duckdb"
+    settings = Settings(home=home, scale=os.environ.get("SHOPRANK_SCALE", "small"), offline_engine=engine)
     cfg = TrainConfig(in_memory=path == "in_memory")
     out: dict[str, Any] = {"path": path}
+    tree_rss = TreeRss()
     t0 = time.perf_counter()
     data, test_path = training_data(get_feature_store(settings), settings, cfg)
     out["build_s"] = time.perf_counter() - t0
@@ -80,7 +92,7 @@ def child(path: str, home: Path) -> dict[str, Any]:
 
     t1 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        fitted = fit(data, cfg, Path(tmp))
+        fitted = fit(data, cfg, Path(tmp), spark=None if cfg.in_memory else spark_fit(settings))
         out["fit_s"] = time.perf_counter() - t1
         bundle = RankerBundle()
         bundle.load_from_paths(write_artifacts(Path(tmp) / "bundle", fitted.spec, fitted.boosters, fitted.config))
@@ -104,7 +116,79 @@ def child(path: str, home: Path) -> dict[str, Any]:
     out["peak_rss_gib"] = usage.ru_maxrss / 2**20
     # CPU seconds of all the process's threads: on a shared machine wall time measures the neighbours too.
     out["cpu_s"] = usage.ru_utime + usage.ru_stime
+    out["tree_peak_rss_gib"] = tree_rss.stop() / 2**30
+    # + the CPU of the child processes (Spark's JVM, its Python workers), which ru_utime does not count
+    out["tree_cpu_s"] = out["cpu_s"] + sum(tree_rss.cpu_ticks.values()) / os.sysconf("SC_CLK_TCK")
     return out
+
+
+class TreeRss:
+    """Peak resident set of this process and its descendants (Spark's JVM and its Python workers are children),
+    and their CPU seconds (each process's last sampled utime + stime), from /proc every 0.2 s."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self.cpu_ticks: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> int:
+        parents: dict[int, int] = {}
+        rss: dict[int, int] = {}
+        ticks: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(fields[1])
+                rss[int(entry.name)] = int(fields[21]) * resource.getpagesize()
+                ticks[int(entry.name)] = int(fields[11]) + int(fields[12])
+            except (OSError, ValueError, IndexError):
+                continue  # a process that ended while listed
+        tree, frontier = {os.getpid()}, [os.getpid()]
+        while frontier:
+            parent = frontier.pop()
+            children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+            tree.update(children)
+            frontier.extend(children)
+        for pid in tree - {os.getpid()}:
+            self.cpu_ticks[pid] = max(self.cpu_ticks.get(pid, 0), ticks.get(pid, 0))
+        return sum(rss.get(pid, 0) for pid in tree)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, self._sample())
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak, self._sample())
+
+
+def prepare_spark_home(home: Path) -> Path:
+    """`home/bench-spark`: links to the home's marts, raw zone and oracle, and a Feast registry of SparkSources."""
+    spark_home = home / "bench-spark"
+    spark_home.mkdir(exist_ok=True)
+    for folder in ("marts", "merchant_growth", "raw", "oracle"):
+        link = spark_home / folder
+        if not link.exists():
+            link.symlink_to(home / folder, target_is_directory=True)
+    from platform_common.feast_config import render_feature_store_yaml
+    from platform_common.settings import FEATURE_REPO_DIR, Settings
+
+    settings = Settings(home=spark_home, offline_engine="spark")
+    env = dict(os.environ) | {
+        "SHOPRANK_HOME": str(spark_home),
+        "SHOPRANK_OFFLINE_ENGINE": "spark",
+        "FEAST_FS_YAML_FILE_PATH": str(render_feature_store_yaml(settings)),
+    }
+    feast = Path(sys.executable).parent / "feast"
+    proc = subprocess.run([str(feast), "apply"], cwd=FEATURE_REPO_DIR, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"feast apply with the spark engine failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return spark_home
 
 
 def run_child(path: str, home: Path) -> dict[str, Any]:
@@ -134,17 +218,22 @@ def table(results: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("SHOPRANK_HOME", ".state")))
-    parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated, run in this order")
-    parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
+    parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated, run in this order: in_memory, "
+                        "batched, spark (the Spark engine: needs `make install-spark`)")  # fmt: skip
+    parser.add_argument("--child", choices=ALL_PATHS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     home = args.home.resolve()
     if args.child:
         print(json.dumps(child(args.child, home)))
         return
+    paths = args.paths.split(",")
+    unknown = sorted(set(paths) - set(ALL_PATHS))
+    if unknown:
+        raise SystemExit(f"--paths: unknown {unknown}; choose from {', '.join(ALL_PATHS)}")
     results = []
-    for path in args.paths.split(","):
+    for path in paths:
         print(f"running {path} ...", file=sys.stderr, flush=True)
-        results.append(run_child(path, home))
+        results.append(run_child(path, prepare_spark_home(home) if path == "spark" else home))
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     digests = {tuple(r[f"{p}_ids"] for p in ("train", "valid", "test")) for r in results}
     if len(digests) != 1:

@@ -2,25 +2,57 @@
 
 Feast does not resolve FileSource paths against the repo folder, so paths are absolute, built from the same
 settings every other stage uses: `feast` works from this folder and from Python anywhere.
+
+Under SHOPRANK_OFFLINE_ENGINE=spark the same files are `SparkSource`s (Feast's Spark offline store takes no
+other source): `path=` the exported parquet, which Spark reads itself (SparkSource.get_table_query_string loads
+the path into a temporary view), so both engines join the very same bytes.
 """
+
+from pathlib import Path
+from typing import Any
 
 from feast import FileSource
 
 from platform_common.settings import get_settings
 
-MARTS_DIR = get_settings().marts_dir
+SETTINGS = get_settings()
+MARTS_DIR = SETTINGS.marts_dir
 
 
-def _mart(name: str, description: str, field_mapping: dict[str, str] | None = None) -> FileSource:
-    return FileSource(
-        name=f"{name}_source",
-        path=str(MARTS_DIR / f"{name}.parquet"),
-        timestamp_field="event_timestamp",
-        created_timestamp_column="created_timestamp",
-        field_mapping=field_mapping,
-        description=description,
-        owner="ranking-platform@shoprank.dev",
-        tags={"producer": "dbt", "mart": name},
+def parquet_source(
+    name: str,
+    path: Path,
+    description: str,
+    owner: str,
+    tags: dict[str, str],
+    field_mapping: dict[str, str] | None = None,
+) -> Any:
+    """A dbt mart's parquet file as the offline engine's source type: FileSource (DuckDB) or SparkSource (Spark)."""
+    common: dict[str, Any] = {
+        "name": name,
+        "path": str(path),
+        "timestamp_field": "event_timestamp",
+        "created_timestamp_column": "created_timestamp",
+        "field_mapping": field_mapping,
+        "description": description,
+        "owner": owner,
+        "tags": tags,
+    }
+    if SETTINGS.offline_engine == "spark":
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+        return SparkSource(file_format="parquet", **common)
+    return FileSource(**common)
+
+
+def _mart(name: str, description: str, field_mapping: dict[str, str] | None = None) -> Any:
+    return parquet_source(
+        f"{name}_source",
+        MARTS_DIR / f"{name}.parquet",
+        description,
+        "ranking-platform@shoprank.dev",
+        {"producer": "dbt", "mart": name},
+        field_mapping,
     )
 
 

@@ -8,8 +8,9 @@ daily behaviour (a row older than two days means the batch stopped).
 
 from datetime import timedelta
 
+from data_sources import parquet_source
 from entities import merchant
-from feast import FeatureService, FeatureView, Field, FileSource
+from feast import FeatureService, FeatureView, Field
 from feast.types import Float64, Int64
 from features import merchant_features
 
@@ -19,14 +20,12 @@ MG_OWNER = "merchant-growth@shoprank.dev"
 MG_DIR = get_settings().home_dir / "merchant_growth"
 DAILY_TTL = timedelta(days=2)
 
-merchant_forecast_source = FileSource(
-    name="mg_merchant_forecast_features_source",
-    path=str(MG_DIR / "mg_merchant_forecast_features.parquet"),
-    timestamp_field="event_timestamp",
-    created_timestamp_column="created_timestamp",
-    description="Daily GMV windows, price, rating, live and campaign-plan features of each merchant.",
-    owner=MG_OWNER,
-    tags={"producer": "dbt", "mart": "mg_merchant_forecast_features"},
+merchant_forecast_source = parquet_source(
+    "mg_merchant_forecast_features_source",
+    MG_DIR / "mg_merchant_forecast_features.parquet",
+    "Daily GMV windows, price, rating, live and campaign-plan features of each merchant.",
+    MG_OWNER,
+    {"producer": "dbt", "mart": "mg_merchant_forecast_features"},
 )
 
 

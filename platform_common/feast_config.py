@@ -11,7 +11,8 @@ Feast expands from the environment when it loads the file, so the rendered file 
 
 Both profiles use the ASOF-join offline store (platform_common.feast_offline_store); the rendered file points
 its DuckDB spill folder into the state folder, so a join larger than memory spills there and never into
-whatever directory the command ran from.
+whatever directory the command ran from. Under SHOPRANK_OFFLINE_ENGINE=spark (either profile) the offline store
+is Feast's Spark store and the batch engine Feast's Spark compute engine instead (`_render_spark`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 PROFILE_FILES = {"local": "feature_store.yaml", "prod": "feature_store.prod.yaml"}
 # Spelled out rather than imported: importing the plugin would load Feast and DuckDB for every `make` target.
 OFFLINE_STORE_TYPE = "platform_common.feast_offline_store.AsofDuckDBOfflineStore"
+SPARK_ENGINE_TYPE = "platform_common.feast_spark_engine.SparkEngine"
 
 
 def rendered_yaml_path(settings: Settings) -> Path:
@@ -54,6 +56,8 @@ def render_feature_store_yaml(settings: Settings | None = None) -> Path:
         offline.setdefault("temp_directory", str(settings.home_dir / "duckdb_tmp"))
     if settings.profile == "prod":
         _render_prod(config, settings)
+    if settings.offline_engine == "spark":
+        _render_spark(config, settings)
     # The stream views' log globs must match a file before Feast reads them (materialize, training).
     from platform_common.stream_log import ensure_log
 
@@ -86,6 +90,20 @@ def _render_prod(config: dict[str, Any], settings: Settings) -> None:
         online["connection_string"] = ",".join(parts)
     if settings.materialize_engine == "local":
         config.pop("batch_engine", None)
+
+
+def _render_spark(config: dict[str, Any], settings: Settings) -> None:
+    """SHOPRANK_OFFLINE_ENGINE=spark: Feast's Spark offline store serves the point-in-time joins and its Spark
+    compute engine materializes, both on a session configured as dbt-spark's (platform_common/spark_session.py).
+    The registry and the online store stay the profile's (SQLite or Redis); the sources become SparkSources
+    (feature_repo/data_sources.py)."""
+    from platform_common.spark_session import spark_conf
+
+    conf = spark_conf(settings)
+    config["offline_store"] = {"type": "spark", "spark_conf": conf}
+    # Feast's Spark compute engine, on this conf (platform_common/feast_spark_engine.py says why a subclass).
+    # partitions 1: the executors write into the online store, and SQLite takes one writer at a time.
+    config["batch_engine"] = {"type": SPARK_ENGINE_TYPE, "spark_conf": conf, "partitions": 1}
 
 
 def get_feature_store(settings: Settings | None = None) -> FeatureStore:

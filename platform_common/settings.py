@@ -80,6 +80,11 @@ class Settings(BaseSettings):
             "local mode, marts exported to the same files). Spark needs `make install-spark` and Java 17."
         ),
     )
+    # --- the Spark engine's session (issue 15): the same variables transforms/profiles.yml reads for dbt-spark,
+    # so Feast's Spark offline store and compute engine and xgboost.spark run on a session configured alike.
+    spark_master: str = Field(default="local[2]", min_length=1, description="Spark master (local[N] or a URL).")
+    spark_driver_memory: str = Field(default="2g", pattern=r"^[0-9]+[kmgt]?$", description="spark.driver.memory.")
+    spark_shuffle_partitions: int = Field(default=4, ge=1, le=100_000, description="spark.sql.shuffle.partitions.")
     materialize_engine: Literal["fast", "local"] = Field(
         default="fast",
         description="Batch engine behind `feast materialize` under prod: the vectorised plugin or Feast's default.",

@@ -7,6 +7,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -72,10 +73,19 @@ def training_data(
     return pts, pts.save_test_set(settings)
 
 
-def fit(data: TrainingData, cfg: TrainConfig, workdir: Path, extra_numeric: list[str] | None = None) -> Fitted:
+def fit(
+    data: TrainingData,
+    cfg: TrainConfig,
+    workdir: Path,
+    extra_numeric: list[str] | None = None,
+    spark: SparkFit | None = None,
+) -> Fitted:
     """Early-stopped heads, the CVR method chosen on the validation days, then (by default) the refit on train +
-    valid and units per order from the rows the final heads learned from."""
+    valid and units per order from the rows the final heads learned from. With `spark` (the Spark engine) the
+    heads are trained by xgboost.spark (training/spark_fitting.py); everything else is the same code."""
     spec = data.fit_spec(cfg.feature_service, [*data.columns.numeric, *(extra_numeric or [])])
+    if spark is not None:
+        return _fit_spark(data, spec, cfg, workdir, spark)
     with console.status("Training the heads (XGBoost, early stopping on the validation days)"):
         boosters = fit_heads(data, spec, cfg.xgb)
     bundle = RankerBundle()
@@ -87,12 +97,50 @@ def fit(data: TrainingData, cfg: TrainConfig, workdir: Path, extra_numeric: list
         with console.status("Refitting the heads on the train and validation days"):
             boosters = refit_heads(data, spec, cfg.xgb, boosters)
         fit_parts = ("train", "valid")
+    return _finish(data, spec, boosters, method, method_metrics, fit_parts)
+
+
+def _finish(
+    data: TrainingData,
+    spec: FeatureSpec,
+    boosters: dict[str, xgb.Booster],
+    method: str,
+    method_metrics: dict[str, float],
+    fit_parts: tuple[str, ...],
+) -> Fitted:
     orders = data.orders(fit_parts)
     bands, units = units_by_price_band(orders)
     config = BundleConfig(
         cvr_method=method, units_per_order=units_per_order(orders), price_bands=bands, units_by_band=units
     )
     return Fitted(spec, boosters, config, method_metrics)
+
+
+@dataclass(frozen=True)
+class SparkFit:
+    """Train the heads with xgboost.spark on this session, `num_workers` barrier tasks per booster."""
+
+    session: Any
+    num_workers: int
+
+
+def _fit_spark(data: TrainingData, spec: FeatureSpec, cfg: TrainConfig, workdir: Path, spark: SparkFit) -> Fitted:
+    from training.spark_fitting import fit_heads_spark, refit_heads_spark
+
+    if not isinstance(data, ParquetTrainingSet):
+        raise ValueError("xgboost.spark trains from the persisted training set: not available with in_memory")
+    with console.status("Training the heads (xgboost.spark, early stopping on the validation days)"):
+        boosters = fit_heads_spark(spark.session, data, spec, cfg.xgb, spark.num_workers)
+    bundle = RankerBundle()
+    bundle.load_from_paths(write_artifacts(workdir / "probe", spec, boosters))
+    method, method_metrics = choose_cvr_method(bundle, data)
+    method_metrics |= {f"{h}_trees_early_stopped": float(b.num_boosted_rounds()) for h, b in boosters.items()}
+    fit_parts: tuple[str, ...] = ("train",)
+    if cfg.xgb.refit_on_valid:
+        with console.status("Refitting the heads on the train and validation days (xgboost.spark)"):
+            boosters = refit_heads_spark(spark.session, data, spec, cfg.xgb, boosters, spark.num_workers)
+        fit_parts = ("train", "valid")
+    return _finish(data, spec, boosters, method, method_metrics, fit_parts)
 
 
 def train(
@@ -106,10 +154,23 @@ def train(
     console.print(f"[bold]Building point-in-time training set[/] from feature service {cfg.feature_service}, {path}")
     data, test_path = training_data(store, settings, cfg, augment)
     try:
-        return _train(store, data, test_path, cfg, settings, augment)
+        # the in-memory path (tests and benchmarks only) holds its rows in pandas: it trains in process
+        spark = None if cfg.in_memory else spark_fit(settings)
+        return _train(store, data, test_path, cfg, settings, augment, spark)
     finally:
         if isinstance(data, ParquetTrainingSet):
             data.remove()
+
+
+def spark_fit(settings: Settings) -> SparkFit | None:
+    """xgboost.spark on the offline engine's session under SHOPRANK_OFFLINE_ENGINE=spark, else None (in process)."""
+    if settings.offline_engine != "spark":
+        return None
+    from platform_common.spark_session import get_spark_session
+    from training.spark_fitting import default_workers
+
+    session = get_spark_session(settings)
+    return SparkFit(session, default_workers(session))
 
 
 def _train(
@@ -119,6 +180,7 @@ def _train(
     cfg: TrainConfig,
     settings: Settings,
     augment: Augment | None,
+    spark: SparkFit | None = None,
 ) -> TrainResult:
     test_df = pd.read_parquet(test_path)
     n_train = len(data.labels(("train",), "clicked", False))
@@ -128,7 +190,7 @@ def _train(
     client = connect(settings)
     experiment_id = ensure_experiment(settings)
     with mlflow.start_run(experiment_id=experiment_id) as run, tempfile.TemporaryDirectory() as tmp:
-        fitted = fit(data, cfg, Path(tmp), list(augment.columns) if augment else None)
+        fitted = fit(data, cfg, Path(tmp), list(augment.columns) if augment else None, spark)
         spec, boosters, config, method = fitted.spec, fitted.boosters, fitted.config, fitted.config.cvr_method
         artifacts = write_artifacts(Path(tmp) / "bundle", spec, boosters, config)
         bundle = RankerBundle()
@@ -158,6 +220,7 @@ def _train(
                 "units_per_order": round(config.units_per_order, 4),
                 **data.split.as_params(),
                 "training_path": "in_memory" if cfg.in_memory else "batched",
+                **({"trainer": f"xgboost.spark ({spark.num_workers} workers)"} if spark else {}),
                 **{f"xgb_{k}": v for k, v in cfg.xgb.model_dump().items()},
             }
         )

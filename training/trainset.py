@@ -24,6 +24,7 @@ import pandas as pd
 import xgboost as xgb
 from feast import FeatureStore
 from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
+from feast.saved_dataset import SavedDatasetStorage
 
 from platform_common.feature_spec import FeatureSpec
 from platform_common.settings import Settings
@@ -83,8 +84,17 @@ def entity_frame(labels: Path, window: DayWindow) -> pd.DataFrame:
     return frame
 
 
-def persist_join(store: FeatureStore, cfg: TrainConfig, labels: Path, windows: Sequence[DayWindow], out: Path) -> None:
-    """Feast's point-in-time join of each window's labels, persisted through Feast's API to out/part-N.parquet."""
+def is_spark_store(store: FeatureStore) -> bool:
+    """Feast's Spark offline store (SHOPRANK_OFFLINE_ENGINE=spark, platform_common/feast_config.py)."""
+    return getattr(store.config.offline_store, "type", None) == "spark"
+
+
+def persist_join(store: FeatureStore, cfg: TrainConfig, labels: Path, windows: Sequence[DayWindow], out: Path) -> str:
+    """Feast's point-in-time join of each window's labels, persisted through Feast's API under `out`; returns the
+    glob of the files written. DuckDB stores write one file per window (out/part-N.parquet); the Spark store
+    writes from Spark itself, a folder of part files per window (out/part-N/part-*.parquet), so the rows never
+    pass through the driver's pandas on their way out."""
+    spark = is_spark_store(store)
     service = store.get_feature_service(cfg.feature_service)
     for i, window in enumerate(windows):
         job = store.get_historical_features(
@@ -93,16 +103,26 @@ def persist_join(store: FeatureStore, cfg: TrainConfig, labels: Path, windows: S
             full_feature_names=False,
             filter_by_created_timestamp=cfg.filter_by_created_timestamp,
         )
-        job.persist(SavedDatasetFileStorage(path=str(out / f"part-{i:05d}.parquet")), allow_overwrite=True)
+        job.persist(_storage(out / f"part-{i:05d}", spark), allow_overwrite=True)
         del job  # the stock store's job holds its entity frame
+    return f"{out}/*/*.parquet" if spark else f"{out}/*.parquet"
 
 
-def sort_into_one_file(parts: Path, out: Path, spill_dir: Path, augment: Augment | None = None) -> None:
-    """All chunks in one file ordered by (event_timestamp, impression_id); DuckDB spills the sort to disk."""
+def _storage(stem: Path, spark: bool) -> SavedDatasetStorage:
+    if spark:
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SavedDatasetSparkStorage
+
+        return SavedDatasetSparkStorage(path=str(stem), file_format="parquet")
+    return SavedDatasetFileStorage(path=f"{stem}.parquet")
+
+
+def sort_into_one_file(parts: str, out: Path, spill_dir: Path, augment: Augment | None = None) -> None:
+    """All chunks (the files `parts` globs) in one file ordered by (event_timestamp, impression_id); DuckDB spills
+    the sort to disk."""
     extra = "".join(f", ({expr}) as {quote(name)}" for name, expr in (augment.columns if augment else {}).items())
     with connect(spill_dir) as con:
         con.execute(
-            f"copy (select *{extra} from read_parquet('{parts}/*.parquet') order by event_timestamp, impression_id) "
+            f"copy (select *{extra} from read_parquet('{parts}') order by event_timestamp, impression_id) "
             f"to '{out}' (format parquet, compression zstd, row_group_size {ROW_GROUP_ROWS})"
         )
 
@@ -186,9 +206,9 @@ def build_parquet_training_set(
     root = Path(tempfile.mkdtemp(prefix=f"{cfg.feature_service}-", dir=settings.datasets_dir / "training_set"))
     parts, spill = root / "parts", root / "spill"
     parts.mkdir()
-    persist_join(store, cfg, labels, windows, parts)
+    files = persist_join(store, cfg, labels, windows, parts)
     path = root / TRAINSET_FILE
-    sort_into_one_file(parts, path, spill, augment)
+    sort_into_one_file(files, path, spill, augment)
     shutil.rmtree(parts)
     columns = feature_columns(store, cfg.feature_service)
     return ParquetTrainingSet(path, split, columns, file_fingerprint(path, spill), spill)

@@ -20,7 +20,7 @@ import pytest
 from feast import FeatureStore
 
 from platform_common.feast_config import get_feature_store, render_feature_store_yaml
-from platform_common.settings import FEATURE_REPO_DIR, TRANSFORMS_DIR, Settings
+from platform_common.settings import FEATURE_REPO_DIR, TRANSFORMS_DIR, OfflineEngine, Settings
 
 from . import live_story, timelines
 
@@ -93,10 +93,16 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    home = tmp_path_factory.mktemp("pit_home")
-    settings = Settings(home=home, profile="local")  # whatever SHOPRANK_PROFILE the caller has
+    return build_world(tmp_path_factory.mktemp("pit_home"), "duckdb")
+
+
+def build_world(home: Path, offline_engine: OfflineEngine) -> World:
+    """The world in `home`, its joins served by `offline_engine`'s Feast offline store (tests/spark runs the same
+    timelines with "spark"); the marts are the DuckDB build's either way."""
+    settings = Settings(home=home, profile="local", offline_engine=offline_engine)  # whatever the caller has
     env = dict(os.environ) | {
         "SHOPRANK_HOME": str(settings.home_dir),
+        "SHOPRANK_OFFLINE_ENGINE": offline_engine,
         "DBT_TARGET_PATH": str(home / "dbt" / "target"),
         "DBT_LOG_PATH": str(home / "dbt" / "logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
