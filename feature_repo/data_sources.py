@@ -21,7 +21,7 @@ MARTS_DIR = SETTINGS.marts_dir
 
 def parquet_source(
     name: str,
-    path: Path,
+    path: Path | str,
     description: str,
     owner: str,
     tags: dict[str, str],

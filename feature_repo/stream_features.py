@@ -12,9 +12,11 @@ No feature service uses these views yet: the model's service (ctr_model_v1) is u
 """
 
 from datetime import timedelta
+from typing import Any
 
+from data_sources import parquet_source
 from entities import OWNER, product, user
-from feast import FeatureView, Field, FileSource, PushSource
+from feast import FeatureView, Field, PushSource
 from feast.types import Float64, Int64
 
 from platform_common.settings import get_settings
@@ -26,15 +28,15 @@ PRODUCT_STREAM_TTL = timedelta(hours=2)
 _TYPES = {"int64": Int64, "double": Float64}
 
 
-def _log_source(view: str) -> FileSource:
-    return FileSource(
-        name=f"{view}_log",
-        path=source_path(LOG_DIR, view),
-        timestamp_field="event_timestamp",
-        created_timestamp_column="created_timestamp",
-        description=f"Offline log of {view}: every row the stream processor pushed online, and the backfill.",
-        owner=OWNER,
-        tags={"producer": "transforms.streaming", "log": view},
+def _log_source(view: str) -> Any:
+    # the offline engine's source type (FileSource, or SparkSource under the spark engine: its compute engine
+    # materializes only SparkSources); both read the glob of the log's parts
+    return parquet_source(
+        f"{view}_log",
+        source_path(LOG_DIR, view),
+        f"Offline log of {view}: every row the stream processor pushed online, and the backfill.",
+        OWNER,
+        {"producer": "transforms.streaming", "log": view},
     )
 
 
