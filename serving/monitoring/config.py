@@ -85,8 +85,9 @@ class Features(_Frozen):
 
 class Freshness(_Frozen):
     view_sla_hours: dict[str, float] = Field(
-        default_factory=lambda: {"default": 30.0},
-        description="Newest materialized row per view may be this old at the window end; 'default' for the rest.",
+        default_factory=lambda: {"default": 30.0, "user_stream_features": 1.0, "product_stream_features": 2.0},
+        description="Newest materialized (stream views: pushed) row per view may be this old at the window end; "
+        "'default' for the rest.",
     )
 
     def sla(self, view: str) -> float:

@@ -32,6 +32,36 @@ def materialized_until(settings) -> dict[str, datetime | None]:
     return out
 
 
+def newest_stream_rows(log_dir: Path, views: list[str], window_end: datetime) -> dict[str, datetime | None]:
+    """{stream view: its newest row visible by the window end}: pushed rows are online when written, so their
+    age is read from the view's log (timestamp = the time the row became visible), not from materializations."""
+    import duckdb
+
+    from platform_common.stream_log import VIEWS, source_path
+
+    out: dict[str, datetime | None] = {}
+    for view in views:
+        if view not in VIEWS:
+            continue
+        parts = sorted(Path(source_path(log_dir, view)).parent.glob("*.parquet"))
+        newest = None
+        if parts:
+            with duckdb.connect() as con:
+                con.execute("set TimeZone = 'UTC'")
+                row = con.execute(
+                    "select max(cast(event_timestamp as timestamptz)) from read_parquet(?) "
+                    "where cast(event_timestamp as timestamptz) <= ?",
+                    [[str(p) for p in parts], window_end],
+                ).fetchone()
+            newest = row[0] if row else None
+        if newest is None:
+            out[view] = None
+            continue
+        ts = pd.Timestamp(newest)
+        out[view] = (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+    return out
+
+
 def newest_rows(marts_dir: Path, until: dict[str, datetime | None]) -> dict[str, datetime | None]:
     out: dict[str, datetime | None] = {}
     for view, end in until.items():

@@ -79,7 +79,9 @@ def monitor(
     until = freshness.materialized_until(settings)
     # The views the served model reads (a view nothing serves has no SLA); without a model, the ranker's marts.
     until = {v: t for v, t in until.items() if v in marts}
-    result.extend(freshness.check(freshness.newest_rows(settings.marts_dir, until), window, th.freshness))
+    newest = freshness.newest_rows(settings.marts_dir, until)
+    newest |= freshness.newest_stream_rows(settings.stream_log_dir, sorted(set(until) & set(marts)), window.end)
+    result.extend(freshness.check(newest, window, th.freshness))
 
     if log_all.empty or not versions:
         result.extend(features.served_health(log, reference, window, th.drift, th.features))
