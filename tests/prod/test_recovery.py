@@ -164,6 +164,8 @@ def assert_store_complete(dep: Deployment, end: datetime) -> int:
         if not fv.online or fv.ttl is None or not fv.ttl.total_seconds():
             continue
         entity_rows, expected = expected_online(dep, fv, end)
+        if not entity_rows:  # a stream view nothing was pushed to (its log holds only the empty part)
+            continue
         got = store.get_online_features(
             features=[f"{fv.name}:{f}" for f in expected], entity_rows=entity_rows
         ).to_dict()
