@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from platform_common.feature_spec import FeatureSpec
 from platform_common.settings import Settings
 from serving.champion import LoadedModel
 from serving.experiments.assignment import Assigner
@@ -68,6 +69,22 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
+def check_servable(version: str, spec: FeatureSpec | None, served: FeatureSpec | None) -> None:
+    """An arm's model can be scored from what the service reads: its feature service's, or any whose columns are
+    a subset of the champion's (a batch-only model beside a champion with the stream views: the service reads
+    the champion's views, and each model picks its own columns by name from the request's vectors)."""
+    if spec is None or served is None:
+        raise ValueError(f"v{version} has no feature spec to check against the service's")
+    if spec.feature_service == served.feature_service:
+        return
+    missing = sorted(set(spec.columns) - set(served.columns))
+    if missing or not spec.columns:
+        raise ValueError(
+            f"v{version} reads feature service {spec.feature_service}, the service reads {served.feature_service}"
+            + (f" and does not read {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}" if missing else "")
+        )
+
+
 def load_live(
     settings: Settings,
     definition: Experiment,
@@ -84,7 +101,7 @@ def load_live(
                 models.setdefault(loaded.model.version, loaded.model)
     failures: dict[str, str] = {}
     arms: dict[str, LoadedArm] = {}
-    feature_service = champion.bundle.spec.feature_service if champion.bundle.spec else None
+    served = champion.bundle.spec
     for arm in definition.arms:
         version = arm.target if is_version(arm.target) else aliases.get(arm.target)
         if version is None:
@@ -94,12 +111,7 @@ def load_live(
         if version not in models and version not in failures:
             try:
                 model = load(settings, version)
-                spec = model.bundle.spec
-                if spec is None or spec.feature_service != feature_service:
-                    raise ValueError(
-                        f"v{version} reads feature service {spec.feature_service if spec else None}, "
-                        f"the service reads {feature_service}"
-                    )
+                check_servable(version, model.bundle.spec, served)
                 models[version] = model
             except Exception as exc:  # the arm falls back to the champion; the reason is in every answer
                 failures[version] = f"v{version} could not be loaded: {_first_line(exc)}"

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from merchant_growth.decomposition import FunnelCounts, decompose, shapley_product
-from merchant_growth.diagnosis import gate_findings
+from merchant_growth.diagnosis_gate import gate_findings
 from merchant_growth.schemas import Contributions, Decomposition, Finding, Interval, PartIntervals
 from merchant_growth.uncertainty import (
     DayBootstrap,

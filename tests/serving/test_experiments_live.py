@@ -19,22 +19,32 @@ from serving.schemas import RankRequest
 SETTINGS = Settings(home="/nonexistent", scale="tiny")
 
 
-def model(version: str, feature_service: str = "ctr_model_v1") -> LoadedModel:
-    bundle = SimpleNamespace(spec=SimpleNamespace(feature_service=feature_service))
+BATCH = ("user_ctr_7d", "product_price", "position")
+STREAM = (*BATCH, "us_clicks_5m")
+
+
+def model(version: str, feature_service: str = "ctr_model_v1", columns: tuple[str, ...] = BATCH) -> LoadedModel:
+    bundle = SimpleNamespace(spec=SimpleNamespace(feature_service=feature_service, columns=columns))
     return LoadedModel("shoprank_ranker", version, bundle)  # type: ignore[arg-type]
 
 
 class Loader:
-    def __init__(self, broken: dict[str, Exception] | None = None, service: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        broken: dict[str, Exception] | None = None,
+        service: dict[str, str] | None = None,
+        columns: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
         self.calls: list[str] = []
         self.broken = broken or {}
         self.service = service or {}
+        self.columns = columns or {}
 
     def __call__(self, settings: Settings, version: str) -> LoadedModel:
         self.calls.append(version)
         if version in self.broken:
             raise self.broken[version]
-        return model(version, self.service.get(version, "ctr_model_v1"))
+        return model(version, self.service.get(version, "ctr_model_v1"), self.columns.get(version, BATCH))
 
 
 def definition(arms: str, design: str = "ab"):
@@ -65,7 +75,11 @@ def test_nothing_changed_returns_the_same_object_and_loads_nothing():
 
 def test_unloadable_arms_fall_back_to_the_champion_with_the_reason_and_are_retried():
     champion = model("1")
-    loader = Loader(broken={"3": OSError("No such file or directory: '/x/model'\nsecond line")}, service={"4": "other"})
+    loader = Loader(
+        broken={"3": OSError("No such file or directory: '/x/model'\nsecond line")},
+        service={"4": "other"},
+        columns={"4": STREAM},
+    )
     live = load_live(
         SETTINGS,
         definition("a=champion:0.25,b=v3:0.25,c=challenger:0.25,d=v4:0.25"),
@@ -78,7 +92,8 @@ def test_unloadable_arms_fall_back_to_the_champion_with_the_reason_and_are_retri
     assert live.arms["b"].model is champion
     assert live.arms["b"].fallback == "v3 could not be loaded: OSError: No such file or directory: '/x/model'"
     assert live.arms["c"].model is champion and live.arms["c"].fallback == "alias 'challenger' is not set"
-    assert "reads feature service other, the service reads ctr_model_v1" in (live.arms["d"].fallback or "")
+    fallback = live.arms["d"].fallback or ""
+    assert "reads feature service other, the service reads ctr_model_v1 and does not read us_clicks_5m" in fallback
     again = load_live(
         SETTINGS,
         definition("a=champion:0.25,b=v3:0.25,c=challenger:0.25,d=v4:0.25"),
@@ -162,3 +177,17 @@ def test_serve_interleaving_merges_two_rankings_with_each_slots_scores(monkeypat
         assert info.credit.count("control") == 5 and list(s.exposure.credit) == info.credit
         first_picks.add(info.credit[0])
     assert first_picks == {"control", "treatment"}  # a new request id, a new coin
+
+
+def test_a_batch_model_is_an_arm_beside_a_champion_that_reads_more_views():
+    """The stream champion's service reads every view v1 needs: v1 is served from the same vectors. The reverse
+    (a stream arm beside a batch champion) falls back with the missing columns named."""
+    stream_champion = model("2", "ctr_model_v2_stream", STREAM)
+    loader = Loader(service={"1": "ctr_model_v1"})
+    live = load_live(SETTINGS, definition("a=champion,b=v1"), {"champion": "2"}, stream_champion, None, loader)
+    assert live.arms["b"].fallback is None and live.arms["b"].model.version == "1"
+    batch_champion = model("1")
+    loader = Loader(service={"2": "ctr_model_v2_stream"}, columns={"2": STREAM})
+    live = load_live(SETTINGS, definition("a=champion,b=v2"), {"champion": "1"}, batch_champion, None, loader)
+    assert live.arms["b"].model is batch_champion
+    assert "does not read us_clicks_5m" in (live.arms["b"].fallback or "")
