@@ -279,8 +279,8 @@ experiment-report: $(VENV_STAMP) ## analyse an experiment: ID=<id> [WINDOW_MINUT
 experiment-plan: $(VENV_STAMP) ## minimum detectable GMV-per-request lift: RATE=<req/s> SECONDS=<n> | DAYS=<n> [ALPHA=0.05 POWER=0.8]
 	@$(RUN) python -m serving.experiments plan --rate $(RATE) $(if $(DAYS),--days $(DAYS),--seconds $(SECONDS)) --alpha $(ALPHA) --power $(POWER)
 
-demo-experiment: $(VENV_STAMP) ## champion vs a random ranker on live shoppers (~13 min): report, summary.json, headline GMV lift vs the oracle's [RATE= SECONDS= LIVE_SEED= SALT= CHECKOUT_SPEEDUP=]
-	$(RUN) python -m serving.experiments.demo --rate $(if $(filter command line,$(origin RATE)),$(RATE),200) --seconds $(if $(filter command line,$(origin SECONDS)),$(SECONDS),600) $(if $(filter command line,$(origin LINGER)),--linger $(LINGER)) $(if $(LIVE_SEED),--seed $(LIVE_SEED)) $(if $(SALT),--salt "$(SALT)") $(if $(filter command line,$(origin WINDOW_MINUTES)),--window-minutes $(WINDOW_MINUTES)) $(if $(CHECKOUT_SPEEDUP),--checkout-speedup $(CHECKOUT_SPEEDUP)) --design $(DESIGN)
+demo-experiment: $(VENV_STAMP) ## champion vs a random ranker on live shoppers (~13 min): report, summary.json, headline GMV lift vs the oracle's [RATE= SECONDS= LIVE_SEED= SALT= CHECKOUT_SPEEDUP= CONTROL=v1 STREAM=1]
+	$(RUN) python -m serving.experiments.demo --rate $(if $(filter command line,$(origin RATE)),$(RATE),200) --seconds $(if $(filter command line,$(origin SECONDS)),$(SECONDS),600) $(if $(filter command line,$(origin LINGER)),--linger $(LINGER)) $(if $(LIVE_SEED),--seed $(LIVE_SEED)) $(if $(SALT),--salt "$(SALT)") $(if $(filter command line,$(origin WINDOW_MINUTES)),--window-minutes $(WINDOW_MINUTES)) $(if $(CHECKOUT_SPEEDUP),--checkout-speedup $(CHECKOUT_SPEEDUP)) --design $(DESIGN) $(if $(CONTROL),--control $(CONTROL)) $(if $(STREAM),--stream)
 
 # --- monitoring (issue 19; README "Monitoring") -------------------------------------------------------------
 DAY ?=

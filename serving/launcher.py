@@ -98,3 +98,29 @@ def running_service(
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+@contextmanager
+def running_stream_processor(settings: Settings, seconds: float) -> Iterator[Path]:
+    """`make stream` as a child process for `seconds` at most (stopped on exit with SIGTERM, so it writes its last
+    checkpoint and metrics); yields its log file. For experiments whose arms read the stream views."""
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.logs_dir / f"stream-{os.getpid()}.log"
+    cmd = [sys.executable, "-m", "transforms.streaming", "run", "--seconds", f"{seconds:.0f}"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO_ROOT, env=export_env(settings), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        time.sleep(1.0)
+        if proc.poll() is not None:
+            raise RuntimeError(f"the stream processor exited with {proc.returncode}; log: {log_path}")
+        yield log_path
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -5,11 +5,16 @@ starts an experiment with a planned stop (the pre-registered horizon: control = 
 champion, so a working champion shows a positive lift), sends live traffic until the planned stop, waits for
 the exposure log, writes the report and summary.json, stops the service, and prints the report's path and the
 headline lift with its interval beside the oracle's true lift.
+
+`--control v1 --stream` instead compares the champion with another model on the same live traffic, the stream
+processor running beside the service (issue 17: the stream champion against the batch-only v1; the control arm
+must read a subset of the champion's columns, docs/experiments.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
@@ -61,37 +66,50 @@ def main(
         typer.Option(min=0.1, help="Attribution window of the report (default: a day / the checkout speed-up)."),
     ] = None,
     design: Annotated[str, typer.Option(help="ab (users split) or interleaving (every answer merged).")] = "ab",
+    control: Annotated[
+        str | None,
+        typer.Option(help="The control arm's model (a version such as v1, or an alias) instead of the worse ranker."),
+    ] = None,
+    stream: Annotated[
+        bool, typer.Option(help="Run the stream processor beside the service (arms that read the stream views).")
+    ] = False,
 ) -> None:
     window = window_minutes if window_minutes is not None else REAL_WINDOW_MINUTES / checkout_speedup
     linger = linger if linger is not None else window * 60.0 + 15.0
     from platform_common.settings import get_settings
     from serving.experiments import store
-    from serving.experiments.model import build
+    from serving.experiments.model import TARGET_PATTERN, build
     from serving.experiments.report import write_report
-    from serving.launcher import running_service
+    from serving.launcher import running_service, running_stream_processor
     from simulator.live.cli import live_progress
     from simulator.live.client import run_live
     from training.audit import actor
 
     settings = get_settings()
-    baseline = _baseline_version(settings, kind)
+    if control is not None and not TARGET_PATTERN.match(control):
+        raise typer.BadParameter(
+            f"{control!r} is neither a version (3 or v3) nor a registry alias", param_hint="--control"
+        )
+    control_target = control if control is not None else f"v{_baseline_version(settings, kind)}"
+    control_label = f"model {control}" if control is not None else f"{kind} baseline {control_target}"
     experiment_id = f"demo-{datetime.now(UTC):%Y%m%dt%H%M%S}-{secrets.token_hex(2)}"
     console.print(
-        f"[bold]demo-experiment[/] {experiment_id}: control = {kind} baseline v{baseline}, treatment = champion; "
+        f"[bold]demo-experiment[/] {experiment_id}: control = {control_label}, treatment = champion; "
         f"{rate:g} req/s for {seconds:g} s, checkout {checkout_speedup:g}x faster, attribution window "
         f"{window:g} min, then {linger:g} s for the last outcomes to land",
         highlight=False,
         soft_wrap=True,
     )
     env = {"SHOPRANK_REQUEST_LOG_FLUSH_SECONDS": "1", "SHOPRANK_RELOAD_SECONDS": "2"}
-    with running_service(settings, extra_env=env) as url:
+    processor = running_stream_processor(settings, seconds + linger + 60) if stream else contextlib.nullcontext()
+    with processor, running_service(settings, extra_env=env) as url:
         # Every worker follows the registry every SHOPRANK_RELOAD_SECONDS: start a little ahead so each holds the
         # experiment when it begins (the window is then exact to the request), and stop at the planned horizon.
         start = datetime.now(UTC) + timedelta(seconds=6)
         experiment = build(
             experiment_id,
             design,
-            f"control=v{baseline}:0.5,treatment=champion:0.5",
+            f"control={control_target}:0.5,treatment=champion:0.5",
             salt,
             start,
             start + timedelta(seconds=seconds),
@@ -133,7 +151,7 @@ def main(
         else "not estimable yet (no order attributed in one arm)"
     )
     console.print(
-        f"[bold]GMV per request, champion over the {kind} ranker: {headline}; oracle's true lift {truth}[/]",
+        f"[bold]GMV per request, champion over the {control_label}: {headline}; oracle's true lift {truth}[/]",
         highlight=False,
         soft_wrap=True,
     )
