@@ -204,8 +204,8 @@ SOAK_SECONDS ?= 120
 
 .PHONY: bench-serve stress
 
-bench-serve: $(VENV_STAMP) ## /rank at 100 and 300 req/s, at max rate and at 2x overload vs Feast's read and an in-process floor; writes docs/benchmarks.md
-	$(RUN) python -m benchmarks.serving
+bench-serve: $(VENV_STAMP) ## /rank at 100 and 300 req/s, at max rate and at 2x overload vs Feast's read and an in-process floor; writes docs/benchmarks.md [SERVER_CPUS=0 CLIENT_CPUS=1: service and load generator on separate cores]
+	$(RUN) python -m benchmarks.serving $(if $(SERVER_CPUS),--server-cpus $(SERVER_CPUS)) $(if $(CLIENT_CPUS),--client-cpus $(CLIENT_CPUS)) $(if $(BENCH_ARGS),$(BENCH_ARGS))
 
 stress: $(VENV_STAMP) ## soak /rank at RATE req/s for SOAK_SECONDS: fails on any error or >10% memory growth
 	$(RUN) python -m benchmarks.soak --seconds $(SOAK_SECONDS) --rate $(RATE)

@@ -245,11 +245,12 @@ def http_phases(
     concurrency: int,
     env: dict[str, str],
     overload_factor: float = 0.0,
+    server_cpus: Sequence[int] | None = None,
 ) -> tuple[list[dict], dict]:
     """Fixed rates, then the closed-loop maximum, then (if `overload_factor`) that many times the maximum."""
     results: list[dict] = []
     started = time.perf_counter()
-    with running_service(settings, timeout=900, extra_env=env) as url:
+    with running_service(settings, timeout=900, extra_env=env, cpus=server_cpus) as url:
         startup = time.perf_counter() - started
         port = int(url.rsplit(":", 1)[1])
         procs = service_processes(port)
@@ -275,9 +276,11 @@ def http_phases(
                 summary |= {"overload_factor": overload_factor, "measured_max_rps": measured_max}
             results.append(summary)
             typer.echo(json.dumps(summary))
-        info = {"startup_seconds": round(startup, 1), "rss_mb_start": round(rss0, 1)}
+        info: dict[str, Any] = {"startup_seconds": round(startup, 1), "rss_mb_start": round(rss0, 1)}
         info["rss_mb_end"] = round(_rss_mb(procs), 1)
         info["worker_processes"] = len(procs) - 1
+        # as measured, not as asked: the cores each service process may run on
+        info["service_affinity"] = sorted({c for p in procs for c in p.cpu_affinity()})
     return results, info
 
 
@@ -306,6 +309,25 @@ def machine() -> dict[str, Any]:
     }
 
 
+def parse_cpus(spec: str, option: str) -> tuple[int, ...]:
+    """`0,1` or `0-1` -> (0, 1); every core must exist on this machine."""
+    if not spec.strip():
+        return ()
+    cores: list[int] = []
+    try:
+        for part in spec.split(","):
+            lo, _, hi = part.strip().partition("-")
+            cores.extend(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{spec!r} is not a list of cores such as 0 or 0,1 or 0-1", param_hint=option
+        ) from None
+    allowed = os.sched_getaffinity(0)
+    if unknown := sorted(set(cores) - allowed):
+        raise typer.BadParameter(f"core(s) {unknown} not available here (have {sorted(allowed)})", param_hint=option)
+    return tuple(sorted(set(cores)))
+
+
 def _stats(xs: Sequence[float]) -> dict[str, float]:
     return {"p50_ms": _ms(xs, 50), "p95_ms": _ms(xs, 95), "p99_ms": _ms(xs, 99), "n": len(xs)}
 
@@ -321,8 +343,18 @@ def main(
     tune: bool = typer.Option(True, help="Also compare BentoML configurations (workers, threads, logging)."),
     overload: float = typer.Option(2.0, help="Overload phase at this many times the max rate (0: skip it)."),
     render_only: bool = typer.Option(False, help="Only re-render the section from the last run's JSON."),
+    server_cpus: str = typer.Option(
+        "",
+        help="Cores of the service, e.g. 0 (with --client-cpus: the load generator kept off them, as on another box).",
+    ),
+    client_cpus: str = typer.Option("", help="Cores of this process (the load generator and the in-process paths)."),
 ) -> None:
     settings = get_settings()
+    server_set, client_set = parse_cpus(server_cpus, "--server-cpus"), parse_cpus(client_cpus, "--client-cpus")
+    if server_set and client_set and set(server_set) & set(client_set):
+        raise typer.BadParameter("--server-cpus and --client-cpus must not share a core", param_hint="--client-cpus")
+    if client_set:
+        os.sched_setaffinity(0, set(client_set))
     if render_only:
         report = json.loads((settings.home_dir / "benchmarks" / "serving.json").read_text())
         report["notes"] = NOTES
@@ -338,14 +370,15 @@ def main(
     paths = InProcess(settings)
     typer.echo(f"in process, pass 1 ({in_process_n} requests per path)")
     ip1 = paths.run(bodies, in_process_n)
-    http, info = http_phases(
-        settings, encoded, seconds, [float(r) for r in rates.split(",") if r], concurrency, env, overload
-    )  # fmt: skip
+    fixed = [float(r) for r in rates.split(",") if r]
+    http, info = http_phases(settings, encoded, seconds, fixed, concurrency, env, overload, server_set)
     tuning: dict[str, tuple[dict, dict]] = {}
     if tune:
         for name, extra in TUNING.items():
             typer.echo(f"tuning: {name}")
-            phases, _ = http_phases(settings, encoded, min(seconds, 15.0), [300.0], concurrency, env | extra)
+            phases, _ = http_phases(
+                settings, encoded, min(seconds, 15.0), [300.0], concurrency, env | extra, server_cpus=server_set
+            )
             tuning[name] = (phases[-1], phases[0])
     typer.echo("in process, pass 2")
     ip2 = paths.run(bodies, in_process_n)
@@ -359,6 +392,9 @@ def main(
         "model_version": paths.model.version,
         "candidates": candidates,
         "requests": requests,
+        "cpu_partition": (
+            {"server": list(server_set), "client": list(client_set)} if server_set or client_set else None
+        ),
         "snapshot_rows": paths.reader.snapshot.rows,
         "snapshot_load_seconds": round(paths.reader.snapshot.load_seconds, 1),
         "service_config": (

@@ -36,7 +36,8 @@ def render(report: dict) -> str:
         f"Commit `{m['commit']}`, Python {m['python']}. Data: SCALE={report['scale']} "
         f"({report['snapshot_rows']:,} entity rows in the online store), champion v{report['model_version']}, "
         f"{report['candidates']} candidates per request, {report['requests']} distinct sampled requests (random known "
-        f"users). Service: {report['service_config']}; started (snapshot loaded) in {report['startup_seconds']} s.",
+        f"users). Service: {report['service_config']}; started (snapshot loaded) in {report['startup_seconds']} s."
+        + partition_note(report.get("cpu_partition"), report.get("service_affinity")),
         "",
         "### Targets",
         "",
@@ -117,6 +118,17 @@ def render(report: dict) -> str:
         lines.append("")
     lines += [report.get("notes", "").strip(), ""] if report.get("notes") else []
     return "\n".join(lines)
+
+
+def partition_note(partition: dict | None, service_affinity: list[int] | None = None) -> str:
+    """How the cores were split between the service and the load generator (none: both on every core)."""
+    if not partition:
+        return " Service and load generator shared every core."
+    seen = f" (measured: the service's processes ran on {service_affinity})" if service_affinity is not None else ""
+    return (
+        f" Cores split: the service (every worker) on {partition['server'] or 'any'}{seen}, the load generator and "
+        f"the in-process paths on {partition['client'] or 'any'} (as a load generator on another machine would be)."
+    )
 
 
 def overload_rows(overload: dict | None, fixed100: dict) -> list[str]:

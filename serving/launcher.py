@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,8 +63,12 @@ def running_service(
     timeout: float = 120,
     extra_env: dict[str, str] | None = None,
     wait_for: str = "/readyz",
+    cpus: Collection[int] | None = None,
 ) -> Iterator[str]:
-    """Yield the base URL once `wait_for` answers 200; always stops the service, even if the caller fails."""
+    """Yield the base URL once `wait_for` answers 200; always stops the service, even if the caller fails.
+
+    `cpus`: the cores the service and its workers may run on (sched_setaffinity before exec, inherited by every
+    worker and thread), so a benchmark can keep its load generator off them as another machine would."""
     port = port or free_port()
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.logs_dir / f"bentoml-{port}.log"
@@ -83,8 +87,15 @@ def running_service(
         str(REPO_ROOT),
     ]
     with open(log_path, "wb") as log:
+        pin = (lambda: os.sched_setaffinity(0, set(cpus))) if cpus else None
         proc = subprocess.Popen(
-            cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=pin,  # noqa: PLW1509 - only sched_setaffinity, async-signal-safe enough; no threads yet
         )
     base_url = f"http://127.0.0.1:{port}"
     try:

@@ -66,3 +66,21 @@ def test_the_closed_loop_waits_retry_after_when_shed() -> None:
     assert result.shed == result.sent and result.ok == 0 and result.other_errors == 0
     assert 4 <= result.sent <= 12, result.sent  # one try per connection per second, not a storm
     assert result.seconds < 3  # the waits are cut at the end of the phase
+
+
+def test_core_lists_are_parsed_and_checked_against_this_machine() -> None:
+    import os
+
+    import pytest
+    import typer
+
+    from benchmarks.serving import parse_cpus
+
+    have = sorted(os.sched_getaffinity(0))
+    assert parse_cpus("", "--server-cpus") == ()
+    assert parse_cpus(f"{have[0]}", "--server-cpus") == (have[0],)
+    assert parse_cpus(f"{have[0]}-{have[-1]}", "--server-cpus") == tuple(have)
+    with pytest.raises(typer.BadParameter, match="not a list of cores"):
+        parse_cpus("zero", "--server-cpus")
+    with pytest.raises(typer.BadParameter, match="not available here"):
+        parse_cpus(str(max(have) + 64), "--client-cpus")
