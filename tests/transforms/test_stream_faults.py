@@ -11,16 +11,19 @@ ones.
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from platform_common.event_stream.sqlite_stream import SqliteStream
 from platform_common.feast_config import get_feature_store, render_feature_store_yaml
 from platform_common.settings import FEATURE_REPO_DIR, Settings
+from platform_common.stream_log import PRODUCT_VIEW, USER_VIEW
 from tests.transforms.stream_fault_data import (
     assert_same_features,
     clean_run,
@@ -31,6 +34,7 @@ from tests.transforms.stream_fault_data import (
     replayed_rows,
     run_processor,
 )
+from transforms.streaming.metrics import metrics_path
 from transforms.streaming.processor import GROUP, checkpoint_path, load_checkpoint
 
 pytestmark = pytest.mark.integration
@@ -64,3 +68,13 @@ def test_processor_killed_mid_batch_loses_and_double_counts_nothing(tmp_path: Pa
     assert_same_features(get_feature_store(settings), settings.stream_log_dir, clean)
     # the crash after the push replayed its batch: same values, later visible time
     assert replayed_rows(settings.stream_log_dir) > 0
+    # the last process's Prometheus textfile: caught up, both views pushed (a finite freshness), what it read
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics_path(settings.stream_dir, "p1").read_text())
+        for s in family.samples
+    }
+    assert got[("shoprank_stream_consumer_lag_events", (("group", GROUP),))] == 0
+    for view in (USER_VIEW, PRODUCT_VIEW):
+        assert math.isfinite(got[("shoprank_stream_feature_freshness_seconds", (("view", view),))])
+    assert sum(v for (name, _), v in got.items() if name == "shoprank_stream_events_total") > 0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -56,6 +58,10 @@ def run(
     until_drained: Annotated[
         bool, typer.Option(help="Stop once a read finds nothing and the group's lag is 0 (benchmarks, tests).")
     ] = False,
+    timings: Annotated[
+        Path | None,
+        typer.Option(help="Append one JSON line per batch: visible time, events, step times (benchmarks/stream.py)."),
+    ] = None,
     crash_at: Annotated[
         str | None,
         typer.Option(hidden=True, help="Fault tests: SIGKILL this process at STAGE:BATCH (read, logged, pushed, ...)"),
@@ -117,6 +123,10 @@ def run(
             try:
                 result = processor.step(block_ms=block_ms, should_stop=lambda: stop)
                 metrics.observe(result)
+                if timings is not None and result.visible_at is not None:
+                    record = {"visible_us": result.visible_at, "read": result.read} | result.timings
+                    with open(timings, "a") as out:
+                        out.write(json.dumps(record) + "\n")
                 if time.monotonic() >= next_write or (until_drained and not result.read):
                     lag = processor.stream.lag(GROUP)
                     metrics.write(lag)

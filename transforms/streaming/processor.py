@@ -120,6 +120,9 @@ class BatchResult:
     delays: dict[str, tuple[float, ...]] = field(default_factory=dict)
     # messages skipped because the checkpoint already held them (a redelivery after a lost acknowledgement)
     redelivered: int = 0
+    # wall clock (epoch ns) of the batch's steps: read started, read returned, push started, push done, acked
+    # (`run --timings`, benchmarks/stream.py's decomposition)
+    timings: dict[str, int] = field(default_factory=dict)
 
 
 def rows_frame(view: str, rows: Sequence[dict[str, Any]], visible_us: int | Sequence[int]) -> pa.Table:
@@ -178,12 +181,20 @@ class Processor:
 
     def step(self, block_ms: int = 0, should_stop: Callable[[], bool] = lambda: False) -> BatchResult:
         """One batch (possibly empty)."""
+        started = time.time_ns()
         messages = self.stream.read(self.group, self.consumer, self.batch_size, block_ms=block_ms)
         if not messages:
             return BatchResult(0, 0, {}, {}, None)
-        return self.process(messages, should_stop)
+        return self.process(messages, should_stop, read_started=started)
 
-    def process(self, messages: Sequence[Message], should_stop: Callable[[], bool] = lambda: False) -> BatchResult:
+    def process(
+        self,
+        messages: Sequence[Message],
+        should_stop: Callable[[], bool] = lambda: False,
+        read_started: int | None = None,
+    ) -> BatchResult:
+        timings = {"read_done": time.time_ns()}
+        timings["read_started"] = read_started or timings["read_done"]
         self.processed += 1
         self._fail("read")
         done = frozenset().union(*self.state.recent_ids)
@@ -224,8 +235,10 @@ class Processor:
         if quarantine:
             self._quarantine(quarantine, visible)
         self._fail("logged")
+        timings["push_started"] = time.time_ns()
         for view, table in tables.items():
             self._push(view, table, should_stop)
+        timings["push_done"] = time.time_ns()
         self._fail("pushed")
         self.state.last_visible_us = visible
         self.state.batches += 1
@@ -233,6 +246,7 @@ class Processor:
         save_checkpoint(self.checkpoint_file, self.state)
         self._fail("checkpointed")
         self.stream.ack(self.group, [m.id for m in messages] + redelivered)
+        timings["acked"] = time.time_ns()
         reasons: dict[str, int] = {}
         for _, reason, _ in quarantine:
             reasons[reason] = reasons.get(reason, 0) + 1
@@ -247,6 +261,7 @@ class Processor:
             visible,
             delays,
             redelivered=len(redelivered),
+            timings=timings,
         )
 
     def _push(self, view: str, table: pa.Table, should_stop: Callable[[], bool]) -> None:
