@@ -135,11 +135,11 @@ def prefill_events(settings: Settings, n: int, tag: str) -> list[dict]:
     con = duckdb.connect()
     for name in ("impressions", "clicks", "orders"):
         path = settings.raw_dir / name
-        table = con.execute(
+        table = con.sql(
             f"select * from read_parquet('{path}/**/*.parquet', union_by_name = true) "
-            "order by _ingested_at desc limit ?",
-            [n],
-        ).fetch_arrow_table()
+            "order by _ingested_at desc limit $n",
+            params={"n": n},
+        ).to_arrow_table()
         events += raw_events(name, table)
     con.close()
     events = [e for e in events if e["event_ts"] is not None and e["ingested_at"] is not None]
