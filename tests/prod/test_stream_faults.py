@@ -173,7 +173,11 @@ def test_redis_killed_and_restarted_mid_stream_loses_and_double_counts_nothing(r
         assert checkpointed_batches(settings.stream_dir) == settled
     finally:
         proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=60)[0]
+        try:
+            output = proc.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:  # never left running
+            proc.kill()
+            output = proc.communicate()[0]
         stream.close()
     assert proc.returncode == 0, output[-3000:]
     reconnections = re.search(r"(\d+) reconnections", output)

@@ -177,8 +177,11 @@ def wait_for_batches(stream_dir: Path, at_least: int, proc: subprocess.Popen[str
 def kill_midstream(env: dict[str, str], stream_dir: Path) -> None:
     """Start the processor and SIGKILL it from outside after two more checkpoints, while events remain."""
     proc = start_processor(env)
-    wait_for_batches(stream_dir, checkpointed_batches(stream_dir) + 2, proc)
-    os.kill(proc.pid, signal.SIGKILL)
+    try:
+        wait_for_batches(stream_dir, checkpointed_batches(stream_dir) + 2, proc)
+    finally:  # killed in any case: a failed wait must not leave the process running
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
 
 
