@@ -165,11 +165,13 @@ def one_run(settings: Settings, run: int, seed: int, opts: dict[str, Any], progr
     env = dict(os.environ) | export_env(settings)
     stream = open_stream(settings)
     result: dict[str, Any] = {"run": run, "seed": seed, "transport": type(stream).__name__}
+    ready = settings.stream_dir / "metrics" / "stream-bench.prom"  # written once the processor's loop runs
+    ready.unlink(missing_ok=True)
     with running_service(settings, timeout=300) as url, httpx.Client() as client:
         proc = start(processor_cmd(folder / "live-timings.jsonl"), env, folder / "processor.log")
         live = None
         try:
-            while not (settings.stream_dir / "metrics" / "stream-bench.prom").exists():
+            while not ready.exists():
                 assert proc.poll() is None, f"the processor exited; see {folder / 'processor.log'}"
                 time.sleep(0.2)
             published_before = stream.lag(COUNT_GROUP)
@@ -197,7 +199,8 @@ def one_run(settings: Settings, run: int, seed: int, opts: dict[str, Any], progr
             probes = []
             task = progress.add_task(f"run {run}: probes", total=opts["probes"])
             for k in range(opts["probes"]):
-                probes.append(probe(stream, client, url, f"{run}x{k}x{seed}", opts["poll_s"], opts["probe_timeout"]))
+                name = f"{folder.name[-12:]}x{k}"  # unique per invocation: a reused id would be a duplicate
+                probes.append(probe(stream, client, url, name, opts["poll_s"], opts["probe_timeout"]))
                 progress.advance(task)
                 time.sleep(float(rng.uniform(0.1, 0.6)))  # a random phase against the processor's batches
             assert live.wait(timeout=opts["live_seconds"] + 300) == 0, f"live failed; see {folder / 'live.log'}"
