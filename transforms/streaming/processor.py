@@ -120,7 +120,8 @@ class BatchResult:
     delays: dict[str, tuple[float, ...]] = field(default_factory=dict)
     # messages skipped because the checkpoint already held them (a redelivery after a lost acknowledgement)
     redelivered: int = 0
-    # wall clock (epoch ns) of the batch's steps: read started, read returned, push started, push done, acked
+    # wall clock (epoch ns) of the batch's steps: read started, read returned, push started, each view pushed
+    # (`pushed_<view>`), push done, acked
     # (`run --timings`, benchmarks/stream.py's decomposition)
     timings: dict[str, int] = field(default_factory=dict)
 
@@ -238,6 +239,7 @@ class Processor:
         timings["push_started"] = time.time_ns()
         for view, table in tables.items():
             self._push(view, table, should_stop)
+            timings[f"pushed_{view}"] = time.time_ns()
         timings["push_done"] = time.time_ns()
         self._fail("pushed")
         self.state.last_visible_us = visible
