@@ -244,16 +244,22 @@ def one_run(settings: Settings, run: int, seed: int, opts: dict[str, Any], progr
 
 def summarise(result: dict) -> dict[str, float]:
     parts = result["parts_ms"]
-    e2e = np.array([p["end_to_end"] for p in parts])
+    # a probe not seen within the timeout counts as infinitely late: the percentiles cover every probe
+    unseen = [float("inf")] * (result["probes"] - result["seen"])
+    e2e = np.array([p["end_to_end"] for p in parts] + unseen)
     out = {
-        "p50": float(np.percentile(e2e, 50)),
-        "p99": float(np.percentile(e2e, 99)),
+        "p50": float(np.percentile(e2e, 50, method="higher")),
+        "p99": float(np.percentile(e2e, 99, method="higher")),
         "max": float(e2e.max()),
     }
     for k in ("stream_wait", "batch", "push", "online_read", "push_both"):
         values = [p[k] for p in parts if k in p]
         out[k] = float(median(values)) if values else float("nan")
     return out
+
+
+def fmt_ms(value: float) -> str:
+    return f"{value:.0f}" if np.isfinite(value) else "not seen"
 
 
 def markdown(results: list[dict]) -> str:
@@ -267,8 +273,8 @@ def markdown(results: list[dict]) -> str:
     for r in results:
         s = summarise(r)
         lines.append(
-            f"| {r['transport']} | {r['run']} ({r['seed']}) | {r['seen']}/{r['probes']} | {s['p50']:.0f} | "
-            f"{s['p99']:.0f} | {s['max']:.0f} | {s['stream_wait']:.0f} | {s['batch']:.0f} | {s['push']:.0f} | "
+            f"| {r['transport']} | {r['run']} ({r['seed']}) | {r['seen']}/{r['probes']} | {fmt_ms(s['p50'])} | "
+            f"{fmt_ms(s['p99'])} | {fmt_ms(s['max'])} | {s['stream_wait']:.0f} | {s['batch']:.0f} | {s['push']:.0f} | "
             f"{s['online_read']:.0f} | {s['push_both']:.0f} | {r['max_events_per_s']:,.0f} | "
             f"{r['live_events_per_s']:,.0f} | "
             f"{r['max_events_per_s'] / r['live_events_per_s']:.0f}x |"
