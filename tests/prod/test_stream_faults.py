@@ -180,8 +180,11 @@ def test_redis_killed_and_restarted_mid_stream_loses_and_double_counts_nothing(r
             output = proc.communicate()[0]
         stream.close()
     assert proc.returncode == 0, output[-3000:]
+    # it saw the outage and lived through it: a read or acknowledgement failed (reconnected from the checkpoint)
+    # or a push failed (retried with the same rows), depending on where the kill caught it
     reconnections = re.search(r"(\d+) reconnections", output)
-    assert reconnections and int(reconnections.group(1)) >= 1, output[-3000:]
+    assert reconnections, output[-3000:]
+    assert int(reconnections.group(1)) >= 1 or "retrying in" in output, output[-3000:]
     check_against_clean(settings, tmp_path, events)
 
 
