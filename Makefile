@@ -305,3 +305,12 @@ stream: $(VENV_STAMP) ## stream processor: live events -> windowed user/product 
 
 stream-backfill: $(VENV_STAMP) ## the stream features over the raw history into the offline log (same definitions as the processor)
 	$(RUN) python -m transforms.streaming backfill
+
+# Issue 17, section 5 (docs/benchmarks.md, "Stream freshness and throughput"): on a prepared state whose champion
+# was trained on ctr_model_v2_stream; the current profile's transport (SHOPRANK_PROFILE=prod: the Redis Stream).
+BENCH_STREAM_RUNS ?= 3
+
+.PHONY: bench-stream
+
+bench-stream: $(VENV_STAMP) ## event -> /rank freshness (p50/p99, decomposed) under live shoppers, processor max events/s vs the live rate [BENCH_STREAM_RUNS=3 RATE=50]
+	$(RUN) python -m benchmarks.stream run --runs $(BENCH_STREAM_RUNS) --live-rate $(RATE)

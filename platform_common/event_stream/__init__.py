@@ -39,6 +39,10 @@ class EventStream(Protocol):
         """Append events; returns how many."""
         ...
 
+    def publish_raw(self, payloads: Sequence[bytes]) -> int:
+        """Append payloads as they are (a replay of stored messages, the fault tests' malformed bytes)."""
+        ...
+
     def read(self, group: str, consumer: str, count: int, block_ms: int = 0) -> list[Message]:
         """Up to `count` events for this consumer of `group`: first those delivered to it and never
         acknowledged (a restart), then new ones. Waits up to `block_ms` when there are none."""

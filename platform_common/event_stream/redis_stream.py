@@ -35,13 +35,16 @@ class RedisStream:
         return cls(redis_client(settings), settings.stream_key, settings.stream_maxlen)
 
     def publish(self, events: Sequence[Mapping[str, Any]]) -> int:
-        if not events:
+        return self.publish_raw([encode(e) for e in events])
+
+    def publish_raw(self, payloads: Sequence[bytes]) -> int:
+        if not payloads:
             return 0
         with self.client.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.xadd(self.key, {_FIELD: encode(event)}, maxlen=self.maxlen, approximate=True)
+            for payload in payloads:
+                pipe.xadd(self.key, {_FIELD: payload}, maxlen=self.maxlen, approximate=True)
             pipe.execute()
-        return len(events)
+        return len(payloads)
 
     def _ensure_group(self, group: str) -> None:
         if group in self._groups:

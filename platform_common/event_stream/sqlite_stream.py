@@ -39,12 +39,15 @@ class SqliteStream:
         self._acked: dict[str, set[int]] = {}
 
     def publish(self, events: Sequence[Mapping[str, Any]]) -> int:
-        if not events:
+        return self.publish_raw([encode(e) for e in events])
+
+    def publish_raw(self, payloads: Sequence[bytes]) -> int:
+        if not payloads:
             return 0
         with self._con:
             self._con.execute("begin immediate")
-            self._con.executemany("insert into events (payload) values (?)", [(encode(e),) for e in events])
-        return len(events)
+            self._con.executemany("insert into events (payload) values (?)", [(p,) for p in payloads])
+        return len(payloads)
 
     def _committed(self, group: str) -> int:
         row = self._con.execute("select committed from groups where name = ?", (group,)).fetchone()

@@ -9,8 +9,9 @@ exit; node-exporter's textfile collector (`--collector.textfile.directory`) expo
 Metrics (docs/streaming.md, "Metrics"):
 
 - `shoprank_stream_consumer_lag_events{group}` (gauge): events published and not yet acknowledged by the group;
-- `shoprank_stream_events_total{outcome}` (counter): events read, by outcome: `accepted`, or the quarantine's
-  reason (`late`, `duplicate`, or why it is malformed: `null_user_id`, `not_json`, ...);
+- `shoprank_stream_events_total{outcome}` (counter): events read, by outcome: `accepted`, `redelivered` (already
+  in the checkpoint: acknowledged and skipped), or the quarantine's reason (`late`, `duplicate`, or why it is
+  malformed: `null_user_id`, `not_json`, ...);
 - `shoprank_stream_events_per_second` (gauge): events read per second over the last interval (`rate()` of the
   counter gives the same over any window);
 - `shoprank_stream_rows_pushed_total{view}` (counter): rows pushed online (and logged) per stream view;
@@ -78,6 +79,8 @@ class StreamMetrics:
             return
         self._read_since += result.read
         self.events.labels("accepted").inc(result.accepted)
+        if result.redelivered:  # already in the checkpoint (an acknowledgement lost in a crash): skipped
+            self.events.labels("redelivered").inc(result.redelivered)
         for reason, count in result.quarantined.items():
             self.events.labels(reason).inc(count)
         if result.visible_at is None:

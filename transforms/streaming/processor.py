@@ -14,11 +14,15 @@ Per batch, in this order (so a crash anywhere repeats work, never loses or doubl
 A crash before 5 re-reads the batch after the restart from the previous checkpoint: the events are applied
 again to the state they were first applied to, so the rows are the same values with a later `visible_at`
 (the log holds them twice; the join picks whichever was visible at its time, which is what the online store
-served). A crash between 5 and 6 re-reads events the checkpoint already holds: dropped as duplicates (or late).
+served). A crash between 5 and 6 re-reads events the checkpoint already holds: the checkpoint keeps the message ids
+of its last `RECENT_BATCHES` batches, so such a redelivery is acknowledged and skipped, counted nowhere (without
+it the accepted events would be dropped as duplicates, right for the features but inflating the duplicate and
+malformed counts). A message id older than that falls back to the event-id rule (a duplicate).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
 import time
@@ -39,6 +43,8 @@ from transforms.streaming.windows import Engine
 log = logging.getLogger("shoprank.stream")
 
 GROUP = "stream-features"
+RECENT_BATCHES = 16  # batches whose message ids the checkpoint keeps, to skip a redelivery after a lost ack
+STAGES = ("read", "logged", "pushed", "checkpointed")  # where `Processor.failpoint` is called, in batch order
 PUSH_SOURCES = {USER_VIEW: "user_stream_push", PRODUCT_VIEW: "product_stream_push"}
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -75,6 +81,8 @@ class Checkpoint:
     engine: Engine = field(default_factory=Engine)
     last_visible_us: int = 0
     batches: int = 0
+    # message ids of the last RECENT_BATCHES batches, newest last: processed, maybe not acknowledged
+    recent_ids: tuple[frozenset[str], ...] = ()
 
 
 def checkpoint_path(stream_dir: Path, group: str) -> Path:
@@ -88,6 +96,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
         loaded = pickle.load(handle)
     if not isinstance(loaded, Checkpoint):
         raise ValueError(f"{path} is not a stream checkpoint")
+    if not hasattr(loaded, "recent_ids"):  # written before the field existed
+        loaded.recent_ids = ()
     return loaded
 
 
@@ -108,6 +118,12 @@ class BatchResult:
     visible_at: int | None
     # per view, visible time minus the event time each row describes, seconds (the processor's metrics)
     delays: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    # messages skipped because the checkpoint already held them (a redelivery after a lost acknowledgement)
+    redelivered: int = 0
+    # wall clock (epoch ns) of the batch's steps: read started, read returned, push started, each view pushed
+    # (`pushed_<view>`), push done, acked
+    # (`run --timings`, benchmarks/stream.py's decomposition)
+    timings: dict[str, int] = field(default_factory=dict)
 
 
 def rows_frame(view: str, rows: Sequence[dict[str, Any]], visible_us: int | Sequence[int]) -> pa.Table:
@@ -134,6 +150,7 @@ class Processor:
         batch_size: int = 500,
         clock: Callable[[], int] = now_us,
         push_retry_seconds: float = 1.0,
+        failpoint: Callable[[str, int], None] | None = None,
     ) -> None:
         self.stream, self.pusher = stream, pusher
         self.stream_dir, self.log_dir = stream_dir, log_dir
@@ -142,6 +159,22 @@ class Processor:
         self.push_retry_seconds = push_retry_seconds
         self.checkpoint_file = checkpoint_path(stream_dir, group)
         self.state = load_checkpoint(self.checkpoint_file)
+        # called as failpoint(stage, batch) at each of STAGES (batch counts this process's non-empty batches from
+        # 1): the fault tests SIGKILL the process there (`run --crash-at`); None in normal runs
+        self.failpoint = failpoint
+        self.processed = 0
+
+    def recover(self, stream: EventStream) -> None:
+        """After a transport or store error: a fresh connection and the state of the last checkpoint, exactly as
+        a restarted process would start (what was read since is delivered again)."""
+        with contextlib.suppress(Exception):  # the old connection is already broken; nothing to release
+            self.stream.close()
+        self.stream = stream
+        self.state = load_checkpoint(self.checkpoint_file)
+
+    def _fail(self, stage: str) -> None:
+        if self.failpoint is not None:
+            self.failpoint(stage, self.processed)
 
     @property
     def engine(self) -> Engine:
@@ -149,12 +182,29 @@ class Processor:
 
     def step(self, block_ms: int = 0, should_stop: Callable[[], bool] = lambda: False) -> BatchResult:
         """One batch (possibly empty)."""
+        started = time.time_ns()
         messages = self.stream.read(self.group, self.consumer, self.batch_size, block_ms=block_ms)
         if not messages:
             return BatchResult(0, 0, {}, {}, None)
-        return self.process(messages, should_stop)
+        return self.process(messages, should_stop, read_started=started)
 
-    def process(self, messages: Sequence[Message], should_stop: Callable[[], bool] = lambda: False) -> BatchResult:
+    def process(
+        self,
+        messages: Sequence[Message],
+        should_stop: Callable[[], bool] = lambda: False,
+        read_started: int | None = None,
+    ) -> BatchResult:
+        timings = {"read_done": time.time_ns()}
+        timings["read_started"] = read_started or timings["read_done"]
+        self.processed += 1
+        self._fail("read")
+        done = frozenset().union(*self.state.recent_ids)
+        redelivered = [m.id for m in messages if m.id in done]
+        if redelivered:  # processed and checkpointed before a crash, never acknowledged: acknowledge only
+            self.stream.ack(self.group, redelivered)
+            messages = [m for m in messages if m.id not in done]
+            if not messages:
+                return BatchResult(len(redelivered), 0, {}, {}, None, redelivered=len(redelivered))
         engine = self.engine
         quarantine: list[tuple[str, str, str]] = []
         users: set[str] = set()
@@ -183,14 +233,22 @@ class Processor:
         tables = {view: rows_frame(view, r, visible) for view, r in rows.items() if r}
         for view, table in tables.items():
             write_part(self.log_dir, view, table, f"part-{visible:016d}")
-        for view, table in tables.items():
-            self._push(view, table, should_stop)
         if quarantine:
             self._quarantine(quarantine, visible)
+        self._fail("logged")
+        timings["push_started"] = time.time_ns()
+        for view, table in tables.items():
+            self._push(view, table, should_stop)
+            timings[f"pushed_{view}"] = time.time_ns()
+        timings["push_done"] = time.time_ns()
+        self._fail("pushed")
         self.state.last_visible_us = visible
         self.state.batches += 1
+        self.state.recent_ids = (*self.state.recent_ids, frozenset(m.id for m in messages))[-RECENT_BATCHES:]
         save_checkpoint(self.checkpoint_file, self.state)
-        self.stream.ack(self.group, [m.id for m in messages])
+        self._fail("checkpointed")
+        self.stream.ack(self.group, [m.id for m in messages] + redelivered)
+        timings["acked"] = time.time_ns()
         reasons: dict[str, int] = {}
         for _, reason, _ in quarantine:
             reasons[reason] = reasons.get(reason, 0) + 1
@@ -198,7 +256,14 @@ class Processor:
             v: tuple((visible - t.column("event_time").cast(pa.int64()).to_numpy()) / 1e6) for v, t in tables.items()
         }
         return BatchResult(
-            len(messages), accepted, reasons, {v: t.num_rows for v, t in tables.items()}, visible, delays
+            len(messages) + len(redelivered),
+            accepted,
+            reasons,
+            {v: t.num_rows for v, t in tables.items()},
+            visible,
+            delays,
+            redelivered=len(redelivered),
+            timings=timings,
         )
 
     def _push(self, view: str, table: pa.Table, should_stop: Callable[[], bool]) -> None:
@@ -229,8 +294,19 @@ class Processor:
 
 
 def read_quarantine(stream_dir: Path) -> pa.Table:
+    """Every quarantined message once (the first time it was quarantined): a crash before the checkpoint replays
+    its batch, which writes that batch's quarantine rows again under a later part."""
     parts = sorted((stream_dir / "quarantine").glob("*.parquet"))
-    return pa.concat_tables([pq.read_table(p) for p in parts]) if parts else QUARANTINE_SCHEMA.empty_table()
+    if not parts:
+        return QUARANTINE_SCHEMA.empty_table()
+    table = pa.concat_tables([pq.read_table(p) for p in parts])
+    seen: set[str] = set()
+    keep = []
+    for i, message_id in enumerate(table.column("message_id").to_pylist()):
+        if message_id not in seen:
+            seen.add(message_id)
+            keep.append(i)
+    return table.take(pa.array(keep, pa.int64())) if len(keep) < table.num_rows else table
 
 
 __all__ = ["GROUP", "KEYS", "BatchResult", "FeastPusher", "Processor", "read_quarantine"]
