@@ -42,7 +42,7 @@ def _metrics(home: Path, version: str) -> dict[str, float]:
     client = MlflowClient()
     mv = client.get_model_version(settings.model_name, version)
     assert mv.tags["feature_service"] == SERVICES[version], (mv.version, mv.tags["feature_service"])
-    run = client.get_run(mv.run_id)
+    run = client.get_run(str(mv.run_id))
     return {k.removeprefix("eval_"): v for k, v in run.data.metrics.items() if k.startswith("eval_")}
 
 
@@ -121,10 +121,10 @@ def render(root: Path = typer.Option(Path("/tmp/calendar-bench"))) -> None:
     print()
     print("| model | day kind | figure | cells | min | mean | max |")
     print("|---|---|---|---:|---:|---:|---:|")
-    for (model, kind, f), vals in sorted(spread.items()):
+    for (model, kind, f), series in sorted(spread.items()):
         print(
-            f"| {model} | {kind} | {f} | {len(vals)} | {_fmt(min(vals), f)} | "
-            f"{_fmt(sum(vals) / len(vals), f)} | {_fmt(max(vals), f)} |"
+            f"| {model} | {kind} | {f} | {len(series)} | {_fmt(min(series), f)} | "
+            f"{_fmt(sum(series) / len(series), f)} | {_fmt(max(series), f)} |"
         )
 
 
