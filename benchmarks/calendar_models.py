@@ -21,7 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True)
 
 SERVICES = {"1": "ctr_model_v1", "2": "ctr_model_v3_calendar"}
 KINDS = ("normal", "campaign", "mega")
-FIGURES = ("ctr_auc", "cvr_ece_vs_oracle", "gmv_at_10_ratio_to_oracle", "rows")
+FIGURES = ("ctr_auc", "ctr_ece_vs_oracle", "cvr_ece_vs_oracle", "gmv_at_10_ratio_to_oracle", "rows")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -92,8 +92,11 @@ def _fmt(value: float | None, figure: str) -> str:
 def render(root: Path = typer.Option(Path("/tmp/calendar-bench"))) -> None:
     """Markdown: one row per cell, model and day kind present in its test window; then the spread per kind."""
     cells = [json.loads(p.read_text()) for p in sorted(root.glob("*.json"))]
-    print("| scale | seed | END_DATE | model | day kind | rows | CTR AUC | CVR ECE vs oracle | GMV@10 / oracle |")
-    print("|---|---|---|---|---|---:|---:|---:|---:|")
+    print(
+        "| scale | seed | END_DATE | model | day kind | rows | CTR AUC | CTR ECE vs oracle | CVR ECE vs oracle "
+        "| GMV@10 / oracle |"
+    )
+    print("|---|---|---|---|---|---:|---:|---:|---:|---:|")
     spread: dict[tuple[str, str, str], list[float]] = {}
     for c in cells:
         for model, m in c["models"].items():
@@ -104,18 +107,19 @@ def render(root: Path = typer.Option(Path("/tmp/calendar-bench"))) -> None:
                 names = {
                     "rows": f"{key}rows" if kind != "all" else "test_rows",
                     "ctr_auc": f"{key}ctr_auc" if kind != "all" else "test_auc",
+                    "ctr_ece_vs_oracle": f"{key}ctr_ece_vs_oracle" if kind != "all" else "test_ece_vs_oracle",
                     "cvr_ece_vs_oracle": f"{key}cvr_ece_vs_oracle" if kind != "all" else "cvr_test_ece_vs_oracle",
                     "gmv_at_10_ratio_to_oracle": f"{key}gmv_at_10_ratio_to_oracle"
                     if kind != "all"
                     else "gmv_at_10_ratio_to_oracle",
                 }
                 vals = {f: m.get(names[f]) for f in FIGURES}
-                for f in FIGURES[:3]:
+                for f in FIGURES[:4]:
                     if vals[f] is not None:
                         spread.setdefault((model, kind, f), []).append(float(vals[f]))
                 print(
                     f"| {c['scale']} | {c['seed']} | {c['end_date']} | {model} | {kind} | "
-                    + " | ".join(_fmt(vals[f], f) for f in ("rows", *FIGURES[:3]))
+                    + " | ".join(_fmt(vals[f], f) for f in ("rows", *FIGURES[:4]))
                     + " |"
                 )
     print()
