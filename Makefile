@@ -312,5 +312,18 @@ BENCH_STREAM_RUNS ?= 3
 
 .PHONY: bench-stream
 
-bench-stream: $(VENV_STAMP) ## event -> /rank freshness (p50/p99, decomposed) under live shoppers, processor max events/s vs the live rate [BENCH_STREAM_RUNS=3 RATE=50]
+bench-stream: $(VENV_STAMP) ## event -> /rank freshness (p50/p99, decomposed) under live shoppers, processor max events/s vs the live rate [BENCH_STREAM_RUNS=3 RATE=150 (the Makefile default)]
 	$(RUN) python -m benchmarks.stream run --runs $(BENCH_STREAM_RUNS) --live-rate $(RATE)
+
+# Issue 18, section 4: ctr_model_v1 vs ctr_model_v3_calendar per day kind over seeds x periods (docs/calendar_models.md).
+CAL_SEEDS ?= 42 7 11
+CAL_END_DATES ?= 2026-11-14 2026-12-15 2026-10-20
+CAL_ROOT ?= /tmp/shoprank-bench-calendar
+
+.PHONY: bench-calendar
+
+bench-calendar: $(VENV_STAMP) ## v1 vs the calendar model per day kind over CAL_SEEDS x CAL_END_DATES at SCALE (one state folder per cell under CAL_ROOT; docs/benchmarks.md)
+	@for seed in $(CAL_SEEDS); do for end in $(CAL_END_DATES); do \
+		$(RUN) python -m benchmarks.calendar_models cell --seed $$seed --end-date $$end --scale $(SCALE) --root $(CAL_ROOT) || exit 1; \
+	done; done
+	$(RUN) python -m benchmarks.calendar_models render --root $(CAL_ROOT)

@@ -68,3 +68,8 @@ product_features_source = _mart(
     field_mapping={"merchant_id": "product_merchant_id", "category_l1": "product_category_l1"},
 )
 merchant_features_source = _mart("merchant_features", "Daily rating, tier and rolling GMV of each merchant.")
+# Issue 18, section 4: the published campaign plan of each product's day, true from the instant it was known.
+product_campaign_plan_source = _mart(
+    "product_campaign_plan",
+    "Each product's planned price and discount on a day and the day's campaign kind, from the instant known.",
+)

@@ -52,6 +52,8 @@ VIEW_KEYS = {
     "product_features": ("product_id",),
     "user_category_features": ("user_id", "category_l1"),
     "merchant_features": ("merchant_id",),
+    # issue 18, section 4: the day's campaign plan (ctr_model_v3_calendar), materialized like the daily views
+    "product_campaign_plan": ("product_id",),
 }
 
 

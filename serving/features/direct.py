@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from serving.features.routing import ROUTES, STREAM_VIEWS
+from serving.features.routing import REQUEST_KEYED_VIEWS, ROUTES, STREAM_VIEWS
 from serving.features.store import ServiceLayout, close_store, probe_store, sqlite_error, sqlite_path
 from serving.features.table import FastVectors, ViewTable, assemble, python_value, route, table_from_columns
 
@@ -71,8 +71,15 @@ class ViewReads:
 
     def stream_tables(self, user_id: str, product_ids: Sequence[str]) -> dict[str, ViewTable]:
         """The request's rows of the stream views the layout has (keyed by the user or the candidates)."""
+        return self._keyed_tables(STREAM_VIEWS, user_id, product_ids)
+
+    def request_keyed_tables(self, user_id: str, product_ids: Sequence[str]) -> dict[str, ViewTable]:
+        """The request's rows of the batch views keyed by the user or the candidates (the campaign plan)."""
+        return self._keyed_tables(REQUEST_KEYED_VIEWS, user_id, product_ids)
+
+    def _keyed_tables(self, views: tuple[str, ...], user_id: str, product_ids: Sequence[str]) -> dict[str, ViewTable]:
         keys = {"user_id": [user_id], "product_id": list(product_ids)}
-        return {v: self.table(v, keys[self.layout.join_keys[v][0]]) for v in STREAM_VIEWS if v in self.layout.features}
+        return {v: self.table(v, keys[self.layout.join_keys[v][0]]) for v in views if v in self.layout.features}
 
 
 class DirectReader:
@@ -105,6 +112,7 @@ class DirectReader:
             "user_features": self._reads.table("user_features", [user_id]),
             "product_features": self._reads.table("product_features", list(product_ids)),
             **self._reads.stream_tables(user_id, product_ids),
+            **self._reads.request_keyed_tables(user_id, product_ids),
         }
         lookup, stored = route(tables["product_features"], user_id, product_ids)
         for r in ROUTES:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from serving.features.base import FeatureStoreUnavailable, FeatureVectors
 from serving.features.routing import (
     FIRST_STEP,
+    REQUEST_KEYED_VIEWS,
     ROUTING_FEATURES,
     SECOND_STEP,
     STREAM_VIEWS,
@@ -88,8 +89,10 @@ class FeastReader:
     def fetch(self, user_id: str, product_ids: Sequence[str], now: datetime | None = None) -> FeatureVectors:
         now_s = (now or datetime.now(UTC)).timestamp()
         stale: dict[str, int] = {}
-        # The stream views (if the service has them) share step one's entity rows: keyed by user_id or product_id.
-        first, stored = self._read(FIRST_STEP + STREAM_VIEWS, first_step_rows(user_id, product_ids), now_s, stale)
+        # The stream views and the campaign plan (if the service has them) share step one's entity rows: keyed by
+        # user_id or product_id.
+        step_one = FIRST_STEP + STREAM_VIEWS + REQUEST_KEYED_VIEWS
+        first, stored = self._read(step_one, first_step_rows(user_id, product_ids), now_s, stale)
         lookup = Lookup.route(user_id, product_ids, stored)
         second, _ = self._read(SECOND_STEP, lookup.second_step_rows(), now_s, stale)
         columns = {**first, **second}

@@ -20,6 +20,9 @@ FIRST_STEP = ("user_features", "product_features")
 # service has them (ctr_model_v2_stream). They are pushed online by the stream processor between
 # materializations, so every read mode reads them from the store per request (serving.features.snapshot).
 STREAM_VIEWS = ("user_stream_features", "product_stream_features")
+# Issue 18, section 4: batch views keyed by the request's own candidates (ctr_model_v3_calendar's campaign plan),
+# materialized like the daily views, so held in the snapshot, and read in step one without routing.
+REQUEST_KEYED_VIEWS = ("product_campaign_plan",)
 
 
 @dataclass(frozen=True)

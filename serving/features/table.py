@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from serving.features.base import FeatureVectors
-from serving.features.routing import ROUTES, ROUTING_FEATURES, STREAM_VIEWS, Lookup
+from serving.features.routing import REQUEST_KEYED_VIEWS, ROUTES, ROUTING_FEATURES, STREAM_VIEWS, Lookup
 
 if TYPE_CHECKING:
     from platform_common.feature_spec import FeatureSpec
@@ -194,7 +194,7 @@ def assemble(
     users = tables["user_features"]
     u_idx = take("user_features", np.full(n, users.index.get(lookup.user_id, users.n), dtype=np.intp))
     take("product_features", stored.copy())
-    for view in STREAM_VIEWS:  # keyed by the user or the candidate: no routing
+    for view in STREAM_VIEWS + REQUEST_KEYED_VIEWS:  # keyed by the user or the candidate: no routing
         if view in tables:
             table = tables[view]
             take(view, table.rows(lookup.keys(table.join_keys), n))

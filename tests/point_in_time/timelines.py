@@ -186,6 +186,7 @@ CORRECTION_EVENTS = [
 P_LP = "p000050"  # sports
 M_LP = "m00050"
 LATE_SNAPSHOT_LANDED = utc("2026-11-11 08:00:00")
+PLAN_1111_LANDED = utc("2026-11-11 00:07:30")
 
 # Story "TTL": the data ends on 11-14 (its rows become true 11-15 00:00), then the daily batch stops.
 # u_ttl looks at p_ttl (home, merchant m_ttl) on 11-13 and 11-14.
@@ -275,6 +276,8 @@ PRODUCT_PRICES = [
     (P_LP, day("2026-11-08"), 50.0, 0.0, utc("2026-11-08 00:01:00")),
     (P_LP, day("2026-11-09"), 40.0, 0.2, LATE_SNAPSHOT_LANDED),  # two days late
     (P_LP, day("2026-11-10"), 45.0, 0.1, utc("2026-11-10 00:01:00")),
+    # 11.11's price list (issue 18, section 4: the campaign plan): half off, landing 7.5 minutes into the day
+    (P_WIN2, CAMPAIGN_DAY, 15.0, 0.5, PLAN_1111_LANDED),
 ]
 MERCHANT_DAILY = [
     # merchant_id snapshot_date rating is_live landed

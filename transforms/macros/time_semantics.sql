@@ -48,3 +48,14 @@
 {% macro default__days_between(start_date, end_date) -%}
     unnest(generate_series(cast({{ start_date }} as timestamp), cast({{ end_date }} as timestamp), interval 1 day))::date
 {%- endmacro %}
+
+{#- The instant a UTC date begins (D 00:00 UTC). -#}
+{% macro day_start_timestamp(day) -%}
+    {{ return(adapter.dispatch('day_start_timestamp')(day)) }}
+{%- endmacro %}
+{% macro spark__day_start_timestamp(day) -%}
+    cast({{ day }} as timestamp)
+{%- endmacro %}
+{% macro default__day_start_timestamp(day) -%}
+    timezone('UTC', cast({{ day }} as timestamp))
+{%- endmacro %}
