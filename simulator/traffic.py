@@ -245,9 +245,6 @@ def true_probabilities(
     cp = config.params.clicks
     op = config.params.orders
     sp = config.params.sessions
-    n = len(product)
-    match = np.zeros(n) if intent_match is None else intent_match.astype(np.float64)
-    interest = np.zeros(n) if session_interest is None else np.minimum(session_interest, sp.interest_cap)
     kind = state.kind
     eta = np.array([cp.examination_eta[s] for s in SURFACES])
     surface_offset = np.array([cp.surface_offset[s] for s in SURFACES])
@@ -281,8 +278,6 @@ def true_probabilities(
         + cp.rating_weight * (rating - 4.5)
         + click_tier[tier]
         + cp.evening_weight * evening
-        + sp.intent_click_weight * match
-        + sp.interest_click_weight * interest
         + click_noise
     )
     order_logit = (
@@ -297,9 +292,14 @@ def true_probabilities(
         + op.live_weight * live
         + order_tier[tier]
         + op.ios_weight * (users.device[user] == 1)
-        + sp.intent_order_weight * match
         + order_noise
     )
+    # the session terms, in place: no temporaries of the audience's size where there is no session (the panel)
+    if intent_match is not None:
+        click_logit += sp.intent_click_weight * intent_match
+        order_logit += sp.intent_order_weight * intent_match
+    if session_interest is not None:
+        click_logit += sp.interest_click_weight * np.minimum(session_interest, sp.interest_cap)
     mega = op.quantity_mega_multiplier if DAY_KINDS[kind] == "mega" else 1.0
     multi_buy = mega * op.quantity_base / (1.0 + price / op.quantity_price_scale)
     expected_value = price * (1.0 + 2.0 * multi_buy)

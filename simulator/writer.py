@@ -428,12 +428,19 @@ def truth_table(truth: dict[str, np.ndarray]) -> pa.Table:
 def session_truth_table(rows: dict[str, np.ndarray]) -> pa.Table:
     intent = rows["intent_category"].astype(np.int64)
     none = intent < 0
+    codes = np.where(none, 0, intent)
+    # label strings in blocks: gathering a million labels at once takes several int64 temporaries of the bytes
+    block = 1 << 16
+    labels = [
+        label_strings(LABELS["category_l1"], codes[i : i + block], none[i : i + block])
+        for i in range(0, max(len(codes), 1), block)
+    ]
     return pa.Table.from_arrays(
         [
             format_ids("imp", rows["impression_id"], 9),
             _primitive(rows["session_id"].astype(np.int64), pa.int64(), None),
             _primitive(rows["page_in_session"].astype(np.int32), pa.int32(), None),
-            label_strings(LABELS["category_l1"], np.where(none, 0, intent), none),
+            pa.concat_arrays(labels),
             _primitive(rows["intent_match"], pa.bool_(), None),
             _primitive(rows["session_interest"].astype(np.int32), pa.int32(), None),
         ],
