@@ -279,6 +279,9 @@ class SessionParams(_Frozen):
     # each click raises the click logit of the same category for the rest of the session, up to a cap
     interest_click_weight: float = Field(default=0.3, ge=0.1, le=0.6)
     interest_cap: int = Field(default=3, ge=1, le=5)
+    # The merchant panel's audience has no sessions: it adds back what the click intercept gave up to the session
+    # terms (-3.7 -> -4.0), so its rates are those it had before the session model.
+    panel_click_offset: float = 0.3
 
 
 class ClickParams(_Frozen):

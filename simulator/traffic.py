@@ -234,13 +234,14 @@ def true_probabilities(
     order_noise: np.ndarray,
     intent_match: np.ndarray | None = None,
     session_interest: np.ndarray | None = None,
+    click_offset: float = 0.0,
 ) -> Truth:
     """The generative model's truth for (user, product, surface) impressions: history and live share it.
 
     p_click = examination(position) x attraction; the noise terms are per impression and drawn by the caller.
     The session terms (`simulator.sessions`): `intent_match` (the product is in the session's intent category)
     and `session_interest` (the session's clicks so far in the product's category, capped here); None: no
-    session context (the merchant panel's expected exposure).
+    session context (the merchant panel's audience, which adds `click_offset` instead: see `SessionParams`).
     """
     cp = config.params.clicks
     op = config.params.orders
@@ -278,6 +279,7 @@ def true_probabilities(
         + cp.rating_weight * (rating - 4.5)
         + click_tier[tier]
         + cp.evening_weight * evening
+        + click_offset
         + click_noise
     )
     order_logit = (
