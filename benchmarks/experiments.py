@@ -82,6 +82,11 @@ def _subset(batch: SessionBatch, idx: np.ndarray) -> SessionBatch:
         product=batch.product[rows],
         click_noise=batch.click_noise[rows],
         order_noise=batch.order_noise[rows],
+        session=batch.session[idx],
+        page=batch.page[idx],
+        pages=batch.pages[idx],
+        intent=batch.intent[idx],
+        interest=batch.interest[idx],
     )
 
 
@@ -98,6 +103,11 @@ def _concat(batches: list[SessionBatch]) -> SessionBatch:
         product=np.concatenate([b.product for b in batches]),
         click_noise=np.concatenate([b.click_noise for b in batches]),
         order_noise=np.concatenate([b.order_noise for b in batches]),
+        session=np.concatenate([b.session for b in batches]),
+        page=np.concatenate([b.page for b in batches]),
+        pages=np.concatenate([b.pages for b in batches]),
+        intent=np.concatenate([b.intent for b in batches]),
+        interest=np.concatenate([b.interest for b in batches]),
     )
 
 
@@ -151,7 +161,7 @@ def build_pool(settings: Settings, size: int, seed: int, start: datetime) -> Poo
     per = -(-size // n_chunks)
     for k in range(n_chunks):
         t = start_us + k * (DAY_US // n_chunks)
-        b = draw_sessions(rng, market, per, t)
+        b = draw_sessions(rng, market, per, t, first_session=k * per)  # first pages: intent, no clicks yet
         chunks.append(b)
         times.append(t + np.sort(rng.integers(0, DAY_US // n_chunks, b.n)))
     batch, answered_us = _concat(chunks), np.concatenate(times)

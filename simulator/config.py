@@ -255,8 +255,37 @@ class TrafficParams(_Frozen):
     )  # fmt: skip
 
 
+class SessionParams(_Frozen):
+    """Sessions of several pages, and the intent a session shops with (docs/simulator.md, "Sessions and intent").
+
+    Ranges from public e-commerce session logs (Diginetica, YooChoose, Coveo SIGIR 2021): 2-5 page views per
+    session on average, a median of some tens of seconds between them, most sessions end within 15 minutes.
+    """
+
+    # pages per session: 1 + truncated geometric; P(another page) = page_continue, at most max_pages (mean ~2.4)
+    page_continue: float = Field(default=0.6, ge=0.3, le=0.8)
+    max_pages: int = Field(default=6, ge=2, le=10)
+    # between pages: the previous page's viewing time, then a lognormal pause (median 20 s: seconds to minutes)
+    think_median_s: float = Field(default=20.0, ge=5.0, le=90.0)
+    think_sigma: float = Field(default=1.0, ge=0.3, le=1.5)
+    # sometimes the shopper leaves and comes back: minutes later, within the 30-minute session gap
+    return_visit_prob: float = Field(default=0.12, ge=0.0, le=0.3)
+    return_visit_min: tuple[float, float] = (3.0, 25.0)
+    # intent: a category the session shops for, mostly one of the user's tastes, sometimes outside them
+    intent_prob: float = Field(default=0.55, ge=0.2, le=0.8)
+    intent_from_taste: float = Field(default=0.8, ge=0.5, le=0.95)
+    intent_click_weight: float = Field(default=0.7, ge=0.3, le=1.2)  # click logit boost on the intent category
+    intent_order_weight: float = Field(default=0.25, ge=0.0, le=0.5)  # order logit boost, smaller
+    # each click raises the click logit of the same category for the rest of the session, up to a cap
+    interest_click_weight: float = Field(default=0.3, ge=0.1, le=0.6)
+    interest_cap: int = Field(default=3, ge=1, le=5)
+    # The merchant panel's audience has no sessions: it adds back what the click intercept gave up to the session
+    # terms (-3.7 -> -4.0), so its rates are those it had before the session model.
+    panel_click_offset: float = 0.3
+
+
 class ClickParams(_Frozen):
-    intercept: float = -3.7
+    intercept: float = -4.0  # -3.7 before sessions and intent: their boosts add about 0.3 to the mean logit
     surface_offset: dict[str, float] = {
         "home_feed": 0.0,
         "short_video": -0.15,
@@ -328,6 +357,7 @@ class ModelParams(_Frozen):
     merchants: MerchantParams = MerchantParams()
     products: ProductParams = ProductParams()
     traffic: TrafficParams = TrafficParams()
+    sessions: SessionParams = SessionParams()
     clicks: ClickParams = ClickParams()
     orders: OrderParams = OrderParams()
     landing: LandingParams = LandingParams()

@@ -90,8 +90,8 @@ class Lander:
         return ingested, ok, self.ids.add(ok)
 
 
-def land_impressions(lander: Lander, imps: Cols) -> tuple[EventTable, Cols]:
-    """Landed impressions and their oracle truth rows."""
+def land_impressions(lander: Lander, imps: Cols) -> tuple[EventTable, Cols, Cols]:
+    """Landed impressions, their oracle truth rows and their session truth rows."""
     ingested, ok, ids = lander.ingest(imps["imp_ts"], None)
     table = EventTable(
         "impressions",
@@ -112,7 +112,15 @@ def land_impressions(lander: Lander, imps: Cols) -> tuple[EventTable, Cols]:
         "p_order_given_click": imps["p_order"][ok],
         "expected_order_value": imps["expected_order_value"][ok],
     }
-    return table, truth
+    sessions = {
+        "impression_id": ids[ok],
+        "session_id": imps["imp_session"][ok] + 1,
+        "page_in_session": imps["imp_page"][ok],
+        "intent_category": imps["imp_intent"][ok],
+        "intent_match": imps["imp_intent_match"][ok],
+        "session_interest": imps["imp_interest"][ok],
+    }
+    return table, truth, sessions
 
 
 def land_clicks(lander: Lander, impressions: DenseIds, clks: Cols) -> EventTable:

@@ -281,6 +281,7 @@ def audience_truth(
         audience.evening[flat],
         audience.click_noise[flat],
         audience.order_noise[flat],
+        click_offset=config.params.sessions.panel_click_offset,  # no session terms: their average instead
     )
     p_click = (truth.examination(audience.position[flat], flat_surf) * truth.attraction).reshape(-1, m)
     return p_click, truth.p_order.reshape(-1, m), truth.expected_value.reshape(-1, m)

@@ -27,6 +27,12 @@ IMPRESSION_KEYS = (
     "p_click",
     "p_order",
     "expected_order_value",
+    # the session context, for the oracle's session truth (`simulator.sessions`)
+    "imp_session",
+    "imp_page",
+    "imp_intent",
+    "imp_intent_match",
+    "imp_interest",
 )
 
 

@@ -19,13 +19,14 @@ import pyarrow.parquet as pq
 
 from simulator.campaigns import DAY_US, Days
 from simulator.config import SimConfig
+from simulator.days import simulate_days
 from simulator.entities import SECOND_US, Merchants, Panels, Products, Users, rng_for
 from simulator.flaws import NULLABLE, FlawPlan, apply_flaws, plan_flaws
 from simulator.landing import EventTable, Lander, land_clicks, land_impressions, land_orders, landing_generator
 from simulator.ordering import ChronoOrder
 from simulator.spool import Spool
-from simulator.traffic import ProgressFn, simulate_days
-from simulator.writer import PartitionedTable, TruthWriter
+from simulator.traffic import ProgressFn
+from simulator.writer import SESSION_TRUTH, PartitionedTable, TruthWriter
 
 EVENT_TABLES = ("impressions", "clicks", "orders")
 
@@ -54,16 +55,19 @@ def simulate_and_land(
     order = ChronoOrder()
     imp_lander = Lander(config, days.end_us, landing_generator(seed, 0))
     truth = TruthWriter(oracle_dir)
+    session_truth = TruthWriter(oracle_dir, SESSION_TRUTH)
     traffic = simulate_days(config, days, users, merchants, products, panels, rng_for(seed, "traffic"), progress)
     for d, day in enumerate(traffic):
         last = d == days.n - 1
         window = order.push(day, None if last else int(days.start_us[d]) + DAY_US)
-        landed, truth_rows = land_impressions(imp_lander, window.impressions)
+        landed, truth_rows, session_rows = land_impressions(imp_lander, window.impressions)
         spool.append("impressions", landed.columns)
         truth.add(truth_rows)
+        session_truth.add(session_rows)
         spool.append("clicks_raw", window.clicks)
         spool.append("orders_raw", window.orders)
     truth.close()
+    session_truth.close()
 
     clk_lander = Lander(config, days.end_us, landing_generator(seed, order.n_imp))
     ord_lander = Lander(config, days.end_us, landing_generator(seed, order.n_imp + order.n_clk))

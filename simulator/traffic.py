@@ -1,20 +1,21 @@
-"""Requests, the incumbent recommender's candidate lists, and the user's clicks and orders.
+"""Requests, the incumbent recommender's candidate lists, and the user's clicks and orders: the pieces.
 
-One vectorised pass per simulated day: sessions -> slots -> candidates -> ranking -> true
-probabilities -> sampled clicks and orders. The true probabilities are kept for the oracle. Days are
-yielded one at a time (`simulator.ordering` numbers them chronologically), so memory holds one day.
+Per request: surface and list -> candidates -> true probabilities -> sampled clicks and orders. The day
+loop that strings requests into sessions of several pages is `simulator.days`; live mode uses the same
+pieces (`simulator.live.session`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.campaigns import DAY_KINDS, DAY_US, Days
+from simulator.campaigns import DAY_KINDS
 from simulator.config import CATALOG, SURFACES, TIERS, SimConfig
 from simulator.entities import SECOND_US, Merchants, Panels, Products, Users
+from simulator.sessions import NO_INTENT
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -71,7 +72,7 @@ def weighted_sample(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.minimum(np.searchsorted(cdf, u * cdf[-1], side="left"), len(weights) - 1)
 
 
-def _chunk_positions(group: np.ndarray) -> np.ndarray:
+def chunk_positions(group: np.ndarray) -> np.ndarray:
     """1-based rank of each row inside its run of equal (sorted) group values."""
     n = len(group)
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
@@ -80,9 +81,10 @@ def _chunk_positions(group: np.ndarray) -> np.ndarray:
 
 
 def session_shape(
-    rng: np.random.Generator, config: SimConfig, users: Users, req_user: np.ndarray
+    rng: np.random.Generator, config: SimConfig, users: Users, req_user: np.ndarray, intent: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(surface, list length, query category) of each request of `req_user`."""
+    """(surface, list length, query category) of each request of `req_user`; a search in a session with an
+    `intent` (NO_INTENT: none) searches the intent's category."""
     tp = config.params.traffic
     n_req = len(req_user)
     len_lo = np.array([tp.list_length[s][0] for s in SURFACES])
@@ -95,6 +97,8 @@ def session_shape(
         sample_rows(rng, taste_cdf),
         rng.integers(0, len(CATALOG), n_req),
     )
+    if intent is not None:
+        query_cat = np.where(intent != NO_INTENT, intent, query_cat)
     return surface, length, query_cat
 
 
@@ -228,13 +232,20 @@ def true_probabilities(
     evening: np.ndarray,
     click_noise: np.ndarray,
     order_noise: np.ndarray,
+    intent_match: np.ndarray | None = None,
+    session_interest: np.ndarray | None = None,
+    click_offset: float = 0.0,
 ) -> Truth:
     """The generative model's truth for (user, product, surface) impressions: history and live share it.
 
     p_click = examination(position) x attraction; the noise terms are per impression and drawn by the caller.
+    The session terms (`simulator.sessions`): `intent_match` (the product is in the session's intent category)
+    and `session_interest` (the session's clicks so far in the product's category, capped here); None: no
+    session context (the merchant panel's audience, which adds `click_offset` instead: see `SessionParams`).
     """
     cp = config.params.clicks
     op = config.params.orders
+    sp = config.params.sessions
     kind = state.kind
     eta = np.array([cp.examination_eta[s] for s in SURFACES])
     surface_offset = np.array([cp.surface_offset[s] for s in SURFACES])
@@ -268,6 +279,7 @@ def true_probabilities(
         + cp.rating_weight * (rating - 4.5)
         + click_tier[tier]
         + cp.evening_weight * evening
+        + click_offset
         + click_noise
     )
     order_logit = (
@@ -284,6 +296,12 @@ def true_probabilities(
         + op.ios_weight * (users.device[user] == 1)
         + order_noise
     )
+    # the session terms, in place: no temporaries of the audience's size where there is no session (the panel)
+    if intent_match is not None:
+        click_logit += sp.intent_click_weight * intent_match
+        order_logit += sp.intent_order_weight * intent_match
+    if session_interest is not None:
+        click_logit += sp.interest_click_weight * np.minimum(session_interest, sp.interest_cap)
     mega = op.quantity_mega_multiplier if DAY_KINDS[kind] == "mega" else 1.0
     multi_buy = mega * op.quantity_base / (1.0 + price / op.quantity_price_scale)
     expected_value = price * (1.0 + 2.0 * multi_buy)
@@ -322,126 +340,3 @@ def draw_outcomes(
     ord_ts = clk_ts[ordered] + (delay_min * 60.0 * SECOND_US).astype(np.int64)
     quantity = 1 + rng.binomial(2, np.minimum(multi_buy[ord_imp], 1.0))
     return Outcomes(clicked, clk_ts, ordered, ord_ts, quantity.astype(np.int32))
-
-
-def simulate_days(
-    config: SimConfig,
-    days: Days,
-    users: Users,
-    merchants: Merchants,
-    products: Products,
-    panels: Panels,
-    rng: np.random.Generator,
-    progress: ProgressFn | None = None,
-) -> Iterator[DayEvents]:
-    """Each day's events in generation order; row references (`clk_imp`, `ord_clk`) are day-local."""
-    tp = config.params.traffic
-    cp = config.params.clicks
-    op = config.params.orders
-    n_cat = len(CATALOG)
-    kinds = days.kind_names()
-
-    # Session rates: scale each user's latent activity so the period lands near the target volume.
-    surface_mix = np.array([tp.surface_mix[s] for s in SURFACES])
-    surface_mix /= surface_mix.sum()
-    len_lo = np.array([tp.list_length[s][0] for s in SURFACES])
-    len_hi = np.array([tp.list_length[s][1] for s in SURFACES])
-    mean_len = float(surface_mix @ ((len_lo + len_hi) / 2))
-    day_mult = np.array([tp.day_multiplier[k] for k in kinds])
-    day_mult *= np.where(days.weekend, tp.weekend_multiplier, 1.0)
-    exposure = sum(day_mult[d] * users.activity[users.first_day <= d].sum() for d in range(days.n))
-    # ~4% of slots are repeats of a product already in the list and get dropped
-    rate = users.activity * config.spec.target_impressions / (0.96 * mean_len * exposure)
-
-    hour_p = np.array(tp.local_hour_weights) / np.sum(tp.local_hour_weights)
-    gap_s = np.array([tp.position_gap_seconds[s] for s in SURFACES])
-    age_days_at_start = (days.start_us[0] - products.created_us) / DAY_US
-    pop_sampler = CategorySampler(products.category, n_cat)
-    uniform_sampler = CategorySampler(products.category, n_cat)
-
-    n_requests = 0
-    for d in range(days.n):
-        day_start = int(days.start_us[d])
-        kind = int(days.kind[d])
-
-        # sessions (one request each), ordered by time so request ids are chronological
-        n_sess = rng.poisson(rate * day_mult[d] * (users.first_day <= d))
-        req_user = np.repeat(np.arange(users.n), n_sess)
-        n_req = len(req_user)
-        local_hour = rng.choice(24, size=n_req, p=hour_p)
-        local_s = local_hour * 3600.0 + rng.random(n_req) * 3600.0
-        utc_s = np.mod(local_s - users.utc_offset_h[req_user] * 3600.0, 86400.0)
-        order = np.argsort(utc_s, kind="stable")
-        req_user, local_hour, utc_s = req_user[order], local_hour[order], utc_s[order]
-        req_ts = day_start + (utc_s * SECOND_US).astype(np.int64)
-        evening = (local_hour >= cp.evening_hours[0]) & (local_hour <= cp.evening_hours[1])
-        surface, length, query_cat = session_shape(rng, config, users, req_user)
-
-        view = catalogue_view(
-            config, products, panels.is_live[:, d], age_days_at_start + d, d, pop_sampler, uniform_sampler
-        )
-        slot_req, product = draw_candidates(rng, config, view, users, req_user, surface, length, query_cat)
-        slot_user = req_user[slot_req]
-        slot_surface = surface[slot_req]
-        category = products.category[product]
-        affinity = taste_affinity(config, users, slot_user, category)
-
-        # incumbent ranking: popularity and taste, plus noise; position then confounds relevance
-        score = (
-            np.log(view.pop_w[product])
-            + tp.recommender_taste_weight * affinity
-            + rng.gumbel(0.0, tp.recommender_noise_scale, len(product))
-        )
-        rank = np.lexsort((-score, slot_req))
-        slot_req, product, slot_user = slot_req[rank], product[rank], slot_user[rank]
-        slot_surface, category, affinity = slot_surface[rank], category[rank], affinity[rank]
-        position = _chunk_positions(slot_req)
-        n_imp = len(product)
-        jitter = rng.uniform(*tp.position_jitter, n_imp)
-        offset_s = (position - 1) * gap_s[slot_surface] * jitter + rng.random(n_imp) * 0.5
-        imp_ts = req_ts[slot_req] + (offset_s * SECOND_US).astype(np.int64)
-
-        # the noise is drawn here, click then order, so history keeps its draws
-        click_noise = rng.normal(0.0, cp.noise_sd, n_imp)
-        order_noise = rng.normal(0.0, op.noise_sd, n_imp)
-        state = DayState.of(panels, d, kind)
-        truth = true_probabilities(
-            config,
-            users,
-            merchants,
-            products,
-            state,
-            slot_user,
-            product,
-            slot_surface,
-            evening[slot_req],
-            click_noise,
-            order_noise,
-        )
-        p_click = truth.examination(position, slot_surface) * truth.attraction
-        p_order, expected_value = truth.p_order, truth.expected_value
-        price, multi_buy = truth.price, truth.multi_buy
-        out = draw_outcomes(rng, config, imp_ts, p_click, p_order, multi_buy)
-        clicked, clk_ts, ordered, ord_ts, quantity = out.clicked, out.clk_ts, out.ordered, out.ord_ts, out.quantity
-        ord_imp = clicked[ordered]
-
-        yield {
-            "imp_ts": imp_ts,
-            "imp_request": (slot_req + n_requests).astype(np.int64),
-            "imp_user": slot_user.astype(np.int32),
-            "imp_product": product.astype(np.int32),
-            "imp_surface": slot_surface.astype(np.int8),
-            "imp_position": position,
-            "p_click": p_click,
-            "p_order": p_order,
-            "expected_order_value": expected_value,
-            "clk_imp": clicked,
-            "clk_ts": clk_ts,
-            "ord_clk": ordered,
-            "ord_ts": ord_ts,
-            "ord_quantity": quantity.astype(np.int32),
-            "ord_unit_price": price[ord_imp],
-        }
-        n_requests += n_req
-        if progress is not None:
-            progress(f"simulating {days.dates[d].isoformat()}", d + 1, days.n)

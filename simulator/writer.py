@@ -8,6 +8,8 @@ Big tables stream in (`PartitionedTable`, `TruthWriter`) and come out as the sam
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -127,6 +129,19 @@ ORACLE_SCHEMA = pa.schema(
     ]
 )
 
+# Per impression, the session it was shown in (`simulator.sessions`): what the oracle and analyses need to
+# study the session model; raw impressions keep their contract (request_id only).
+SESSION_SCHEMA = pa.schema(
+    [
+        ("impression_id", pa.string()),
+        ("session_id", pa.int64()),
+        ("page_in_session", pa.int32()),
+        ("intent_category", pa.string()),  # null: a session without intent
+        ("intent_match", pa.bool_()),
+        ("session_interest", pa.int32()),  # the session's earlier clicks in the product's category (uncapped)
+    ]
+)
+
 # Zero-padded ids: prefix and digit count.
 ID_FORMATS: dict[str, tuple[str, int]] = {
     "user_id": ("u", 7),
@@ -151,6 +166,7 @@ LABELS: dict[str, tuple[str, ...]] = {
 # Physical numpy layout of each primitive arrow type the contract uses.
 NUMPY_TYPES: dict[pa.DataType, type] = {
     pa.int32(): np.int32,
+    pa.int64(): np.int64,
     pa.float64(): np.float64,
     pa.date32(): np.int32,
     TS: np.int64,
@@ -340,14 +356,25 @@ class PartitionedTable:
         return self.rows
 
 
+@dataclass(frozen=True)
+class TruthFile:
+    """An oracle file written per impression: its name, schema and arrow conversion."""
+
+    name: str
+    schema: pa.Schema
+    to_table: Callable[[dict[str, np.ndarray]], pa.Table]
+
+
 class TruthWriter:
-    """`oracle/impression_truth.parquet` appended in id order, in pyarrow's default row groups."""
+    """`oracle/impression_truth.parquet` (or another per-impression oracle file) appended in id order, in
+    pyarrow's default row groups."""
 
     ROW_GROUP = 1024 * 1024
 
-    def __init__(self, oracle_dir: Path) -> None:
+    def __init__(self, oracle_dir: Path, file: TruthFile | None = None) -> None:
         oracle_dir.mkdir(parents=True, exist_ok=True)
-        self.path = oracle_dir / "impression_truth.parquet"
+        self.file = file or IMPRESSION_TRUTH
+        self.path = oracle_dir / self.file.name
         self.buffer: list[dict[str, np.ndarray]] = []
         self.buffered = 0
         self.writer: pq.ParquetWriter | None = None
@@ -362,15 +389,15 @@ class TruthWriter:
         truth = {k: np.concatenate([b[k] for b in self.buffer]) for k in self.buffer[0]}
         self.buffer = [{k: v[n:] for k, v in truth.items()}]
         self.buffered -= n
-        table = truth_table({k: v[:n] for k, v in truth.items()})
+        table = self.file.to_table({k: v[:n] for k, v in truth.items()})
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, ORACLE_SCHEMA, compression="zstd")
+            self.writer = pq.ParquetWriter(self.path, self.file.schema, compression="zstd")
         self.writer.write_table(table)
 
     def close(self) -> None:
         if self.writer is None:  # under one row group: exactly the single-call file
             truth = {k: np.concatenate([b[k] for b in self.buffer]) for k in self.buffer[0]}
-            pq.write_table(truth_table(truth), self.path, compression="zstd")
+            pq.write_table(self.file.to_table(truth), self.path, compression="zstd")
             return
         if self.buffered:
             self._write(self.buffered)
@@ -396,6 +423,33 @@ def truth_table(truth: dict[str, np.ndarray]) -> pa.Table:
         ],
         schema=ORACLE_SCHEMA,
     )
+
+
+def session_truth_table(rows: dict[str, np.ndarray]) -> pa.Table:
+    intent = rows["intent_category"].astype(np.int64)
+    none = intent < 0
+    codes = np.where(none, 0, intent)
+    # label strings in blocks: gathering a million labels at once takes several int64 temporaries of the bytes
+    block = 1 << 16
+    labels = [
+        label_strings(LABELS["category_l1"], codes[i : i + block], none[i : i + block])
+        for i in range(0, max(len(codes), 1), block)
+    ]
+    return pa.Table.from_arrays(
+        [
+            format_ids("imp", rows["impression_id"], 9),
+            _primitive(rows["session_id"].astype(np.int64), pa.int64(), None),
+            _primitive(rows["page_in_session"].astype(np.int32), pa.int32(), None),
+            pa.concat_arrays(labels),
+            _primitive(rows["intent_match"], pa.bool_(), None),
+            _primitive(rows["session_interest"].astype(np.int32), pa.int32(), None),
+        ],
+        schema=SESSION_SCHEMA,
+    )
+
+
+IMPRESSION_TRUTH = TruthFile("impression_truth.parquet", ORACLE_SCHEMA, truth_table)
+SESSION_TRUTH = TruthFile("session_truth.parquet", SESSION_SCHEMA, session_truth_table)
 
 
 def write_json(path: Path, payload: Any) -> None:

@@ -1,5 +1,9 @@
 """The live run: paced `POST /rank` calls over loopback HTTP, shoppers reacting in batches, landing as it goes.
 
+A request is one page of a shopper's session: once a batch has been answered and its shoppers have reacted,
+sessions with pages left wait (`session.Returning`) and ask for their next page when it is due, ahead of
+new sessions, so a shopper's clicks of the last minutes reach the service before their next request.
+
 One asyncio loop, one `aiohttp.ClientSession` with a bounded pool (httpx's pool spends its time rescanning
 waiting requests above ~100/s). Sessions are drawn a batch ahead; each batch
 is handed to the shoppers (`session.react`, vectorised) once all its requests have ended, answered or not.
@@ -27,7 +31,7 @@ import numpy as np
 from platform_common.event_stream import EventStream
 from simulator.config import SURFACES
 from simulator.live.landing import AnswerMeta, LiveLanding, exclusive_run
-from simulator.live.session import LiveMarket, Served, SessionBatch, draw_sessions, react
+from simulator.live.session import LiveMarket, Returning, Served, SessionBatch, next_batch, next_pages, react
 from simulator.live.world_store import load_world
 
 BATCH = 256
@@ -180,13 +184,16 @@ def _served(pending: _Pending) -> tuple[Served, AnswerMeta]:
     return served, meta
 
 
-def _settle(rng: np.random.Generator, market: LiveMarket, landing: LiveLanding, pending: _Pending) -> None:
-    """The shoppers of a finished batch react to what they were served."""
+def _settle(
+    rng: np.random.Generator, market: LiveMarket, landing: LiveLanding, pending: _Pending, returning: Returning
+) -> None:
+    """The shoppers of a finished batch react to what they were served; sessions with pages left come back."""
     if not pending.answers:
         return
     served, meta = _served(pending)
     outcome = react(rng, market, pending.batch, served)
     landing.add(outcome, served, meta, pending.batch.user[served.session])
+    returning.add(next_pages(rng, market, pending.batch, served, outcome))
 
 
 async def run_live(
@@ -276,6 +283,8 @@ async def _drive(
     next_flush = start + flush_seconds
     next_report = start
     current: _Pending | None = None
+    returning = Returning()  # sessions waiting to ask for their next page
+    next_session = 0
 
     def finished(task: asyncio.Task[None]) -> None:
         in_flight.discard(task)
@@ -283,7 +292,7 @@ async def _drive(
 
     def settle_done() -> None:
         while batches and batches[0].ended == batches[0].sent and batches[0] is not current:
-            _settle(react_rng, market, landing, batches.pop(0))
+            _settle(react_rng, market, landing, batches.pop(0), returning)
 
     for k in range(total):
         now = time.monotonic()
@@ -297,7 +306,8 @@ async def _drive(
                 break
         await slots.acquire()
         if current is None or current.sent == current.batch.n:
-            batch = draw_sessions(session_rng, market, BATCH, time.time_ns() // 1000)
+            batch = next_batch(session_rng, market, returning, BATCH, time.time_ns() // 1000, next_session)
+            next_session += int((batch.page == 1).sum())
             current = _Pending(batch, _bodies(batch))
             batches.append(current)
         i = current.sent

@@ -1,9 +1,14 @@
 """Live sessions from the stored world: who shops now, on which surface, which candidates, and what they do.
 
-Sessions are drawn in batches ahead of the requests (users, surfaces and candidate lists vectorised, with
-the per-impression noise of the true model drawn per candidate), and outcomes are drawn per batch of
-answers: the true probabilities come from `simulator.traffic.true_probabilities` at the served positions,
-the clicks and orders from `simulator.traffic.draw_outcomes`, the one generative model of the history.
+Requests are drawn in batches ahead of time (users, surfaces and candidate lists vectorised, with the
+per-impression noise of the true model drawn per candidate), and outcomes are drawn per batch of answers:
+the true probabilities come from `simulator.traffic.true_probabilities` at the served positions, the clicks
+and orders from `simulator.traffic.draw_outcomes`, the one generative model of the history.
+
+A request is one page of a session (`simulator.sessions`, as in the history): a new session draws its pages
+and intent; after its page is answered and the shopper has reacted, a session with pages left comes back a
+viewing time and a pause later (`next_pages`), carrying its intent and the categories it clicked, which
+enter the true probabilities of its next page.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ from datetime import UTC, datetime
 import numpy as np
 
 from simulator.campaigns import DAY_KINDS, DAY_US, campaign_of
-from simulator.config import SURFACES, SimConfig
+from simulator.config import CATALOG, SURFACES, SimConfig
 from simulator.entities import SECOND_US
 from simulator.live.world_store import StoredWorld
+from simulator.sessions import add_clicks, draw_plan, page_gap_us, session_terms
 from simulator.traffic import (
     CatalogueView,
     DayState,
@@ -24,6 +30,7 @@ from simulator.traffic import (
     catalogue_view,
     draw_candidates,
     draw_outcomes,
+    sample_rows,
     session_shape,
     true_probabilities,
 )
@@ -95,14 +102,20 @@ class LiveMarket:
 
 @dataclass(frozen=True)
 class SessionBatch:
-    """`n` sessions; candidate k of session i is row `offsets[i] + k` of the flat candidate arrays."""
+    """`n` requests, each one page of a session; candidate k of request i is row `offsets[i] + k` of the flat
+    candidate arrays."""
 
-    user: np.ndarray  # user row per session
-    surface: np.ndarray  # surface code per session
+    user: np.ndarray  # user row per request
+    surface: np.ndarray  # surface code per request
     offsets: np.ndarray  # (n + 1,)
     product: np.ndarray  # product row per candidate
     click_noise: np.ndarray  # the true model's per-impression noise, per candidate
     order_noise: np.ndarray
+    session: np.ndarray  # session number per request (unique within a run)
+    page: np.ndarray  # this page's number in its session, from 1
+    pages: np.ndarray  # the session's planned pages
+    intent: np.ndarray  # the session's intent category, or NO_INTENT
+    interest: np.ndarray  # (n, categories): the session's clicks so far per category
 
     @property
     def n(self) -> int:
@@ -112,20 +125,142 @@ class SessionBatch:
         return self.product[self.offsets[i] : self.offsets[i + 1]]
 
 
-def draw_sessions(rng: np.random.Generator, market: LiveMarket, n: int, now_us: int) -> SessionBatch:
+@dataclass(frozen=True)
+class Pages:
+    """Pages to draw: per request its user, session and the session's state (as in `SessionBatch`)."""
+
+    user: np.ndarray
+    session: np.ndarray
+    page: np.ndarray
+    pages: np.ndarray
+    intent: np.ndarray
+    interest: np.ndarray
+    due_us: np.ndarray  # when the shopper asks for the page
+
+    @property
+    def n(self) -> int:
+        return len(self.user)
+
+    def take(self, idx: np.ndarray) -> Pages:
+        return Pages(*(getattr(self, f)[idx] for f in Pages.__dataclass_fields__))
+
+    @staticmethod
+    def concat(parts: list[Pages]) -> Pages:
+        return Pages(*(np.concatenate([getattr(p, f) for p in parts]) for f in Pages.__dataclass_fields__))
+
+
+def new_sessions(rng: np.random.Generator, market: LiveMarket, n: int, now_us: int, first_session: int) -> Pages:
+    """`n` sessions starting now, numbered from `first_session`: who (activity x local hour), pages, intent."""
     world = market.world
-    config = world.config
     weights = market.user_weights(now_us)
     cdf = np.cumsum(weights)
     user = np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"), world.users.n - 1)
-    surface, length, query_cat = session_shape(rng, config, world.users, user)
-    slot_req, product = draw_candidates(rng, config, market.view, world.users, user, surface, length, query_cat)
-    counts = np.bincount(slot_req, minlength=n)
+    pages, intent = draw_plan(rng, world.config, sample_rows(rng, np.cumsum(world.users.taste[user], axis=1)))
+    return Pages(
+        user=user,
+        session=first_session + np.arange(n, dtype=np.int64),
+        page=np.ones(n, dtype=np.int32),
+        pages=pages,
+        intent=intent,
+        interest=np.zeros((n, len(CATALOG)), dtype=np.int32),
+        due_us=np.full(n, now_us, dtype=np.int64),
+    )
+
+
+def draw_pages(rng: np.random.Generator, market: LiveMarket, pages: Pages) -> SessionBatch:
+    """One request per page: surface, list and candidates as the history draws them, the true model's noise."""
+    world = market.world
+    config = world.config
+    surface, length, query_cat = session_shape(rng, config, world.users, pages.user, pages.intent)
+    slot_req, product = draw_candidates(rng, config, market.view, world.users, pages.user, surface, length, query_cat)
+    counts = np.bincount(slot_req, minlength=pages.n)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     cp, op = config.params.clicks, config.params.orders
     click_noise = rng.normal(0.0, cp.noise_sd, len(product))
     order_noise = rng.normal(0.0, op.noise_sd, len(product))
-    return SessionBatch(user, surface.astype(np.int64), offsets, product, click_noise, order_noise)
+    return SessionBatch(
+        pages.user,
+        surface.astype(np.int64),
+        offsets,
+        product,
+        click_noise,
+        order_noise,
+        pages.session,
+        pages.page,
+        pages.pages,
+        pages.intent,
+        pages.interest,
+    )
+
+
+def draw_sessions(
+    rng: np.random.Generator, market: LiveMarket, n: int, now_us: int, first_session: int = 0
+) -> SessionBatch:
+    """The first pages of `n` new sessions."""
+    return draw_pages(rng, market, new_sessions(rng, market, n, now_us, first_session))
+
+
+class Returning:
+    """Sessions with pages left, each coming back for its next page when it is due."""
+
+    def __init__(self) -> None:
+        self.waiting: Pages | None = None
+
+    def add(self, pages: Pages) -> None:
+        if pages.n:
+            self.waiting = pages if self.waiting is None else Pages.concat([self.waiting, pages])
+
+    def __len__(self) -> int:
+        return 0 if self.waiting is None else self.waiting.n
+
+    def due(self, now_us: int, limit: int) -> Pages | None:
+        """Up to `limit` pages due by `now_us`, earliest first; they leave the queue."""
+        if self.waiting is None:
+            return None
+        ready = np.flatnonzero(self.waiting.due_us <= now_us)
+        ready = ready[np.argsort(self.waiting.due_us[ready], kind="stable")][:limit]
+        if len(ready) == 0:
+            return None
+        rest = np.setdiff1d(np.arange(self.waiting.n), ready)
+        taken, self.waiting = self.waiting.take(ready), self.waiting.take(rest)
+        return taken
+
+
+def next_batch(
+    rng: np.random.Generator, market: LiveMarket, returning: Returning, n: int, now_us: int, first_session: int
+) -> SessionBatch:
+    """`n` requests: the returning sessions' pages that are due, then new sessions (numbered from
+    `first_session`) for the rest; a request rate is a page rate, whoever asks."""
+    back = returning.due(now_us, n)
+    parts = [] if back is None else [back]
+    if n - (0 if back is None else back.n) > 0:
+        parts.append(new_sessions(rng, market, n - (0 if back is None else back.n), now_us, first_session))
+    return draw_pages(rng, market, Pages.concat(parts))
+
+
+def next_pages(
+    rng: np.random.Generator, market: LiveMarket, batch: SessionBatch, served: Served, out: Outcome
+) -> Pages:
+    """The answered requests whose sessions have pages left: their next page, with the interest their clicks
+    added, due after the served list's viewing time and a pause. An unanswered request ends its session."""
+    answer = np.flatnonzero(batch.page[served.session] < batch.pages[served.session])
+    req = served.session[answer]
+    interest = batch.interest[served.session].copy()
+    clicked = out.clicked
+    add_clicks(interest, out.imp_answer[clicked], market.world.products.category[out.imp_product[clicked]])
+    last_ts = np.full(len(served.session), -1, dtype=np.int64)
+    np.maximum.at(last_ts, out.imp_answer, out.imp_ts)
+    viewed_s = np.maximum(last_ts - served.answered_us, 0) / SECOND_US
+    due = served.answered_us + page_gap_us(rng, market.world.config, viewed_s)
+    return Pages(
+        user=batch.user[req],
+        session=batch.session[req],
+        page=batch.page[req] + 1,
+        pages=batch.pages[req],
+        intent=batch.intent[req],
+        interest=interest[answer],
+        due_us=due[answer],
+    )
 
 
 @dataclass(frozen=True)
@@ -174,10 +309,13 @@ def candidate_truth(
     surface: np.ndarray,
     at_us: np.ndarray,
 ) -> Truth:
-    """The true model of candidate rows `rows` of `batch`, shown to `user` on `surface` at `at_us` (per row)."""
+    """The true model of candidate rows `rows` of `batch`, shown to `user` on `surface` at `at_us` (per row), in
+    the context of the row's session (its intent and the clicks of its earlier pages)."""
     world, config = market.world, market.world.config
     evening_lo, evening_hi = config.params.clicks.evening_hours
     hour = market.local_hour(at_us, user)
+    request = np.searchsorted(batch.offsets, rows, side="right") - 1
+    terms = session_terms(batch.intent, batch.interest, request, world.products.category[batch.product[rows]])
     return true_probabilities(
         config,
         world.users,
@@ -190,6 +328,8 @@ def candidate_truth(
         (hour >= evening_lo) & (hour <= evening_hi),
         batch.click_noise[rows],
         batch.order_noise[rows],
+        terms.intent_match,
+        terms.session_interest,
     )
 
 

@@ -127,7 +127,7 @@ def test_orders_are_consistent(tiny: Run) -> None:
 def test_generative_params_are_complete(tiny: Run) -> None:
     params = json.loads((tiny.oracle / "generative_params.json").read_text())
     assert {"seed", "scale", "params", "catalog", "scale_spec"} <= set(params)
-    assert {"users", "merchants", "products", "traffic", "clicks", "orders", "landing", "plants"} == set(
+    assert {"users", "merchants", "products", "traffic", "sessions", "clicks", "orders", "landing", "plants"} == set(
         params["params"]
     )
     assert params["params"]["clicks"]["intercept"] == tiny.config.params.clicks.intercept

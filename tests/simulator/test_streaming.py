@@ -12,6 +12,7 @@ import pytest
 
 from simulator import SimConfig
 from simulator.campaigns import DAY_US, build_days
+from simulator.days import simulate_days
 from simulator.entities import make_merchants, make_panels, make_products, make_users, plant_causes, rng_for
 from simulator.flaws import plan_flaws
 from simulator.landing import DenseIds, EventTable
@@ -19,7 +20,7 @@ from simulator.ordering import IMPRESSION_KEYS, ChronoOrder, Window
 from simulator.pipeline import streamed_auc
 from simulator.run import roc_auc
 from simulator.tables import product_prices_days
-from simulator.traffic import DayEvents, simulate_days
+from simulator.traffic import DayEvents
 from simulator.writer import PartitionedTable, TruthWriter, truth_table, write_partitioned
 from tests.simulator.conftest import END_DATE, Run
 
