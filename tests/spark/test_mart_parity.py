@@ -15,6 +15,7 @@ EXPECTED_MARTS = {
     "marts/campaign_calendar.parquet",
     "marts/impression_labels.parquet",
     "marts/merchant_features.parquet",
+    "marts/product_campaign_plan.parquet",
     "marts/product_features.parquet",
     "marts/user_category_features.parquet",
     "marts/user_features.parquet",

@@ -29,6 +29,7 @@ EXPORTS = {
         "campaign_calendar.parquet",
         "impression_labels.parquet",
         "merchant_features.parquet",
+        "product_campaign_plan.parquet",
         "product_features.parquet",
         "user_category_features.parquet",
         "user_features.parquet",
