@@ -112,7 +112,21 @@ MART_COLUMNS: dict[str, list[str]] = {
         "order_gmv",
     ],
 }
-FEATURE_MARTS = [name for name in MART_COLUMNS if name not in {"impression_labels", "campaign_calendar"}]
+# The campaign plan (issue 18, section 4): a row describes the day it is used on, true from when its price list
+# landed (tests/point_in_time/test_campaign_plan.py), so it is not a "true from the next midnight" feature mart.
+MART_COLUMNS["product_campaign_plan"] = [
+    "product_id",
+    "event_timestamp",
+    "plan_date",
+    "created_timestamp",
+    "plan_day_kind",
+    "plan_discount_pct",
+    "plan_price",
+    "plan_price_rel_base",
+]
+FEATURE_MARTS = [
+    name for name in MART_COLUMNS if name not in {"impression_labels", "campaign_calendar", "product_campaign_plan"}
+]
 STRING_COLUMNS = {
     "user_id",
     "product_id",
@@ -187,7 +201,7 @@ def test_parquet_exports_have_contract_types(built, mart):
                 name,
                 typ,
             )
-        elif name in {"feature_date", "calendar_date"}:
+        elif name in {"feature_date", "calendar_date", "plan_date"}:
             assert typ == pa.date32(), (name, typ)
         elif name == "is_mega_sale":
             assert typ == pa.bool_(), (name, typ)
