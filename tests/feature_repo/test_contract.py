@@ -12,7 +12,8 @@ from feast.types import Float64, Int64, String
 from platform_common.feast_config import get_feature_store
 
 FEAST_TO_ARROW = {Int64: pa.int64(), Float64: pa.float64(), String: pa.string()}
-BOOKKEEPING = {"event_timestamp", "created_timestamp", "feature_date"}
+# plan_date: the day a campaign plan row describes (product_campaign_plan), as feature_date for the daily marts
+BOOKKEEPING = {"event_timestamp", "created_timestamp", "feature_date", "plan_date"}
 # the stream log's (platform_common/stream_log.py): the event time a row describes and its newest event
 STREAM_LOG_BOOKKEEPING = {"event_time", "last_event_id"}
 
