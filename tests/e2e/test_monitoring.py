@@ -143,12 +143,25 @@ def test_a_traffic_drop_on_one_surface_is_named(tiny_platform: Settings, product
     assert drops[0].measured < 0.4
 
 
-def test_the_planted_world_raises_nothing_else(tiny_platform: Settings, product_incidents: list[Alert]):
-    assert named(product_incidents, incident_day(tiny_platform)) == {
+# What the traffic drop does besides: it removes four in five search impressions with their clicks and orders, so
+# at tiny (a few clicks an hour at night) the newest click of the day can land more than the 6 h freshness limit
+# before the run (seen once sessions came: 7.4 h). That alert is the planted drop seen from another check, and the
+# same day without the plants fires nothing (test_the_clean_platform_fires_nothing_on_the_incident_day).
+THINNED_BY_THE_DROP = {("data_quality.landing_freshness", "clicks"), ("data_quality.landing_freshness", "orders")}
+
+
+def test_the_planted_world_raises_nothing_else(
+    tiny_platform: Settings, product_incidents: list[Alert], clean_day: list[Alert]
+):
+    planted = {
         ("feature.mart_drift_zeros", "product_features.discount_pct"),
         ("data_quality.category_price", "product_prices[category=electronics]"),
         ("data_quality.row_count", "impressions[surface=search]"),
     }
+    raised = named(product_incidents, incident_day(tiny_platform))
+    assert planted <= raised
+    assert raised - planted <= THINNED_BY_THE_DROP, raised - planted
+    assert clean_day == []  # so anything in THINNED_BY_THE_DROP that fired came from the plants
 
 
 def test_a_late_batch_is_named_by_dbt_source_freshness(tiny_platform: Settings, late_batch: list[Alert]):
