@@ -40,9 +40,11 @@ def test_a_model_that_saw_the_label_fails():
     assert "information from after the label" in result.reason
 
 
-# The classic leak: today's click count of the user, counting the very impression being labelled (UTC days).
+# The classic leak: the clicks of the request, counting the very impression being labelled. (The user's clicks of
+# the whole UTC day, the leak planted before, is too diluted at tiny since sessions raised the oracle's AUC to
+# ~0.80: its model beat the oracle by +0.015, interval -0.009..+0.039, not a detectable leak at that size.)
 SAME_DAY_CLICKS_INCLUDING_THIS_ONE = Augment(
-    {"user_clicks_today": "cast(sum(clicked) over (partition by user_id, cast(event_timestamp as date)) as double)"}
+    {"request_clicks": "cast(sum(clicked) over (partition by request_id) as double)"}
 )
 
 
