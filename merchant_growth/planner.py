@@ -61,10 +61,10 @@ from merchant_growth.planner_model import (
     InvalidScenarioError,
     PartData,
     PlannerModel,
-    _part_rows,
     campaign_date,
     day_kind,
     fit_planner,
+    part_rows,
     planner_model,
     poisson_fe,
 )
@@ -102,8 +102,8 @@ def merchant_cells(model: PlannerModel, merchant_id: str) -> MerchantCells:
     last_day = rows[rows["activity_date"] == rows["activity_date"].max()]
     cells = last["cell"].to_numpy()
     local = rows.assign(cell=pd.Index(cells).get_indexer(rows["cell"]))
-    parts = {p: _part_rows(local, p) for p in PARTS}
-    parts["traffic_with_ramp"] = _part_rows(local, "traffic", include_ramp=True)
+    parts = {p: part_rows(local, p) for p in PARTS}
+    parts["traffic_with_ramp"] = part_rows(local, "traffic", include_ramp=True)
     return MerchantCells(
         cells=cells,
         surface=last["surface"].to_numpy(),

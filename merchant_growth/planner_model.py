@@ -200,7 +200,7 @@ class PlannerModel:
         return max(self.history["activity_date"])
 
 
-def _part_rows(frame: pd.DataFrame, part: str, include_ramp: bool = False) -> PartData:
+def part_rows(frame: pd.DataFrame, part: str, include_ramp: bool = False) -> PartData:
     x = frame[list(COVARIATES)].to_numpy(float)
     if part == "traffic":
         x[:, [c not in TRAFFIC_COVARIATES for c in COVARIATES]] = 0.0  # not in the model: left out, never identified
@@ -256,7 +256,7 @@ def fit_planner(settings: Settings, source: FunnelSource = "auto") -> PlannerMod
     fits, rates = {}, {}
     k = COVARIATES.index("log_price")
     for part in PARTS:
-        rows = _part_rows(history, part)
+        rows = part_rows(history, part)
         if part in CROSS_SECTION_PRICE:
             # the price response from the cross-section, fixed as an offset in the within-product fit
             gamma, gamma_se = price_response(history, part)
