@@ -63,12 +63,13 @@ def encode(event: Mapping[str, Any]) -> bytes:
     return json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
 
 
-def open_stream(settings: Settings) -> EventStream:
-    """The transport of the active profile: Redis under prod, the embedded SQLite file otherwise."""
+def open_stream(settings: Settings, *, consumer: bool = False) -> EventStream:
+    """The transport of the active profile: Redis under prod, the embedded SQLite file otherwise. A consumer's
+    connection fails fast on a broken transport (it recovers from its checkpoint itself)."""
     if settings.profile == "prod":
         from platform_common.event_stream.redis_stream import RedisStream
 
-        return RedisStream.from_settings(settings)
+        return RedisStream.from_settings(settings, consumer=consumer)
     from platform_common.event_stream.sqlite_stream import SqliteStream
 
     return SqliteStream(settings.stream_dir / "events.db")

@@ -29,9 +29,18 @@ class RedisStream:
         self._own_cursor: dict[tuple[str, str], str] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RedisStream:
+    def from_settings(cls, settings: Settings, *, consumer: bool = False) -> RedisStream:
+        """`consumer=True`: no silent client retries. redis-py retries a command after a broken connection; for
+        XREADGROUP `>` whose reply was lost that hands out the next entries and strands the lost ones in this
+        consumer's pending list until a claim. A consumer fails fast instead and recovers from its checkpoint,
+        which re-reads its own pending entries first (and counts the reconnection)."""
         from platform_common.connections import redis_client
 
+        if consumer:
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            return cls(redis_client(settings, retry=Retry(NoBackoff(), 0)), settings.stream_key, settings.stream_maxlen)
         return cls(redis_client(settings), settings.stream_key, settings.stream_maxlen)
 
     def publish(self, events: Sequence[Mapping[str, Any]]) -> int:

@@ -83,7 +83,7 @@ def run(
 
     settings = get_settings()
     ensure_log(settings)
-    stream = open_stream(settings)
+    stream = open_stream(settings, consumer=True)
     consumer = consumer or socket.gethostname()
     processor = Processor(
         stream,
@@ -138,7 +138,7 @@ def run(
                 console.print(f"stream: {type(exc).__name__}: {exc}; resuming from the checkpoint in {wait:.2f}s")
                 time.sleep(wait)
                 try:
-                    processor.recover(open_stream(settings))
+                    processor.recover(open_stream(settings, consumer=True))
                 except transient as again:
                     console.print(f"stream: still unavailable ({type(again).__name__}: {again})")
                 continue
