@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,19 +146,64 @@ def check_against_clean(settings: Settings, tmp_path: Path, events: list[bytes])
     assert_same_features(get_feature_store(settings), settings.stream_log_dir, clean)
 
 
+class OutputTail:
+    """The processor's output, read on a thread as it comes, so a test can wait for a line while it runs."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self._lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.append(line)
+
+    @property
+    def text(self) -> str:
+        return "".join(self._lines)
+
+    def wait_for(self, pattern: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.text):
+            assert self.proc.poll() is None, f"the processor exited ({self.proc.returncode}): {self.text[-3000:]}"
+            assert time.monotonic() < deadline, f"no {pattern!r} within {timeout:.0f}s: {self.text[-3000:]}"
+            time.sleep(0.05)
+
+    def finish(self, timeout: float) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:  # never left running
+            self.proc.kill()
+            self.proc.wait()
+        self._thread.join(timeout=10)
+        return self.text
+
+
+# What the processor prints when it meets the outage: a stream read or acknowledgement failed (it reconnects from
+# its checkpoint) or a push failed (retried with the same rows), depending on where the kill caught it.
+SAW_OUTAGE = r"resuming from the checkpoint|retrying in"
+
+
 def test_redis_killed_and_restarted_mid_stream_loses_and_double_counts_nothing(redis_stream_deployment, tmp_path):
     settings, env, server = redis_stream_deployment
     events = payloads(seed=17)
     first, rest = events[:700], events[700:]
     stream = RedisStream.from_settings(settings)
     stream.publish_raw(first)
-    proc = start_processor(env)
+    proc = start_processor(env | {"PYTHONUNBUFFERED": "1"})
+    tail = OutputTail(proc)
     try:
         wait_for_batches(settings.stream_dir, 3, proc)
         assert stream.lag(GROUP) > 0, "the processor drained the stream before Redis was killed"
         stream.close()
         server.kill()
-        time.sleep(1.5)  # the processor's reads, pushes and acknowledgements fail meanwhile
+        # Down until the processor has met the outage: a kill between two of its commands, healed before the next,
+        # is invisible (a pooled connection reconnects at checkout; Feast's Redis client retries a push with
+        # backoff for several seconds), and would test nothing.
+        tail.wait_for(SAW_OUTAGE, timeout=90)
         assert proc.poll() is None, "the processor exited while Redis was down"
         server.start()
         stream = RedisStream.from_settings(settings)
@@ -165,23 +211,16 @@ def test_redis_killed_and_restarted_mid_stream_loses_and_double_counts_nothing(r
         stream.publish_raw(rest)
         deadline = time.monotonic() + 150
         while stream.lag(GROUP) > 0:
-            assert proc.poll() is None, f"the processor exited ({proc.returncode}): {proc.communicate()[0][-3000:]}"
+            assert proc.poll() is None, f"the processor exited ({proc.returncode}): {tail.text[-3000:]}"
             assert time.monotonic() < deadline, "the processor did not catch up after the restart"
             time.sleep(0.1)
         settled = checkpointed_batches(settings.stream_dir)
         time.sleep(0.5)
         assert checkpointed_batches(settings.stream_dir) == settled
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            output = proc.communicate(timeout=60)[0]
-        except subprocess.TimeoutExpired:  # never left running
-            proc.kill()
-            output = proc.communicate()[0]
+        output = tail.finish(timeout=60)
         stream.close()
     assert proc.returncode == 0, output[-3000:]
-    # it saw the outage and lived through it: a read or acknowledgement failed (reconnected from the checkpoint)
-    # or a push failed (retried with the same rows), depending on where the kill caught it
     reconnections = re.search(r"(\d+) reconnections", output)
     assert reconnections, output[-3000:]
     assert int(reconnections.group(1)) >= 1 or "retrying in" in output, output[-3000:]
