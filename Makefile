@@ -102,8 +102,10 @@ demo: $(VENV_STAMP) ## everything from nothing, then one real /rank request agai
 	$(MAKE) data features apply materialize train promote
 	$(RUN) python -m serving.demo
 
-test: $(VENV_STAMP) ## the test suite (unit, data, model behaviour, end to end at SCALE=tiny)
-	$(RUN) pytest
+# Two workers (tests/conftest.py: one group per platform, each built once): one process keeps one core busy.
+TEST_WORKERS ?= 2
+test: $(VENV_STAMP) ## the test suite (unit, data, model behaviour, end to end at SCALE=tiny), TEST_WORKERS=2 processes
+	$(RUN) pytest -n $(TEST_WORKERS)
 
 # Issue 15: the offline compute on Spark in local mode (Java 17). Not part of `make test`: CI runs it on its own.
 test-spark: $(SPARK_STAMP) ## the pipeline end to end at SCALE=tiny with the dbt build on Spark, and DuckDB-vs-Spark mart parity

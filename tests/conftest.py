@@ -4,13 +4,23 @@ The platforms a session needs (`tiny_platform`, and `prod_platform` from tests/p
 threads from the end of collection, and the tests that need no platform run first: the builds and the fast tests
 share the two cores instead of waiting on each other. The fixture joins its build; a failed build fails every test
 that needs it, with the build's output.
+
+`make test` runs two pytest-xdist workers (`-n 2`): a single process keeps one of the two cores
+busy (most of an end-to-end test is waiting on a service, a live run or a subprocess). Every test goes to one of
+two groups, so each platform is built once, by the worker that runs its tests, and no two processes share a
+platform's state: `tiny` (the tests on `tiny_platform`) and `own` (everything else: the prod deployment, the tests
+that build their own small worlds, the unit tests). A worker starts the builds of its group when its first test
+arrives. Without xdist (`pytest tests/...`) nothing changes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,6 +56,54 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
     # Fast tests first (stable: files keep their order), while the platforms build in the background.
     items.sort(key=is_e2e)
+    if hasattr(config, "workerinput") and GROUPS_FILE in os.environ:
+        # each worker collects the same tests; the first to finish tells the controller's scheduler the groups
+        groups = json.dumps({item.nodeid: shard(item) for item in items})
+        target = Path(os.environ[GROUPS_FILE])
+        scratch = target.with_name(f"{target.name}.{config.workerinput['workerid']}")
+        scratch.write_text(groups)
+        scratch.replace(target)  # whole or absent: the scheduler never reads half a map
+
+
+# The groups reach xdist's scheduler through a file: its own `xdist_group` marker does not work with pytest 9.2 (it
+# renames a node id through an attribute pytest no longer reads), and the controller does not collect.
+GROUPS_FILE = "SHOPRANK_TEST_GROUPS_FILE"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        folder = Path(tempfile.mkdtemp(prefix="shoprank-test-groups-"))
+        os.environ[GROUPS_FILE] = str(folder / "groups.json")  # inherited by the workers it is about to start
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if GROUPS_FILE in os.environ and not hasattr(config, "workerinput"):
+        shutil.rmtree(Path(os.environ.pop(GROUPS_FILE)).parent, ignore_errors=True)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        """xdist's scope scheduling with one scope per group: a worker gets a whole group (tests/conftest.py)."""
+
+        _groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self._groups is None:
+                self._groups = json.loads(Path(os.environ[GROUPS_FILE]).read_text())
+            return self._groups.get(nodeid, nodeid)
+
+    return GroupScheduling(config, log)
+
+
+def sharded(config: pytest.Config) -> bool:
+    """Running under pytest-xdist with workers (the controller and `-n 0` are not)."""
+    return bool(getattr(config.option, "numprocesses", None)) or hasattr(config, "workerinput")
+
+
+def shard(item: pytest.Item) -> str:
+    return "tiny" if "tiny_platform" in getattr(item, "fixturenames", ()) else "own"
 
 
 class Prebuild:
@@ -78,14 +136,33 @@ STARTERS: dict[str, Callable[[pytest.Config], Prebuild]] = {}
 PREBUILDS = pytest.StashKey[dict[str, Prebuild]]()
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    prebuilds = session.config.stash.setdefault(PREBUILDS, {})
-    if session.config.option.collectonly:
-        return
-    needed = set().union(*(set(getattr(item, "fixturenames", ())) for item in session.items))
+def start_builds(config: pytest.Config, items: list[pytest.Item]) -> None:
+    prebuilds = config.stash.setdefault(PREBUILDS, {})
+    needed = set().union(*(set(getattr(item, "fixturenames", ())) for item in items))
     for name in sorted(PLATFORM_FIXTURES & needed):
         if name in STARTERS and name not in prebuilds:
-            prebuilds[name] = STARTERS[name](session.config)
+            prebuilds[name] = STARTERS[name](config)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly or sharded(session.config):
+        return  # a worker learns its group from its first test (pytest_runtest_protocol)
+    start_builds(session.config, session.items)
+
+
+STARTED_GROUP = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Under xdist: on a worker's first test, start the builds its group needs (a test of the other group, should
+    the scheduler send one, still gets its platform from the fixture, built then)."""
+    config = item.config
+    if not hasattr(config, "workerinput") or config.stash.get(STARTED_GROUP, False):
+        return
+    config.stash[STARTED_GROUP] = True
+    group = shard(item)
+    start_builds(config, [i for i in item.session.items if shard(i) == group])
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -36,7 +36,8 @@ def bento(tiny_platform, tmp_path_factory) -> tuple[str, dict[str, str], Path]:
     out = run([venv_tool("bentoml"), "build", "--output", "tag"], env)
     tags = [line.removeprefix("__tag__:") for line in out.splitlines() if line.startswith("__tag__:")]
     assert len(tags) == 1, out
-    path = Path(run([venv_tool("bentoml"), "get", tags[0], "-o", "path"], env).strip())
+    # rich wraps the printed path at the terminal width (80 columns without a terminal): never a line break in it
+    path = Path("".join(run([venv_tool("bentoml"), "get", tags[0], "-o", "path"], env | {"COLUMNS": "4000"}).split()))
     return tags[0], env, path
 
 
