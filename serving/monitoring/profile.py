@@ -54,6 +54,9 @@ def profile_of(rows: pd.DataFrame, bundle: Any, feature_refs: Iterable[str]) -> 
     """A version's profile: its features on `rows` and its scores as served (every candidate at slot 1)."""
     spec = bundle.spec
     scores = bundle.score_matrix(spec.frame_matrix(serving_position(rows)))
+    # derived features (computed from the raw strings inside the matrix) are profiled from the same derivation
+    derived = spec.derive({c: rows[c] for c in spec.inputs}, len(rows)) if spec.derived else {}
+    rows = rows.assign(**derived) if derived else rows
     return build_profile(rows, spec.numeric, spec.categorical, views_of(feature_refs), _serving_scores(scores))
 
 
