@@ -27,7 +27,10 @@ ctr_model_v2_stream = FeatureService(
         user_stream_features,
         product_stream_features,
     ],
-    description="ctr_model_v1's features plus the user's and product's windowed stream features (issue 17).",
+    description=(
+        "ctr_model_v1's features plus the user's and product's windowed stream features (issue 17); the user's "
+        "click-category strings feed derived per-candidate features (platform_common/category_stream.py)."
+    ),
     owner=OWNER,
     tags={"model": "ctr", "version": "2", "stream": "true"},
 )

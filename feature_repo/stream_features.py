@@ -8,7 +8,8 @@ visible online, not the time of the events it counts: a training row at t sees e
 held at t (docs/time_semantics.md, "Stream features"). TTLs count from that visible time: a user silent for an
 hour has no current window or session, so the row is served as missing rather than stale.
 
-No feature service uses these views yet: the model's service (ctr_model_v1) is unchanged.
+ctr_model_v2_stream (feature_repo/feature_services.py) reads them; ctr_model_v1 does not. The user view's
+category strings feed only the derived per-candidate features (platform_common/category_stream.py).
 """
 
 from datetime import timedelta
@@ -17,7 +18,7 @@ from typing import Any
 from data_sources import parquet_source
 from entities import OWNER, product, user
 from feast import FeatureView, Field, PushSource
-from feast.types import Float64, Int64
+from feast.types import Float64, Int64, String
 
 from platform_common.settings import get_settings
 from platform_common.stream_log import FEATURES, PRODUCT_VIEW, USER_VIEW, source_path
@@ -25,7 +26,7 @@ from platform_common.stream_log import FEATURES, PRODUCT_VIEW, USER_VIEW, source
 LOG_DIR = get_settings().stream_log_dir
 USER_STREAM_TTL = timedelta(hours=1)
 PRODUCT_STREAM_TTL = timedelta(hours=2)
-_TYPES = {"int64": Int64, "double": Float64}
+_TYPES = {"int64": Int64, "double": Float64, "string": String}
 
 
 def _log_source(view: str) -> Any:
@@ -64,7 +65,10 @@ user_stream_features = FeatureView(
     schema=_fields(USER_VIEW),
     source=user_stream_push,
     online=True,
-    description="A shopper's last minutes: clicks in 5 and 30 min, the current session, time since the last click.",
+    description=(
+        "A shopper's last minutes: clicks in 5 and 30 min, the current session, time since the last click, and the "
+        "categories clicked."
+    ),
     owner=OWNER,
     tags={"team": "ranking", "grain": "user x event", "producer": "stream"},
 )

@@ -3,6 +3,10 @@
 The spec (ordered columns and categorical vocabularies) is learned at training time, stored inside the model
 bundle and read back by the service, so a served model can never be fed columns in another order or with
 other category codes than the ones it was trained on.
+
+Derived numeric features (platform_common/category_stream.py: the candidate's category among the user's recent
+clicks) are computed here, inside `matrix`, from their raw inputs, whichever caller builds the matrix: callers
+supply `inputs` (the raw columns), never the derived values, so training and serving cannot compute them apart.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
+
+from platform_common import category_stream
 
 SURFACES = ("home_feed", "short_video", "live_stream", "search")
 
@@ -37,7 +43,27 @@ class FeatureSpec(BaseModel):
 
     @property
     def columns(self) -> tuple[str, ...]:
+        """The model's input columns, in matrix order."""
         return self.numeric + self.categorical
+
+    @property
+    def derived(self) -> tuple[str, ...]:
+        """Numeric columns computed from other inputs (category_stream.DERIVED), never read from the data."""
+        return tuple(c for c in self.numeric if c in category_stream.DERIVED)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The raw columns a matrix is built from: every column but the derived ones, then what those read."""
+        raw = [c for c in self.columns if c not in category_stream.DERIVED]
+        if self.derived:
+            raw += [c for c in category_stream.INPUTS if c not in raw]
+        return tuple(raw)
+
+    def derive(
+        self, columns: Mapping[str, Sequence[Any] | pd.Series | np.ndarray], n_rows: int
+    ) -> dict[str, np.ndarray]:
+        """The derived columns of this spec, from the raw `columns` (empty when it has none)."""
+        return category_stream.derive(columns, n_rows, self.derived) if self.derived else {}
 
     @classmethod
     def fit(
@@ -67,7 +93,11 @@ class FeatureSpec(BaseModel):
     def matrix(self, columns: Mapping[str, Sequence[Any] | pd.Series | np.ndarray], n_rows: int) -> np.ndarray:
         """Dense float32 matrix in spec order; missing or null values become NaN (XGBoost's missing)."""
         out = np.empty((n_rows, len(self.columns)), dtype=np.float32)
+        derived = self.derive(columns, n_rows)  # always from the inputs, even if `columns` has such a name
         for j, name in enumerate(self.numeric):
+            if name in derived:
+                out[:, j] = derived[name]
+                continue
             out[:, j] = pd.to_numeric(pd.Series(columns[name]), errors="coerce").to_numpy(
                 dtype=np.float32, na_value=np.nan
             )
@@ -77,4 +107,4 @@ class FeatureSpec(BaseModel):
         return out
 
     def frame_matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.matrix({c: frame[c] for c in self.columns}, len(frame))
+        return self.matrix({c: frame[c] for c in self.inputs}, len(frame))

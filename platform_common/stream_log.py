@@ -34,6 +34,14 @@ FEATURES: dict[str, tuple[tuple[str, pa.DataType, str], ...]] = {
         ("us_session_impressions", pa.int64(), "Impressions in the current session (gaps <= 30 min, <= 4 h)."),
         ("us_session_clicks", pa.int64(), "Clicks in the current session."),
         ("us_seconds_since_click", pa.float64(), "t minus the user's newest click, seconds; null if none yet."),
+        # issue 17, section 2: inputs of the derived per-candidate features (platform_common/category_stream.py)
+        (
+            "us_click_categories_30m",
+            pa.string(),
+            "category_l1 of each click in (t - 30 min, t], newest first, '|'-joined, at most 20; '' if none.",
+        ),
+        ("us_session_click_categories", pa.string(), "The same for the clicks of the current session."),
+        ("us_last_click_categories", pa.string(), "Last 3 distinct categories clicked in (t - 4 h, t], newest first."),
     ),
     PRODUCT_VIEW: (
         ("ps_clicks_1h", pa.int64(), "The product's clicks in (t - 1 h, t], t = its newest event."),

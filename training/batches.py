@@ -113,7 +113,7 @@ class RowBatches(xgb.DataIter):
 
     def next(self, input_data: Callable) -> bool:
         if self._frames is None:
-            self._frames = self._source.frames(self._spec.columns, self._batch_rows)
+            self._frames = self._source.frames(self._spec.inputs, self._batch_rows)
         frame = next(self._frames, None)
         if frame is None:
             return False

@@ -101,10 +101,10 @@ class RankerBundle(PythonModel):
         # Every input of the signature is optional, so MLflow passes frames without some of them: those are
         # missing features. MLflow has no nullable integer (an int64 column holds no NaN and MLflow refuses
         # float64 where long is declared), so leaving the columns out is how a caller scores an unknown user.
-        absent = [c for c in self.spec.columns if c not in model_input.columns]
+        absent = [c for c in self.spec.inputs if c not in model_input.columns]
         if absent:
             model_input = model_input.assign(**dict.fromkeys(absent, np.nan))
-        _check_numeric(model_input, self.spec.numeric)
+        _check_numeric(model_input, tuple(c for c in self.spec.numeric if c not in self.spec.derived))
         scores = self.score_matrix(self.spec.frame_matrix(model_input))
         if "pctcvr" in scores and "price" in model_input:
             price = pd.to_numeric(model_input["price"], errors="coerce").to_numpy(dtype=float)

@@ -20,6 +20,7 @@ import xgboost as xgb
 from feast import FeatureStore
 from feast.types import String
 
+from platform_common import category_stream
 from platform_common.feature_spec import CONTEXT_CATEGORICAL, CONTEXT_NUMERIC, FeatureSpec
 from platform_common.settings import Settings
 from training.config import SplitConfig, TrainConfig
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 ENTITY_COLUMNS = ("impression_id", "event_timestamp", "user_id", "product_id", "merchant_id", "category_l1")
 # Features that only route a lookup (which merchant, which category) and would let a model memorise ids.
 LOOKUP_ONLY = frozenset({"product_merchant_id"})
+# Strings that only feed derived features (platform_common/category_stream.py): never a model column themselves.
+DERIVATION_ONLY = frozenset(category_stream.STRING_FEATURES)
 
 
 @dataclass(frozen=True)
@@ -82,16 +85,22 @@ def plan_split(days: list[date], cfg: SplitConfig) -> TimeSplit:
 
 
 def feature_columns(store: FeatureStore, feature_service: str) -> FeatureColumns:
+    """The service's model columns: context, its features (strings as categoricals, lookup and derivation
+    inputs left out), then the derived features its features can feed (only ctr_model_v2_stream has their
+    inputs)."""
     service = store.get_feature_service(feature_service)
     numeric: list[str] = list(CONTEXT_NUMERIC)
     categorical: list[str] = list(CONTEXT_CATEGORICAL)
     refs: list[str] = []
+    names: list[str] = []
     for projection in service.feature_view_projections:
         for feature in projection.features:
             refs.append(f"{projection.name_to_use()}:{feature.name}")
-            if feature.name in LOOKUP_ONLY:
+            names.append(feature.name)
+            if feature.name in LOOKUP_ONLY or feature.name in DERIVATION_ONLY:
                 continue
             (categorical if feature.dtype == String else numeric).append(feature.name)
+    numeric += category_stream.derived_features(names)
     return FeatureColumns(tuple(numeric), tuple(categorical), tuple(refs))
 
 

@@ -85,7 +85,7 @@ def load_ranker(settings: Settings, version: str) -> RankerBundle:
 def score_on(bundle: RankerBundle, rows: pd.DataFrame, settings: Settings | None = None) -> dict[str, float]:
     """Gate metrics of one bundle on the frozen rows: CTR and CVR quality, and GMV@10 when the oracle exists."""
     assert bundle.spec is not None
-    missing = [c for c in bundle.spec.columns if c not in rows.columns]
+    missing = [c for c in bundle.spec.inputs if c not in rows.columns]
     if missing:
         raise ValueError(f"the frozen test rows lack columns the model needs: {missing}")
     scores = bundle.score_matrix(bundle.spec.frame_matrix(rows))
@@ -146,7 +146,7 @@ def signature_check(settings: Settings, mv: ModelVersion, bundle: RankerBundle) 
     inputs = signature.inputs.to_dict()
     outputs = {c["name"] for c in signature.outputs.to_dict()}
     problems = []
-    if [c["name"] for c in inputs] != list(bundle.spec.columns):
+    if [c["name"] for c in inputs] != list(bundle.spec.inputs):
         problems.append("inputs differ from the feature spec")
     if any(c.get("required", True) for c in inputs):
         problems.append("some inputs are required (any feature can be missing when serving)")

@@ -29,18 +29,20 @@ def integer_features(store: FeatureStore, feature_service: str) -> frozenset[str
 
 
 def model_signature(spec: FeatureSpec, integers: Iterable[str], output_example: pd.DataFrame) -> ModelSignature:
-    """Request context (always sent, integers) as `long`, Feast integer features as `Any`, other numeric features
-    as `double`, categoricals as `string`; every input optional: any feature can be missing at serving time
-    (unknown user, stale value)."""
+    """The spec's raw inputs (`FeatureSpec.inputs`: derived features are computed from them, so a caller sends
+    the strings they come from, not the derived values): request context (always sent, integers) as `long`, Feast
+    integer features as `Any`, other numeric features as `double`, categoricals and strings as `string`; every
+    input optional: any feature can be missing at serving time (unknown user, stale value)."""
     integer_set = set(integers)
     inputs: list[ColSpec | TensorSpec] = []
-    for name in spec.numeric:
-        if name in CONTEXT_NUMERIC:
+    for name in spec.inputs:
+        if name not in spec.numeric:
+            inputs.append(ColSpec("string", name, required=False))
+        elif name in CONTEXT_NUMERIC:
             inputs.append(ColSpec("long", name, required=False))
         elif name in integer_set:
             inputs.append(ColSpec(AnyType(), name, required=False))
         else:
             inputs.append(ColSpec("double", name, required=False))
-    inputs += [ColSpec("string", name, required=False) for name in spec.categorical]
     outputs: list[ColSpec | TensorSpec] = [ColSpec("double", name) for name in output_example.columns]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))

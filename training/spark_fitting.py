@@ -62,9 +62,9 @@ def encoded_rows(
     if clicked_only:
         rows = rows.where("clicked = 1")
     is_valid = window_filter(valid_windows) if valid_windows else "false"
-    rows = rows.selectExpr(*[f"`{c}`" for c in spec.columns], f"cast(`{label}` as double) as {LABEL}",
+    rows = rows.selectExpr(*[f"`{c}`" for c in spec.inputs], f"cast(`{label}` as double) as {LABEL}",
                            f"{is_valid} as {IS_VALID}")  # fmt: skip
-    columns = list(spec.columns)
+    columns = list(spec.inputs)
 
     def encode(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in batches:

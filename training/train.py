@@ -238,7 +238,7 @@ def _train(
         )
         mlflow.log_metrics(metrics)
         log_reference_profile(test_df, bundle, data.columns.feature_refs)  # drift reference for `make monitor`
-        example = test_df[list(spec.columns)].head(20)
+        example = test_df[list(spec.inputs)].head(20)
         signature = model_signature(spec, integer_features(store, cfg.feature_service), bundle.predict(None, example))
         info = mlflow.pyfunc.log_model(
             name="ranker",

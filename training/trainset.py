@@ -169,7 +169,7 @@ class ParquetTrainingSet:
         assert bundle.spec is not None
         raw: dict[str, list[np.ndarray]] = {}
         converted: list[np.ndarray] = []
-        for frame in self.source([part]).frames([*bundle.spec.columns, "converted"], self.batch_rows):
+        for frame in self.source([part]).frames([*bundle.spec.inputs, "converted"], self.batch_rows):
             for head, scores in bundle.head_scores(bundle.spec.frame_matrix(frame)).items():
                 raw.setdefault(head, []).append(scores)
             converted.append(frame["converted"].to_numpy())

@@ -77,7 +77,7 @@ def check_servable(version: str, spec: FeatureSpec | None, served: FeatureSpec |
         raise ValueError(f"v{version} has no feature spec to check against the service's")
     if spec.feature_service == served.feature_service:
         return
-    missing = sorted(set(spec.columns) - set(served.columns))
+    missing = sorted(set(spec.inputs) - set(served.inputs))
     if missing or not spec.columns:
         raise ValueError(
             f"v{version} reads feature service {spec.feature_service}, the service reads {served.feature_service}"

@@ -145,8 +145,11 @@ class FastVectors(FeatureVectors):
 
     def model_matrix(self, spec: FeatureSpec, context: Mapping[str, Sequence[Any]], n_rows: int) -> np.ndarray:
         out = np.empty((n_rows, len(spec.columns)), dtype=np.float32)
+        derived = spec.derive(self.columns, n_rows)  # FeatureSpec.matrix's own derivation, from the raw strings
         for j, name in enumerate(spec.numeric):
-            if name in self.columns:
+            if name in derived:
+                out[:, j] = derived[name]
+            elif name in self.columns:
                 out[:, j] = self.columns[name]
             else:  # request context: one value for every row
                 out[:, j] = np.float32(context[name][0]) if n_rows else 0

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from platform_common.category_stream import DERIVED
 from serving.monitoring import stats
 
 ARTIFACT = "reference_profile.json"
@@ -54,7 +55,13 @@ def profile_of(rows: pd.DataFrame, bundle: Any, feature_refs: Iterable[str]) -> 
     """A version's profile: its features on `rows` and its scores as served (every candidate at slot 1)."""
     spec = bundle.spec
     scores = bundle.score_matrix(spec.frame_matrix(serving_position(rows)))
-    return build_profile(rows, spec.numeric, spec.categorical, views_of(feature_refs), _serving_scores(scores))
+    # derived features (computed from the raw strings inside the matrix) are profiled from the same derivation,
+    # under the view of the strings they read
+    derived = spec.derive({c: rows[c] for c in spec.inputs}, len(rows))
+    views = views_of(feature_refs)
+    views |= {name: views.get(DERIVED[name], "context") for name in derived}
+    rows = rows.assign(**derived) if derived else rows
+    return build_profile(rows, spec.numeric, spec.categorical, views, _serving_scores(scores))
 
 
 def log_reference_profile(rows: pd.DataFrame, bundle: Any, feature_refs: Iterable[str]) -> dict[str, Any]:

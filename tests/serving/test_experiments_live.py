@@ -24,7 +24,7 @@ STREAM = (*BATCH, "us_clicks_5m")
 
 
 def model(version: str, feature_service: str = "ctr_model_v1", columns: tuple[str, ...] = BATCH) -> LoadedModel:
-    bundle = SimpleNamespace(spec=SimpleNamespace(feature_service=feature_service, columns=columns))
+    bundle = SimpleNamespace(spec=SimpleNamespace(feature_service=feature_service, columns=columns, inputs=columns))
     return LoadedModel("shoprank_ranker", version, bundle)  # type: ignore[arg-type]
 
 

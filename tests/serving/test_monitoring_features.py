@@ -131,3 +131,33 @@ def test_stale_share_counts_requests() -> None:
     fired = features.served_health(log, reference(rng), WINDOW, Drift(), Features()).alerts
     stale = {a.target: a.measured for a in fired if a.check == "feature.stale_share"}
     assert stale == {"product_features": 0.25, "user_features": 0.25}
+
+
+def test_the_reference_profile_of_a_stream_model_profiles_its_derived_features() -> None:
+    """The derived per-candidate features are not columns of the training rows: the profile derives them with
+    the spec's own function and files them under the view of the strings they read."""
+    from types import SimpleNamespace
+
+    from platform_common.category_stream import DERIVED
+    from platform_common.feature_spec import FeatureSpec
+    from serving.monitoring.profile import profile_of
+
+    rows = pd.DataFrame(
+        {
+            "price": [1.0, 2.0, 3.0, 4.0],
+            "product_category_l1": ["beauty", "toys", "beauty", None],
+            "surface": ["search"] * 4,
+            "us_click_categories_30m": ["beauty|beauty", "beauty", "", None],
+            "us_session_click_categories": ["beauty", "beauty", "", None],
+            "us_last_click_categories": ["beauty", "beauty", "", None],
+        }
+    )
+    spec = FeatureSpec.fit(rows, "ctr_model_v2_stream", ["price", *DERIVED], ["surface"])
+    bundle = SimpleNamespace(spec=spec, score_matrix=lambda x: {"pctr": np.full(len(x), 0.1)})
+    refs = ["product_features:price", *(f"user_stream_features:{s}" for s in set(DERIVED.values()))]
+    profile = profile_of(rows, bundle, refs)
+    counts = profile["features"]["us_cat_clicks_30m"]
+    assert counts["view"] == "user_stream_features"
+    assert counts["shares"][-1] == 0.25  # the null bin: the row without a stream row or a category
+    assert counts["zero_share"] == 2 / 3  # counts 2 (beauty), 0 (toys), 0 (no click)
+    assert set(DERIVED) <= set(profile["features"]) and "us_click_categories_30m" not in profile["features"]

@@ -15,10 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from platform_common.category_stream import DERIVED
 from platform_common.event_stream.sqlite_stream import SqliteStream
 from platform_common.feast_config import get_feature_store, render_feature_store_yaml
+from platform_common.feature_spec import FeatureSpec
 from platform_common.settings import FEATURE_REPO_DIR, Settings
 from platform_common.stream_log import PRODUCT_VIEW, USER_VIEW
 from serving.features.direct import DirectReader
@@ -37,8 +40,8 @@ def us(offset_s: float) -> int:
     return int((T0 + timedelta(seconds=offset_s)).timestamp() * S)
 
 
-def event(kind: str, eid: str, offset_s: float, product: str) -> dict:
-    e = {"kind": kind, "event_id": eid, "user_id": "u_s", "product_id": product, "event_ts": us(offset_s),
+def event(kind: str, eid: str, offset_s: float, product: str, user: str = "u_s") -> dict:
+    e = {"kind": kind, "event_id": eid, "user_id": user, "product_id": product, "event_ts": us(offset_s),
          "ingested_at": us(offset_s + 1)}  # fmt: skip
     if kind == "impression":
         return e | {"surface": "home_feed", "position": 1, "request_id": "r1"}
@@ -56,10 +59,11 @@ def pushed(tmp_path_factory):
     clock = {"now": us(5)}
     stream = SqliteStream(settings.stream_dir / "events.db")
     proc = Processor(stream, FeastPusher(get_feature_store(settings)), settings.stream_dir, settings.stream_log_dir,
-                     clock=lambda: clock["now"])  # fmt: skip
+                     clock=lambda: clock["now"], catalogue=CATALOGUE)  # fmt: skip
     stream.publish(
-        [event("impression", "i1", 0, "p_a"), event("impression", "i2", 0, "p_b"), event("click", "c1", 2, "p_a")]
-    )
+        [event("impression", "i1", 0, "p_a"), event("impression", "i2", 0, "p_b"), event("click", "c1", 2, "p_a"),
+         event("impression", "i3", 1, "p_c", user="u_quiet")]  # a user with no click: empty strings, not missing
+    )  # fmt: skip
     proc.step()
     readers = {
         "feast": FeastReader(get_feature_store(settings), SERVICE),
@@ -80,6 +84,8 @@ def _columns(vectors, names):
 
 
 STREAM_NAMES = ("us_clicks_5m", "us_session_impressions", "us_seconds_since_click", "ps_clicks_1h", "ps_impressions_1h")
+CATALOGUE = {"p_a": "beauty", "p_b": "toys"}
+CATEGORY_NAMES = ("us_click_categories_30m", "us_session_click_categories", "us_last_click_categories")
 
 
 def test_every_read_mode_serves_the_pushed_stream_rows(pushed):
@@ -131,3 +137,32 @@ def test_stream_views_past_their_ttl_are_flagged_stale_and_served_missing(pushed
                 values = _columns(vectors, names)
                 missing = all(v is None for col in values.values() for v in col)
                 assert missing == (view in stale), (mode, after, view, values)
+
+
+def test_every_read_mode_serves_the_category_strings_and_derives_the_same_matrix(pushed):
+    """The String fields come back as strings from every reader (SQLite here; the direct reader is also the Redis
+    path), an empty list as "" (no click) and not as missing, and the model matrix of a stream spec derives the
+    same per-candidate features from them in every mode (FastVectors and the feast reader's FeatureSpec.matrix)."""
+    _, _, _, _, readers = pushed
+    now = T0 + timedelta(seconds=40)  # after the second test's push: clicks c1 (p_a) and c2 (p_b)
+    got = {mode: r.fetch("u_s", ["p_a", "p_b", "p_none"], now=now) for mode, r in readers.items()}
+    for mode, vectors in got.items():
+        assert _columns(vectors, CATEGORY_NAMES) == {
+            "us_click_categories_30m": ["toys|beauty"] * 3,
+            "us_session_click_categories": ["toys|beauty"] * 3,
+            "us_last_click_categories": ["toys|beauty"] * 3,
+        }, mode
+        quiet = readers[mode].fetch("u_quiet", ["p_a"], now=now)
+        assert _columns(quiet, CATEGORY_NAMES) == {n: [""] for n in CATEGORY_NAMES}, mode
+    spec = FeatureSpec.fit(pd.DataFrame({"surface": ["search"]}), SERVICE, ["us_clicks_5m", *DERIVED], ["surface"])
+    context = {"surface": ["search"] * 3, "position": [1] * 3, "hour_of_day": [10] * 3, "is_campaign_day": [0] * 3}
+    matrices = {}
+    for mode, vectors in got.items():
+        # no batch rows were materialized here, so the product rows' category is set as a product row would give it
+        vectors.columns["product_category_l1"] = np.array(["beauty", "toys", None], dtype=object)
+        matrices[mode] = vectors.model_matrix(spec, context, 3)
+    derived = matrices["feast"][:, 1:4]
+    np.testing.assert_array_equal(derived[:2], [[1, 1, 2], [1, 1, 1]])  # p_a: 2nd newest category; p_b: newest
+    assert np.isnan(derived[2]).all()  # no product row: no category to match
+    for mode, m in matrices.items():
+        np.testing.assert_array_equal(m, matrices["feast"], err_msg=mode)

@@ -5,7 +5,8 @@ re-landed duplicate, a null user, an event from the future, a click landed hours
 publishes each flush as the live producer does (`raw_events`, table by table) through the embedded stream and
 processes it as one batch; the backfill replays the raw files through DuckDB. Every row (entity, the event
 time it describes, its last event, every feature) must be identical; only the visible time differs (the
-processor's clock vs the landing time).
+processor's clock vs the landing time). Both take click categories from the raw products table
+(transforms/streaming/catalogue.py), which lacks one clicked product on purpose and lands a product twice.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from platform_common.event_stream.sqlite_stream import SqliteStream
 from platform_common.stream_log import VIEWS, read_log
 from simulator.writer import SCHEMAS
 from transforms.streaming.backfill import backfill
+from transforms.streaming.catalogue import load_catalogue
 from transforms.streaming.processor import Processor
 
 SECOND_US = 1_000_000
@@ -94,6 +96,27 @@ def write_raw(raw_dir, flush_no: int, tables: dict[str, list[dict]]) -> dict[str
     return arrow
 
 
+def write_products(raw_dir) -> None:
+    """p000001..p000005 (p000006 is clicked but missing); p000003 re-landed later in another category, a row
+    without a category: the newest landing with a category wins."""
+    categories = ["fashion", "beauty", "home", "fashion", "toys"]
+    rows = [{"product_id": f"p{i:06d}", "merchant_id": "m00001", "category_l1": c, "category_l2": None,
+             "base_price": 9.5, "created_ts": T0 - 86_400 * SECOND_US, "_ingested_at": T0 - 3600 * SECOND_US}
+            for i, c in enumerate(categories, start=1)]  # fmt: skip
+    rows.append(rows[2] | {"category_l1": "sports", "_ingested_at": T0})
+    rows.append(rows[0] | {"category_l1": None, "_ingested_at": T0 + SECOND_US})
+    folder = raw_dir / "products" / "dt=2026-11-13"
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMAS["products"]), folder / "part-00000.parquet")
+
+
+def test_the_catalogue_is_the_newest_landed_category(tmp_path):
+    write_products(tmp_path)
+    assert load_catalogue(tmp_path) == {"p000001": "fashion", "p000002": "beauty", "p000003": "sports",
+                                        "p000004": "fashion", "p000005": "toys"}  # fmt: skip
+    assert load_catalogue(tmp_path / "nothing-landed") == {}
+
+
 def comparable(log_dir, view):
     frame = read_log(log_dir, view).to_pandas().drop(columns=["event_timestamp", "created_timestamp"])
     return frame.sort_values(list(frame.columns[:3])).reset_index(drop=True)
@@ -105,7 +128,9 @@ def test_stream_and_backfill_rows_are_identical(tmp_path, seed):
     stream_log, backfill_log = tmp_path / "stream_log", tmp_path / "backfill_log"
     stream = SqliteStream(stream_dir / "events.db")
     clock = {"now": T0}
-    processor = Processor(stream, None, stream_dir, stream_log, batch_size=10_000, clock=lambda: clock["now"])
+    write_products(raw_dir)
+    processor = Processor(stream, None, stream_dir, stream_log, batch_size=10_000, clock=lambda: clock["now"],
+                          catalogue=load_catalogue(raw_dir))  # fmt: skip
     published = 0
     for f, (landed, tables) in enumerate(landing(seed)):
         arrow = write_raw(raw_dir, f, tables)
@@ -120,7 +145,10 @@ def test_stream_and_backfill_rows_are_identical(tmp_path, seed):
     counts = result.engine.counts
     assert counts["duplicate"] > 0 and counts["late"] > 0
     assert counts["malformed_null_user_id"] > 0 and counts["malformed_future_event_ts"] > 0
+    assert counts["click_unknown_category"] > 0  # p000006
     for view in VIEWS:
         streamed, replayed = comparable(stream_log, view), comparable(backfill_log, view)
         assert len(streamed) > 20
         assert streamed.equals(replayed), view
+    listed = "|".join(comparable(stream_log, VIEWS[0])["us_session_click_categories"])
+    assert {"fashion", "sports", "unknown"} <= set(listed.split("|"))

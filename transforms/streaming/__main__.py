@@ -71,6 +71,7 @@ def run(
     import os
 
     from platform_common.feast_config import get_feature_store
+    from transforms.streaming.catalogue import load_catalogue
     from transforms.streaming.metrics import StreamMetrics, metrics_path
     from transforms.streaming.processor import GROUP, FeastPusher, Processor
 
@@ -93,6 +94,7 @@ def run(
         batch_size=batch_size,
         consumer=consumer,
         failpoint=failpoint if crash else None,
+        catalogue=load_catalogue(settings.raw_dir),
     )
     metrics = StreamMetrics(metrics_path(settings.stream_dir, consumer), GROUP)
     transient = transient_errors()

@@ -10,11 +10,13 @@ stream's by construction; tests/transforms/test_stream_parity.py checks the two 
 Each landing (the events sharing one `_ingested_at`: one flush of the landing zone) is one batch: a row per
 entity touched, its state after the landing, visible at that `_ingested_at` (the earliest a stream processor
 could have pushed it). Backfill parts are named `backfill-*.parquet` and replaced by the next backfill.
+
+Click categories come from the raw products table (transforms/streaming/catalogue.py), the processor's source.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ import duckdb
 
 from platform_common.event_stream import KIND_RANK, RAW_EVENT_TABLES, raw_events
 from platform_common.stream_log import PRODUCT_VIEW, USER_VIEW, VIEWS, view_dir, write_part
+from transforms.streaming.catalogue import load_catalogue
 from transforms.streaming.events import Malformed, check
 from transforms.streaming.processor import Checkpoint, rows_frame
 from transforms.streaming.windows import Engine
@@ -62,9 +65,16 @@ def raw_history(raw_dir: Path, until_us: int | None) -> Iterator[dict[str, Any]]
     yield from events
 
 
-def backfill(raw_dir: Path, log_dir: Path, until: datetime | None = None, write: bool = True) -> BackfillResult:
+def backfill(
+    raw_dir: Path,
+    log_dir: Path,
+    until: datetime | None = None,
+    write: bool = True,
+    catalogue: Mapping[str, str] | None = None,
+) -> BackfillResult:
+    """`catalogue`: product -> category_l1; default: the raw products table under `raw_dir`."""
     until_us = None if until is None else int(until.timestamp() * 1_000_000)
-    engine = Engine()
+    engine = Engine(catalogue=load_catalogue(raw_dir) if catalogue is None else catalogue)
     # rows and their visible times per view, framed once at the end (a frame per landing costs ms each)
     out: dict[str, list[dict[str, Any]]] = {view: [] for view in VIEWS}
     visible: dict[str, list[int]] = {view: [] for view in VIEWS}

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import pickle
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -151,14 +151,19 @@ class Processor:
         clock: Callable[[], int] = now_us,
         push_retry_seconds: float = 1.0,
         failpoint: Callable[[str, int], None] | None = None,
+        catalogue: Mapping[str, str] | None = None,
     ) -> None:
+        """`catalogue`: product -> category_l1 for the click categories (transforms/streaming/catalogue.py, as the
+        backfill reads it); None: every click's category is unknown (tests that do not look at categories)."""
         self.stream, self.pusher = stream, pusher
         self.stream_dir, self.log_dir = stream_dir, log_dir
         self.group, self.consumer, self.batch_size = group, consumer, batch_size
         self.clock = clock
         self.push_retry_seconds = push_retry_seconds
         self.checkpoint_file = checkpoint_path(stream_dir, group)
+        self.catalogue: Mapping[str, str] = {} if catalogue is None else catalogue
         self.state = load_checkpoint(self.checkpoint_file)
+        self.state.engine.catalogue = self.catalogue  # not checkpointed (windows.Engine)
         # called as failpoint(stage, batch) at each of STAGES (batch counts this process's non-empty batches from
         # 1): the fault tests SIGKILL the process there (`run --crash-at`); None in normal runs
         self.failpoint = failpoint
@@ -171,6 +176,7 @@ class Processor:
             self.stream.close()
         self.stream = stream
         self.state = load_checkpoint(self.checkpoint_file)
+        self.state.engine.catalogue = self.catalogue
 
     def _fail(self, stage: str) -> None:
         if self.failpoint is not None:

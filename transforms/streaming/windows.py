@@ -17,15 +17,24 @@ The features of an entity describe it as of `t` = its newest accepted event time
 counts over event-time windows ending at t (`(t - w, t]`), the session (going back from t over its events
 while the gap between consecutive ones is at most 30 min, and never more than 4 h back), seconds from its
 newest click to t. Orders are checked, deduplicated and move the watermark, but feed no feature yet.
+
+A user's recent click categories (issue 17, section 2; the format and the features derived from it are in
+platform_common/category_stream.py): each accepted click takes its product's `category_l1` from the engine's
+catalogue when it is accepted (`category_stream.UNKNOWN_CATEGORY` for a product the catalogue lacks), and the
+user row lists them newest first, by (event time, event id) descending, so arrival order does not matter:
+the clicks in `(t - 30 min, t]`, those of the current session (the same walk as the session counts), and the
+last 3 distinct categories among the clicks in `(t - 4 h, t]` (what the user's state remembers).
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from platform_common.category_stream import LAST_DISTINCT, MAX_LISTED, UNKNOWN_CATEGORY, join
 from transforms.streaming.events import Event
 
 SECOND_US = 1_000_000
@@ -69,12 +78,19 @@ class UserState:
     as_of: int = 0
     last_click: int | None = None
     last_event_id: str = ""
+    # (event time, event id, category) of each click within the horizon, sorted
+    click_categories: list[tuple[int, str, str]] = field(default_factory=list)
 
-    def add(self, event: Event) -> None:
+    def add(self, event: Event, category: str = UNKNOWN_CATEGORY) -> None:
+        """Take an accepted impression or click in; `category` is a click's product category."""
         _advance(self, event)
         horizon = self.as_of - USER_HORIZON_US
         if event.kind == "click":
             self.last_click = event.event_ts if self.last_click is None else max(self.last_click, event.event_ts)
+            bisect.insort(self.click_categories, (event.event_ts, event.event_id, category))
+        cut = bisect.bisect_left(self.click_categories, (horizon,))
+        if cut:
+            del self.click_categories[:cut]
         _insert(self.both, event.event_ts, horizon)
         for times, kind in ((self.impressions, "impression"), (self.clicks, "click")):
             if event.kind == kind:
@@ -84,8 +100,9 @@ class UserState:
                 if cut:
                     del times[:cut]
 
-    def session_counts(self) -> tuple[int, int]:
-        """(impressions, clicks) from the session's first event to `as_of`: walk back while gaps <= 30 min."""
+    def session_start(self) -> int | None:
+        """The event time of the session's first event: walk back from `as_of` while gaps <= 30 min, within 4 h
+        (None before any event)."""
         earliest = self.as_of - SESSION_MAX_US
         end = bisect.bisect_right(self.both, self.as_of)
         i = end - 1
@@ -93,11 +110,38 @@ class UserState:
         while i >= 0 and self.both[i] > earliest and previous - self.both[i] <= SESSION_GAP_US:
             previous = self.both[i]
             i -= 1
-        if i == end - 1:
+        return None if i == end - 1 else self.both[i + 1]
+
+    def session_counts(self) -> tuple[int, int]:
+        """(impressions, clicks) from the session's first event to `as_of`."""
+        start = self.session_start()
+        if start is None:
             return 0, 0
-        start = self.both[i + 1]
+        events = bisect.bisect_right(self.both, self.as_of) - bisect.bisect_left(self.both, start)
         clicks = _in_window(self.clicks, self.as_of, self.as_of - start + 1)
-        return (end - 1 - i) - clicks, clicks
+        return events - clicks, clicks
+
+    def newest_click_categories(self, since: int) -> list[str]:
+        """Categories of the clicks with event time >= `since` (all are <= as_of, the newest event), newest first."""
+        start = bisect.bisect_left(self.click_categories, (since,))
+        return [c for _, _, c in reversed(self.click_categories[start:])]
+
+    def category_features(self) -> dict[str, str]:
+        t = self.as_of
+        start = self.session_start()
+        last: list[str] = []
+        for category in self.newest_click_categories(t - SESSION_MAX_US + 1):
+            if category not in last:
+                last.append(category)
+                if len(last) == LAST_DISTINCT:
+                    break
+        return {
+            "us_click_categories_30m": join(self.newest_click_categories(t - 30 * MINUTE_US + 1)[:MAX_LISTED]),
+            "us_session_click_categories": join(
+                [] if start is None else self.newest_click_categories(start)[:MAX_LISTED]
+            ),
+            "us_last_click_categories": join(last),
+        }
 
     def features(self) -> dict[str, Any]:
         t = self.as_of
@@ -109,7 +153,7 @@ class UserState:
             "us_session_impressions": session_impressions,
             "us_session_clicks": session_clicks,
             "us_seconds_since_click": None if self.last_click is None else (t - self.last_click) / SECOND_US,
-        }
+        } | self.category_features()
 
 
 @dataclass
@@ -147,6 +191,29 @@ class Engine:
     seen: dict[str, int] = field(default_factory=dict)  # accepted event id -> event time
     counts: Counter[str] = field(default_factory=Counter)
     _since_prune: int = 0
+    # product id -> category_l1 (transforms/streaming/catalogue.py); not checkpointed: the processor and the
+    # backfill set it from the catalogue when they start
+    catalogue: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("catalogue", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.catalogue = {}
+        for user in self.users.values():  # a checkpoint written before click categories existed
+            if not hasattr(user, "click_categories"):
+                user.click_categories = []
+
+    def category(self, product_id: str) -> str:
+        """A clicked product's category; UNKNOWN_CATEGORY (counted) when the catalogue lacks it."""
+        found = self.catalogue.get(product_id)
+        if found is None:
+            self.counts["click_unknown_category"] += 1
+            return UNKNOWN_CATEGORY
+        return found
 
     def apply(self, event: Event) -> str:
         """Take one event in; returns `accepted`, `late` or `duplicate`."""
@@ -161,7 +228,8 @@ class Engine:
         self.counts["accepted"] += 1
         self.counts[f"accepted_{event.kind}"] += 1
         if event.kind in ("impression", "click"):
-            self.users.setdefault(event.user_id, UserState()).add(event)
+            category = self.category(event.product_id) if event.kind == "click" else UNKNOWN_CATEGORY
+            self.users.setdefault(event.user_id, UserState()).add(event, category)
             self.products.setdefault(event.product_id, ProductState()).add(event)
         self._since_prune += 1
         if self._since_prune >= _PRUNE_EVERY:
