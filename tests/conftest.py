@@ -98,7 +98,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 def sharded(config: pytest.Config) -> bool:
-    """Running under pytest-xdist with workers (the controller and `-n 0` are not)."""
+    """Running under pytest-xdist: the controller of `-n N` (N > 0) or one of its workers."""
     return bool(getattr(config.option, "numprocesses", None)) or hasattr(config, "workerinput")
 
 
