@@ -34,14 +34,13 @@ class RedisStream:
         XREADGROUP `>` whose reply was lost that hands out the next entries and strands the lost ones in this
         consumer's pending list until a claim. A consumer fails fast instead and recovers from its checkpoint,
         which re-reads its own pending entries first (and counts the reconnection)."""
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
         from platform_common.connections import redis_client
 
-        if consumer:
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-
-            return cls(redis_client(settings, retry=Retry(NoBackoff(), 0)), settings.stream_key, settings.stream_maxlen)
-        return cls(redis_client(settings), settings.stream_key, settings.stream_maxlen)
+        fail_fast = {"retry": Retry(NoBackoff(), 0)} if consumer else {}
+        return cls(redis_client(settings, **fail_fast), settings.stream_key, settings.stream_maxlen)
 
     def publish(self, events: Sequence[Mapping[str, Any]]) -> int:
         return self.publish_raw([encode(e) for e in events])
