@@ -98,8 +98,11 @@ skew-check: $(ENGINE_STAMP) ## online vs offline features (exact) and served vs 
 status: $(VENV_STAMP) ## JSON: tracking URI, champions and test metrics, feature views and freshness
 	@$(RUN) python -m training status
 
-demo: $(VENV_STAMP) ## everything from nothing, then one real /rank request against the served champion
-	$(MAKE) data features apply materialize train promote
+# The stream model (ctr_model_v2_stream) is gated against the batch champion on the same rows: promoted if it wins,
+# kept out (exit 0, "NOT PROMOTED" and why) if not; serving.demo's stream step reports which it serves.
+demo: $(VENV_STAMP) ## everything from nothing (batch model, then the stream model through the gate), one real /rank, then a new shopper's clicks through the stream processor into the next /rank
+	$(MAKE) data features apply stream-backfill materialize train promote
+	$(MAKE) train promote FEATURE_SERVICE=ctr_model_v2_stream
 	$(RUN) python -m serving.demo
 
 # Two workers (tests/conftest.py: one group per platform, each built once): one process keeps one core busy.
@@ -311,11 +314,12 @@ stream-backfill: $(VENV_STAMP) ## the stream features over the raw history into 
 # Issue 17, section 5 (docs/benchmarks.md, "Stream freshness and throughput"): on a prepared state whose champion
 # was trained on ctr_model_v2_stream; the current profile's transport (SHOPRANK_PROFILE=prod: the Redis Stream).
 BENCH_STREAM_RUNS ?= 3
+STREAM_BATCH_SIZES ?= 5000,500
 
 .PHONY: bench-stream
 
-bench-stream: $(VENV_STAMP) ## event -> /rank freshness (p50/p99, decomposed) under live shoppers, processor max events/s vs the live rate [BENCH_STREAM_RUNS=3 RATE=150 (the Makefile default)]
-	$(RUN) python -m benchmarks.stream run --runs $(BENCH_STREAM_RUNS) --live-rate $(RATE)
+bench-stream: $(VENV_STAMP) ## event -> /rank freshness (p50/p99, decomposed) under live shoppers, processor max events/s vs the live rate [BENCH_STREAM_RUNS=3 RATE=150 (the Makefile default) STREAM_BATCH_SIZES=5000,500: each run with each processor batch size]
+	$(RUN) python -m benchmarks.stream run --runs $(BENCH_STREAM_RUNS) --live-rate $(RATE) --batch-sizes $(STREAM_BATCH_SIZES)
 
 # Issue 18, section 4: ctr_model_v1 vs ctr_model_v3_calendar per day kind over seeds x periods (docs/calendar_models.md).
 CAL_SEEDS ?= 42 7 11

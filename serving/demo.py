@@ -1,4 +1,5 @@
-"""`make demo`'s last step: serve the champion, send one real /rank request, print the answer, stop."""
+"""`make demo`'s last step: serve the champion, send one real /rank request, print the answer; then the stream
+step (serving/demo_stream.py): a new shopper's clicks reach the next answer through the stream processor."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from platform_common.settings import get_settings
+from platform_common.settings import Settings, get_settings
+from platform_common.stream_log import USER_VIEW
+from serving import demo_stream
 from serving.launcher import running_service
 
 console = Console()
@@ -47,6 +50,23 @@ def main() -> None:
         response = httpx.post(f"{url}/rank", json=request, timeout=30)
         response.raise_for_status()
         body = response.json()
+        print_answer(body)
+        service = httpx.get(f"{url}/readyz", timeout=30).json().get("feature_service") or ""
+        reads_stream = USER_VIEW in feature_service_views(settings, service)
+        known = [p for p in request["product_ids"] if p != "p_does_not_exist"]
+        demo_stream.run(settings, url, known, reads_stream, console)
+
+
+def feature_service_views(settings: Settings, name: str) -> set[str]:
+    from platform_common.feast_config import get_feature_store
+
+    if not name:
+        return set()
+    service = get_feature_store(settings).get_feature_service(name)
+    return {projection.name for projection in service.feature_view_projections}
+
+
+def print_answer(body: dict) -> None:
     table = Table(
         title=f"{body['user_id']} on {body['surface']} - {body['model']['name']} "
         f"v{body['model']['version']} (known user: {body['known_user']})"

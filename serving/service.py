@@ -145,6 +145,7 @@ class Ranker:
         return 200, {
             "ready": True,
             "model": {"name": active.model.name, "version": active.model.version},
+            "feature_service": active.model.bundle.spec.feature_service if active.model.bundle.spec else None,
             "shadow": {"name": active.shadow.name, "version": active.shadow.version} if active.shadow else None,
             "experiment": active.experiment.status(datetime.now(UTC)) if active.experiment else None,
             "registry_check_error": self.watcher.last_error or None,
