@@ -49,7 +49,10 @@ def run(
     seconds: Annotated[
         float | None, typer.Option(min=0.1, max=10_000_000.0, help="Stop after this long (default: until Ctrl-C).")
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="Events read per batch at most.")] = 500,
+    # 5,000: the Feast push costs about the same per batch up to thousands of rows (docs/benchmarks.md, "Stream
+    # freshness and throughput"), and the live shoppers land in flushes of thousands: a click behind a flush
+    # waits one batch instead of ten. When caught up a read returns what is there, so small batches stay small.
+    batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="Events read per batch at most.")] = 5_000,
     block_ms: Annotated[int, typer.Option(min=1, max=60_000, help="Wait this long for events when idle.")] = 200,
     consumer: Annotated[str | None, typer.Option(help="Consumer name in the group (default: host name).")] = None,
     metrics_seconds: Annotated[
@@ -126,7 +129,8 @@ def run(
                 result = processor.step(block_ms=block_ms, should_stop=lambda: stop)
                 metrics.observe(result)
                 if timings is not None and result.visible_at is not None:
-                    record = {"visible_us": result.visible_at, "read": result.read} | result.timings
+                    record = {"visible_us": result.visible_at, "read": result.read, "accepted": result.accepted}
+                    record |= {"rows": sum(result.rows.values())} | result.timings
                     with open(timings, "a") as out:
                         out.write(json.dumps(record) + "\n")
                 if time.monotonic() >= next_write or (until_drained and not result.read):

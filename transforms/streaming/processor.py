@@ -147,7 +147,7 @@ class Processor:
         *,
         group: str = GROUP,
         consumer: str = "processor-1",
-        batch_size: int = 500,
+        batch_size: int = 5_000,
         clock: Callable[[], int] = now_us,
         push_retry_seconds: float = 1.0,
         failpoint: Callable[[str, int], None] | None = None,
