@@ -13,7 +13,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from rich.console import Console
@@ -24,6 +24,9 @@ from platform_common.settings import REPO_ROOT, Settings, export_env
 from platform_common.stream_log import FEATURES, USER_VIEW
 from transforms.streaming.catalogue import load_catalogue
 from transforms.streaming.metrics import metrics_path
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 CONSUMER = "demo"
 CLICKS = 3
@@ -86,20 +89,19 @@ def stop_processor(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def online_user_row(settings: Settings, user: str) -> dict[str, Any]:
-    from platform_common.feast_config import get_feature_store
-
+def online_user_row(store: FeatureStore, user: str) -> dict[str, Any]:
     names = [name for name, _, _ in FEATURES[USER_VIEW]]
-    row = (
-        get_feature_store(settings)
-        .get_online_features(features=[f"{USER_VIEW}:{n}" for n in names], entity_rows=[{"user_id": user}])
-        .to_dict()
-    )
+    row = store.get_online_features(
+        features=[f"{USER_VIEW}:{n}" for n in names], entity_rows=[{"user_id": user}]
+    ).to_dict()
     return {n: row[n][0] for n in names}
 
 
 def run(settings: Settings, url: str, candidates: list[str], reads_stream: bool, console: Console) -> None:
+    from platform_common.feast_config import get_feature_store
+
     catalogue = load_catalogue(settings.raw_dir)
+    store = get_feature_store(settings)  # once: each construction reads the registry
     user = f"demo_shopper_{time.time_ns() // 1_000_000}"  # new per run: a reused event id would be a duplicate
     with httpx.Client() as client:
         before = rank(client, url, user, candidates)
@@ -120,7 +122,7 @@ def run(settings: Settings, url: str, candidates: list[str], reads_stream: bool,
                         "user_id": user,
                         "product_id": product,
                         "impression_id": f"{user}-i{i}",
-                        "event_ts": now_us - (CLICKS - i) * 1_000_000,  # a second apart, the last one now
+                        "event_ts": now_us - (CLICKS - 1 - i) * 1_000_000,  # a second apart, the last one now
                         "ingested_at": now_us,
                     }
                     for i, product in enumerate(clicked)
@@ -134,11 +136,11 @@ def run(settings: Settings, url: str, candidates: list[str], reads_stream: bool,
                 if pctr_by_product(after) != pctr_by_product(before):
                     seen_ms = (time.monotonic() - published) * 1000
                     break
-                if not reads_stream and online_user_row(settings, user)["us_session_clicks"]:
+                if not reads_stream and online_user_row(store, user)["us_session_clicks"]:
                     seen_ms = (time.monotonic() - published) * 1000
                     break
                 time.sleep(0.05)
-            row = online_user_row(settings, user)
+            row = online_user_row(store, user)
         finally:
             stop_processor(proc)
     if seen_ms is None:
