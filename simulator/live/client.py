@@ -35,6 +35,9 @@ from simulator.live.session import LiveMarket, Returning, Served, SessionBatch, 
 from simulator.live.world_store import load_world
 
 BATCH = 256
+# Events go on the stream this often: a marketplace's services publish as events happen, and a click queued behind
+# a 5-second flush of thousands waits for all of them in the processor (docs/benchmarks.md, stream freshness).
+PUBLISH_SECONDS = 0.2
 LATENCY_WINDOW = 200_000
 _HEADERS = {"content-type": "application/json"}
 
@@ -210,9 +213,11 @@ async def run_live(
     progress: ProgressHook | None = None,
     checkout_speedup: float = 1.0,
     publisher: EventStream | None = None,
+    publish_seconds: float = PUBLISH_SECONDS,
 ) -> Stats:
-    """`publisher`: the event stream every landed impression, click and order is also published to (issue 17);
-    None publishes nothing (the raw landing zone receives the events either way)."""
+    """`publisher`: the event stream every impression, click and order is published to as it happens, every
+    `publish_seconds` (issue 17); they land in the raw landing zone every `flush_seconds` all the same. None
+    publishes nothing."""
     if rate <= 0 or seconds <= 0:
         raise LiveError("--rate and --seconds must be positive")
     base = check_loopback(url)
@@ -244,13 +249,20 @@ async def run_live(
                 seconds,
                 concurrency,
                 flush_seconds,
+                publish_seconds,
                 progress,
             )
-        # after the last request, shoppers still scroll and click: land what happens while we linger
+        # after the last request, shoppers still scroll and click: publish and land what happens while we linger
         linger_end = time.monotonic() + linger_seconds
+        next_flush = time.monotonic() + flush_seconds
+        tick = publish_seconds if publisher is not None else flush_seconds
         while landing.ledger_rows() and time.monotonic() < linger_end:
-            await asyncio.sleep(min(flush_seconds, linger_end - time.monotonic()))
-            landing.flush(time.time_ns() // 1000)
+            await asyncio.sleep(max(0.0, min(tick, linger_end - time.monotonic())))
+            if time.monotonic() >= next_flush:
+                landing.flush(time.time_ns() // 1000)
+                next_flush = time.monotonic() + flush_seconds
+            else:
+                landing.publish(time.time_ns() // 1000)
         stats.pending = landing.close(time.time_ns() // 1000)
         stats.landed.update(landing.landed)
         stats.drawn.update(landing.drawn)
@@ -269,6 +281,7 @@ async def _drive(
     seconds: float,
     concurrency: int,
     flush_seconds: float,
+    publish_seconds: float,
     progress: ProgressHook | None,
 ) -> None:
     loop = asyncio.get_running_loop()
@@ -281,6 +294,7 @@ async def _drive(
     in_flight: set[asyncio.Task[None]] = set()
     batches: list[_Pending] = []
     next_flush = start + flush_seconds
+    next_publish = start + publish_seconds
     next_report = start
     current: _Pending | None = None
     returning = Returning()  # sessions waiting to ask for their next page
@@ -323,6 +337,10 @@ async def _drive(
         if now >= next_flush:
             landing.flush(time.time_ns() // 1000)
             next_flush = now + flush_seconds
+            next_publish = now + publish_seconds
+        elif now >= next_publish:
+            landing.publish(time.time_ns() // 1000)
+            next_publish = now + publish_seconds
         if progress is not None and now >= next_report:
             progress(stats, time.perf_counter())
             next_report = now + 0.25

@@ -1,7 +1,10 @@
 """What live shoppers did, landed where production logs land, and the oracle's truth of what was served.
 
 Events wait in a ledger until they have happened (an order comes minutes after its click) and land at the
-next flush with `_ingested_at` = the wall clock of that flush, through the historical flaw code. Ids come
+next flush with `_ingested_at` = the wall clock of that flush, through the historical flaw code. With an event
+stream (issue 17), events are published as they happen, on a short tick (`publish`), the way a marketplace's
+services put them on the bus; the landing zone, like a lake fed from that bus, gets the same rows (flaws and
+`_ingested_at` = the tick's clock included) at the next flush. Ids come
 from a range no historical table reaches (`LIVE_ID_BASE`, checked against the world's landed rows) and a
 counter under `oracle/live/` shared by every run. Events still in the future when a run stops are kept in
 `oracle/live/pending/` (the simulator's knowledge, not the platform's) and land in a later run's flushes.
@@ -189,6 +192,9 @@ class LiveLanding:
         self.lists = pq.ParquetWriter(self.run_dir / "lists.parquet", LISTS_SCHEMA, compression="zstd")
         self.flaw_seed = seed
         self.flushes = 0
+        # batches drawn through the flaw code (a flush, or a publish tick): the key of each one's flaw draws
+        self.batches = 0
+        self.unlanded: dict[str, list[pa.Table]] = {name: [] for name in EVENT_TABLES}  # published, not yet landed
         self.landed = dict.fromkeys(EVENT_TABLES, 0)
         self.drawn = dict.fromkeys(EVENT_TABLES, 0)
         self.flaw_counts: dict[str, dict[str, int]] = {name: {} for name in EVENT_TABLES}
@@ -301,16 +307,32 @@ class LiveLanding:
     def ledger_rows(self) -> int:
         return sum(self.ledger.rows(name) for name in EVENT_TABLES)
 
+    def publish(self, now_us: int) -> int:
+        """Publish every event that has happened by `now_us` (stamped `_ingested_at = now_us`) to the stream; it
+        lands at the next flush. Without a stream, nothing: events wait for the flush. Returns events published."""
+        if self.publisher is None:
+            return 0
+        published = 0
+        for name in EVENT_TABLES:
+            arrow = self._draw(name, now_us)
+            if arrow is not None:
+                self.unlanded[name].append(arrow)
+                published += self.publisher.publish(raw_events(name, arrow))
+        self.published += published
+        return published
+
     def flush(self, now_us: int) -> dict[str, int]:
-        """Land every event that has happened by `now_us`, stamped `_ingested_at = now_us`; rows per table."""
+        """Land every event that has happened by `now_us`, stamped `_ingested_at = now_us` (or the publish tick
+        that published it); rows per table."""
+        self.publish(now_us)  # what became due since the last tick: on the stream before it lands, as the others
         written: dict[str, int] = {}
         self.flushes += 1
         for name in EVENT_TABLES:
-            due = self.ledger.take_due(name, now_us)
-            if not due or len(due["event_ts"]) == 0:
-                written[name] = 0
-                continue
-            written[name] = self._land(name, due, now_us)
+            parts = self.unlanded[name]
+            if self.publisher is None and (arrow := self._draw(name, now_us)) is not None:
+                parts.append(arrow)
+            written[name] = self._land(name, parts, now_us) if parts else 0
+            self.unlanded[name] = []
         self._mark(now_us)
         return written
 
@@ -327,7 +349,12 @@ class LiveLanding:
         tmp.write_text(json.dumps({"run_id": self.run_id, "landed_through_us": int(now_us)}))
         tmp.replace(path)
 
-    def _land(self, name: str, due: Cols, now_us: int) -> int:
+    def _draw(self, name: str, now_us: int) -> pa.Table | None:
+        """The events of table `name` due by `now_us`, through the flaw code, as they land; None if none is due."""
+        due = self.ledger.take_due(name, now_us)
+        if not due or len(due["event_ts"]) == 0:
+            return None
+        self.batches += 1
         n = len(due["event_ts"])
         dependent = due.pop("_dependent")
         request_id = due.pop("request_id", None)
@@ -339,7 +366,7 @@ class LiveLanding:
         def gather(rows: np.ndarray) -> EventTable:
             return EventTable(name, {k: v[rows].copy() for k, v in due.items()})
 
-        rng = rng_for(self.flaw_seed, f"live/{self.run_id}/{self.flushes}/{name}")
+        rng = rng_for(self.flaw_seed, f"live/{self.run_id}/{self.batches}/{name}")
         # the usual rate on average: a binomial count per family (history's one-per-kind minimum would swamp
         # a flush's few orders); never late, which needs a day-old event
         per_family = int(rng.binomial(n, self.config.flaw_rate))
@@ -361,16 +388,17 @@ class LiveLanding:
         if strings is not None:
             index = SCHEMAS[name].get_field_index("request_id")
             arrow = arrow.set_column(index, SCHEMAS[name].field(index), pa.array(strings, pa.string()))
+        return arrow
+
+    def _land(self, name: str, parts: list[pa.Table], now_us: int) -> int:
+        """One file of the flush's rows of `name`, in the order they were drawn (by `_ingested_at`, then key)."""
+        arrow = pa.concat_tables(parts)
         day = datetime.fromtimestamp(now_us / SECOND_US, UTC).date()
         folder = self.raw_dir / name / f"dt={day.isoformat()}"
         folder.mkdir(parents=True, exist_ok=True)
         # a new file per flush: raw partitions are append-only, and the name says which run wrote it
         pq.write_table(arrow, folder / f"part-live-{self.run_id}-{self.flushes:05d}.parquet", compression="zstd")
         self.landed[name] += arrow.num_rows
-        if self.publisher is not None:
-            # after the raw file: the stream never carries an event the landing zone lacks; as landed, flaws
-            # included, so the processor quarantines what staging quarantines (docs/streaming.md)
-            self.published += self.publisher.publish(raw_events(name, arrow))
         return int(arrow.num_rows)
 
     def close(self, now_us: int) -> dict[str, int]:
