@@ -314,12 +314,13 @@ stream-backfill: $(VENV_STAMP) ## the stream features over the raw history into 
 # Issue 17, section 5 (docs/benchmarks.md, "Stream freshness and throughput"): on a prepared state whose champion
 # was trained on ctr_model_v2_stream; the current profile's transport (SHOPRANK_PROFILE=prod: the Redis Stream).
 BENCH_STREAM_RUNS ?= 3
-STREAM_BATCH_SIZES ?= 5000,500
+STREAM_BATCH_SIZES ?= 5000
+STREAM_PUBLISH_SECONDS ?= 0.2,5
 
 .PHONY: bench-stream
 
-bench-stream: $(VENV_STAMP) ## event -> /rank freshness (p50/p99, decomposed) under live shoppers, processor max events/s vs the live rate [BENCH_STREAM_RUNS=3 RATE=150 (the Makefile default) STREAM_BATCH_SIZES=5000,500: each run with each processor batch size]
-	$(RUN) python -m benchmarks.stream run --runs $(BENCH_STREAM_RUNS) --live-rate $(RATE) --batch-sizes $(STREAM_BATCH_SIZES)
+bench-stream: $(VENV_STAMP) ## event -> /rank freshness (p50/p99, decomposed) under live shoppers, processor max events/s vs the live rate [BENCH_STREAM_RUNS=3 RATE=150 (the Makefile default) STREAM_BATCH_SIZES=5000 STREAM_PUBLISH_SECONDS=0.2,5: each run with each processor batch size and each live publishing interval]
+	$(RUN) python -m benchmarks.stream run --runs $(BENCH_STREAM_RUNS) --live-rate $(RATE) --batch-sizes $(STREAM_BATCH_SIZES) --publish-seconds $(STREAM_PUBLISH_SECONDS)
 
 # Issue 18, section 4: ctr_model_v1 vs ctr_model_v3_calendar per day kind over seeds x periods (docs/calendar_models.md).
 CAL_SEEDS ?= 42 7 11

@@ -172,14 +172,17 @@ def read_timings(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def one_run(settings: Settings, run: int, seed: int, batch_size: int, opts: dict[str, Any], progress: Progress) -> dict:
+def one_run(
+    settings: Settings, run: int, seed: int, batch_size: int, publish_s: float, opts: dict[str, Any], progress: Progress
+) -> dict:
     from serving.launcher import running_service
 
     folder = settings.home / "bench-stream" / f"{settings.profile}-run{run}-{time.time_ns()}"
     folder.mkdir(parents=True)
     env = dict(os.environ) | export_env(settings)
     stream = open_stream(settings)
-    result: dict[str, Any] = {"run": run, "seed": seed, "batch_size": batch_size, "transport": type(stream).__name__}
+    result: dict[str, Any] = {"run": run, "seed": seed, "batch_size": batch_size, "publish_seconds": publish_s,
+                              "transport": type(stream).__name__, "folder": str(folder)}  # fmt: skip
     ready = settings.stream_dir / "metrics" / "stream-bench.prom"  # written once the processor's loop runs
     ready.unlink(missing_ok=True)
     with running_service(settings, timeout=300) as url, httpx.Client() as client:
@@ -205,6 +208,8 @@ def one_run(settings: Settings, run: int, seed: int, batch_size: int, opts: dict
                     url,
                     "--seed",
                     str(seed),
+                    "--publish-seconds",
+                    str(publish_s),
                 ],  # fmt: skip
                 env,
                 folder / "live.log",
@@ -212,7 +217,7 @@ def one_run(settings: Settings, run: int, seed: int, batch_size: int, opts: dict
             time.sleep(opts["warmup"])
             rng = np.random.default_rng(seed)
             probes = []
-            task = progress.add_task(f"run {run}, batch {batch_size}: probes", total=opts["probes"])
+            task = progress.add_task(f"run {run}, batch {batch_size}, publish {publish_s:g} s", total=opts["probes"])
             for k in range(opts["probes"]):
                 name = f"{folder.name[-12:]}x{k}"  # unique per invocation: a reused id would be a duplicate
                 probes.append(probe(stream, client, url, name, opts["poll_s"], opts["probe_timeout"]))
@@ -279,16 +284,18 @@ def fmt_ms(value: float) -> str:
 
 def markdown(results: list[dict]) -> str:
     head = (
-        "| transport | run (live seed) | batch size | probes seen | event -> /rank p50 ms | p99 ms | max ms "
+        "| transport | run (live seed) | batch size | live publishes every | probes seen "
+        "| event -> /rank p50 ms | p99 ms | max ms "
         "| stream wait ms | batch ms | Feast push (user view) ms | online read ms | push both views ms "
         "| processor max events/s | live driver events/s | headroom |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in results:
         s = summarise(r)
         lines.append(
             f"| {r['transport']} | {r['run']} ({r['seed']}) | {r.get('batch_size', 500):,} | "
+            f"{r.get('publish_seconds', 5.0):g} s | "
             f"{r['seen']}/{r['probes']} | {fmt_ms(s['p50'])} | "
             f"{fmt_ms(s['p99'])} | {fmt_ms(s['max'])} | {s['stream_wait']:.0f} | {s['batch']:.0f} | {s['push']:.0f} | "
             f"{s['online_read']:.0f} | {s['push_both']:.0f} | {r['max_events_per_s']:,.0f} "
@@ -313,6 +320,10 @@ def run(
     batch_sizes: Annotated[
         str, typer.Option(help="The processor's --batch-size, comma-separated: each run is repeated with each.")
     ] = "5000,500",
+    publish_seconds: Annotated[
+        str,
+        typer.Option(help="The live driver's --publish-seconds, comma-separated: each run is repeated with each."),
+    ] = "0.2",
 ) -> None:
     """Freshness (event -> /rank) under live traffic and throughput, on the current profile's transport."""
     settings = get_settings()
@@ -323,16 +334,23 @@ def run(
         raise typer.BadParameter(f"--batch-sizes: comma-separated integers, got {batch_sizes!r}") from None
     if not sizes or min(sizes) < 1 or max(sizes) > 100_000:
         raise typer.BadParameter(f"--batch-sizes: each in 1..100000, got {batch_sizes!r}")
+    try:
+        publish = [float(b) for b in publish_seconds.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"--publish-seconds: comma-separated numbers, got {publish_seconds!r}") from None
+    if not publish or min(publish) < 0.01 or max(publish) > 60:
+        raise typer.BadParameter(f"--publish-seconds: each in 0.01..60, got {publish_seconds!r}")
     opts = {"probes": probes, "live_rate": live_rate, "live_seconds": live_seconds, "warmup": warmup,
             "poll_s": poll_ms / 1000, "probe_timeout": probe_timeout, "prefill": prefill}  # fmt: skip
     results = []
     with Progress(console=console) as progress:
         for i, seed in enumerate(seed_list, start=1):
             for size in sizes:
-                results.append(one_run(settings, i, seed, size, opts, progress))
-                s = summarise(results[-1])
-                console.print(f"run {i}, batch {size}: p50 {s['p50']:.0f} ms, p99 {s['p99']:.0f} ms, "
-                              f"{results[-1]['max_events_per_s']:,.0f} events/s max")  # fmt: skip
+                for every in publish:
+                    results.append(one_run(settings, i, seed, size, every, opts, progress))
+                    s = summarise(results[-1])
+                    line = f"run {i}, batch {size}, publish every {every:g} s: p50 {s['p50']:.0f} ms"
+                    console.print(f"{line}, p99 {s['p99']:.0f} ms, {results[-1]['max_events_per_s']:,.0f} events/s max")
     out = settings.home / "bench-stream" / f"{settings.profile}.json"
     out.write_text(json.dumps(results, indent=1))
     console.print(markdown(results), markup=False)

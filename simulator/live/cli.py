@@ -16,7 +16,7 @@ from rich.table import Table
 
 from platform_common.event_stream import open_stream
 from simulator.config import state_settings
-from simulator.live.client import LiveError, ProgressHook, Stats, run_live
+from simulator.live.client import PUBLISH_SECONDS, LiveError, ProgressHook, Stats, run_live
 from simulator.live.landing import LiveBusy
 
 console = Console()
@@ -64,6 +64,14 @@ def live_command(
             help="Divide the click-to-order delay (median 25 min) by this, so short runs see their orders land.",
         ),
     ] = 1.0,
+    publish_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            max=60.0,
+            help="With an event stream: publish what has happened this often (it lands in the raw zone every 5 s).",
+        ),
+    ] = PUBLISH_SECONDS,
 ) -> None:
     """Live shoppers: sessions from the world `make data` drew, ranked by the service, clicks and orders landed."""
     settings = state_settings(home)
@@ -82,6 +90,7 @@ def live_command(
                     progress=report,
                     checkout_speedup=checkout_speedup,
                     publisher=open_stream(settings) if settings.stream_enabled else None,
+                    publish_seconds=publish_seconds,
                 )
             )
         except (LiveError, LiveBusy) as exc:
