@@ -106,8 +106,8 @@ demo: $(VENV_STAMP) ## everything from nothing (batch model, then the stream mod
 	$(RUN) python -m serving.demo
 
 # Two workers (tests/conftest.py: one group per platform, each built once): one process keeps one core busy.
-TEST_WORKERS ?= 3
-test: $(VENV_STAMP) ## the test suite (unit, data, model behaviour, end to end at SCALE=tiny), TEST_WORKERS=3 processes
+TEST_WORKERS ?= 2
+test: $(VENV_STAMP) ## the test suite (unit, data, model behaviour, end to end at SCALE=tiny), TEST_WORKERS=2 processes
 	$(RUN) pytest -n $(TEST_WORKERS)
 
 # Issue 15: the offline compute on Spark in local mode (Java 17). Not part of `make test`: CI runs it on its own.

@@ -5,11 +5,10 @@ threads from the end of collection, and the tests that need no platform run firs
 share the two cores instead of waiting on each other. The fixture joins its build; a failed build fails every test
 that needs it, with the build's output.
 
-`make test` runs three pytest-xdist workers (`-n 3`) on two cores: most of an end-to-end test is waiting on a
-service, a live run or a subprocess, so two processes kept the cores busy only about 70% of the time. Every test
-goes to one of three groups, so each platform is built once, by the worker that runs its tests, and no two
-processes share a platform's state: `tiny` (the tests on `tiny_platform`), `services` (the prod deployment and
-every test on the shared Redis and PostgreSQL, some of which restart Redis) and `own` (everything else: the tests
+`make test` runs two pytest-xdist workers (`-n 2`): a single process keeps one of the two cores
+busy (most of an end-to-end test is waiting on a service, a live run or a subprocess). Every test goes to one of
+two groups, so each platform is built once, by the worker that runs its tests, and no two processes share a
+platform's state: `tiny` (the tests on `tiny_platform`) and `own` (everything else: the prod deployment, the tests
 that build their own small worlds, the unit tests). A worker starts the builds of its group when its first test
 arrives. Without xdist (`pytest tests/...`) nothing changes.
 """
@@ -103,20 +102,8 @@ def sharded(config: pytest.Config) -> bool:
     return bool(getattr(config.option, "numprocesses", None)) or hasattr(config, "workerinput")
 
 
-# Tests that use the shared Redis and PostgreSQL, some of which stop and restart Redis: one worker runs them all, so
-# no fault test pulls a server from under another test.
-SERVICE_PATHS = ("prod/", "platform_common/test_event_stream.py", "platform_common/test_feast_fast_engine_resp.py")
-
-
 def shard(item: pytest.Item) -> str:
-    fixtures = getattr(item, "fixturenames", ())
-    if "tiny_platform" in fixtures:
-        return "tiny"
-    if "prod_platform" in fixtures or Path(str(item.path)).relative_to(REPO_ROOT / "tests").as_posix().startswith(
-        SERVICE_PATHS
-    ):
-        return "services"
-    return "own"
+    return "tiny" if "tiny_platform" in getattr(item, "fixturenames", ()) else "own"
 
 
 class Prebuild:
