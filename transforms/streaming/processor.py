@@ -8,7 +8,9 @@ Per batch, in this order (so a crash anywhere repeats work, never loses or doubl
 4. one row per entity touched, its state after the batch, stamped `visible_at` (the batch's wall clock,
    strictly increasing across batches and restarts): written to the offline log, then pushed online through
    Feast's push API (`PushMode.ONLINE`). A failed push is retried with the same rows and stamp;
-5. the engine is checkpointed (`$SHOPRANK_HOME/stream/checkpoint-<group>.pkl`, atomic rename);
+5. the engine is checkpointed: the batch's messages appended to the journal next to the snapshot
+   `$SHOPRANK_HOME/stream/checkpoint-<group>.pkl`, which is rewritten (atomic rename) now and then
+   (transforms/streaming/checkpoint.py);
 6. the batch is acknowledged.
 
 A crash before 5 re-reads the batch after the restart from the previous checkpoint: the events are applied
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,13 +38,25 @@ import pyarrow.parquet as pq
 
 from platform_common.event_stream import EventStream, Message
 from platform_common.stream_log import KEYS, PRODUCT_VIEW, USER_VIEW, schema, write_part
-from transforms.streaming.events import Malformed, parse
+from transforms.streaming.checkpoint import (
+    RECENT_BATCHES,
+    Checkpoint,
+    CheckpointWriter,
+    apply_messages,
+    checkpoint_path,
+    finish_batch,
+    load_checkpoint,
+    save_checkpoint,
+)
 from transforms.streaming.windows import Engine
+
+# re-exported: the CLI, the backfill and the tests reach the checkpoint through the processor
+__all__ = ["GROUP", "RECENT_BATCHES", "Checkpoint", "Processor", "checkpoint_path", "load_checkpoint"]
+__all__ += ["save_checkpoint"]
 
 log = logging.getLogger("shoprank.stream")
 
 GROUP = "stream-features"
-RECENT_BATCHES = 16  # batches whose message ids the checkpoint keeps, to skip a redelivery after a lost ack
 STAGES = ("read", "logged", "pushed", "checkpointed")  # where `Processor.failpoint` is called, in batch order
 PUSH_SOURCES = {USER_VIEW: "user_stream_push", PRODUCT_VIEW: "product_stream_push"}
 QUARANTINE_SCHEMA = pa.schema(
@@ -74,39 +87,6 @@ class FeastPusher:
 
 def now_us() -> int:
     return time.time_ns() // 1000
-
-
-@dataclass
-class Checkpoint:
-    engine: Engine = field(default_factory=Engine)
-    last_visible_us: int = 0
-    batches: int = 0
-    # message ids of the last RECENT_BATCHES batches, newest last: processed, maybe not acknowledged
-    recent_ids: tuple[frozenset[str], ...] = ()
-
-
-def checkpoint_path(stream_dir: Path, group: str) -> Path:
-    return stream_dir / f"checkpoint-{group}.pkl"
-
-
-def load_checkpoint(path: Path) -> Checkpoint:
-    if not path.exists():
-        return Checkpoint()
-    with open(path, "rb") as handle:
-        loaded = pickle.load(handle)
-    if not isinstance(loaded, Checkpoint):
-        raise ValueError(f"{path} is not a stream checkpoint")
-    if not hasattr(loaded, "recent_ids"):  # written before the field existed
-        loaded.recent_ids = ()
-    return loaded
-
-
-def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as handle:
-        pickle.dump(checkpoint, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(path)
 
 
 @dataclass(frozen=True)
@@ -162,8 +142,8 @@ class Processor:
         self.push_retry_seconds = push_retry_seconds
         self.checkpoint_file = checkpoint_path(stream_dir, group)
         self.catalogue: Mapping[str, str] = {} if catalogue is None else catalogue
-        self.state = load_checkpoint(self.checkpoint_file)
-        self.state.engine.catalogue = self.catalogue  # not checkpointed (windows.Engine)
+        self.state = load_checkpoint(self.checkpoint_file, self.catalogue)  # the catalogue is not checkpointed
+        self.writer = CheckpointWriter(self.checkpoint_file)
         # called as failpoint(stage, batch) at each of STAGES (batch counts this process's non-empty batches from
         # 1): the fault tests SIGKILL the process there (`run --crash-at`); None in normal runs
         self.failpoint = failpoint
@@ -175,8 +155,8 @@ class Processor:
         with contextlib.suppress(Exception):  # the old connection is already broken; nothing to release
             self.stream.close()
         self.stream = stream
-        self.state = load_checkpoint(self.checkpoint_file)
-        self.state.engine.catalogue = self.catalogue
+        self.state = load_checkpoint(self.checkpoint_file, self.catalogue)
+        self.writer = CheckpointWriter(self.checkpoint_file)
 
     def _fail(self, stage: str) -> None:
         if self.failpoint is not None:
@@ -212,25 +192,8 @@ class Processor:
             if not messages:
                 return BatchResult(len(redelivered), 0, {}, {}, None, redelivered=len(redelivered))
         engine = self.engine
-        quarantine: list[tuple[str, str, str]] = []
-        users: set[str] = set()
-        products: set[str] = set()
-        accepted = 0
-        for message in messages:
-            try:
-                event = parse(message.payload)
-            except Malformed as exc:
-                engine.counts[f"malformed_{exc.reason}"] += 1
-                quarantine.append((message.id, exc.reason, message.payload.decode("utf-8", "replace")))
-                continue
-            verdict = engine.apply(event)
-            if verdict != "accepted":
-                quarantine.append((message.id, verdict, message.payload.decode("utf-8", "replace")))
-                continue
-            accepted += 1
-            if event.kind in ("impression", "click"):
-                users.add(event.user_id)
-                products.add(event.product_id)
+        applied = apply_messages(engine, [(m.id, m.payload) for m in messages])
+        quarantine, users, products, accepted = applied.quarantine, applied.users, applied.products, applied.accepted
         visible = max(self.clock(), self.state.last_visible_us + 1)
         rows = {
             USER_VIEW: [engine.user_row(u) for u in sorted(users)],
@@ -248,10 +211,9 @@ class Processor:
             timings[f"pushed_{view}"] = time.time_ns()
         timings["push_done"] = time.time_ns()
         self._fail("pushed")
-        self.state.last_visible_us = visible
-        self.state.batches += 1
-        self.state.recent_ids = (*self.state.recent_ids, frozenset(m.id for m in messages))[-RECENT_BATCHES:]
-        save_checkpoint(self.checkpoint_file, self.state)
+        finish_batch(self.state, (m.id for m in messages), visible)
+        self.writer.commit(self.state, [(m.id, m.payload) for m in messages], visible, applied.categories)
+        timings["checkpointed"] = time.time_ns()
         self._fail("checkpointed")
         self.stream.ack(self.group, [m.id for m in messages] + redelivered)
         timings["acked"] = time.time_ns()
