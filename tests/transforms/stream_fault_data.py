@@ -162,8 +162,7 @@ def start_processor(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 
 
 def checkpointed_batches(stream_dir: Path) -> int:
-    path = checkpoint_path(stream_dir, GROUP)
-    return load_checkpoint(path).batches if path.exists() else 0
+    return load_checkpoint(checkpoint_path(stream_dir, GROUP)).batches  # empty when there is none yet
 
 
 def wait_for_batches(stream_dir: Path, at_least: int, proc: subprocess.Popen[str], timeout: float = 150) -> None:

@@ -183,7 +183,7 @@ def backfill_command(
 ) -> None:
     """The stream features over the raw landing zone's history, written to the offline log."""
     from transforms.streaming.backfill import as_checkpoint, backfill
-    from transforms.streaming.processor import GROUP, checkpoint_path, save_checkpoint
+    from transforms.streaming.processor import GROUP, checkpoint_exists, checkpoint_path, save_checkpoint
 
     settings = get_settings()
     if until is not None and until.tzinfo is None:
@@ -192,7 +192,7 @@ def backfill_command(
     with console.status("replaying the raw landing zone"):
         result = backfill(settings.raw_dir, settings.stream_log_dir, until)
     path = checkpoint_path(settings.stream_dir, GROUP)
-    if seed_processor and not path.exists():
+    if seed_processor and not checkpoint_exists(path):
         save_checkpoint(path, as_checkpoint(result))
     console.print(
         f"backfill: {result.events:,} events, {result.accepted:,} accepted, rows {result.rows}; "

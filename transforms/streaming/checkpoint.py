@@ -116,11 +116,17 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     journal_path(path).unlink(missing_ok=True)
 
 
-def load_checkpoint(path: Path, catalogue: Mapping[str, str] | None = None) -> Checkpoint:
-    """The snapshot with the journal's batches applied again; a torn tail of the journal is cut off.
+def checkpoint_exists(path: Path) -> bool:
+    return path.exists() or journal_path(path).exists()
+
+
+def load_checkpoint(path: Path, catalogue: Mapping[str, str] | None = None, *, repair: bool = False) -> Checkpoint:
+    """The snapshot with the journal's batches applied again, up to the first torn or corrupt record.
 
     `catalogue`: the engine's catalogue after loading (it is not checkpointed); replayed clicks get the category
-    they were given when first applied (recorded in the journal), whatever the catalogue says now."""
+    they were given when first applied (recorded in the journal), whatever the catalogue says now. `repair`: cut
+    a torn tail off the journal, so appends do not follow it; only the processor that is about to write may (a
+    reader could otherwise cut a record the running processor is writing)."""
     state = _read_snapshot(path)
     journal = journal_path(path)
     if journal.exists():
@@ -138,7 +144,7 @@ def load_checkpoint(path: Path, catalogue: Mapping[str, str] | None = None) -> C
             state.engine.catalogue = categories
             apply_messages(state.engine, messages)
             finish_batch(state, (m for m, _ in messages), visible_us)
-        if offset < len(data):  # a record cut short by a crash: appends must not follow it
+        if repair and offset < len(data):  # a record cut short by a crash: appends must not follow it
             with open(journal, "r+b") as handle:
                 handle.truncate(offset)
     state.engine.catalogue = {} if catalogue is None else catalogue

@@ -43,6 +43,7 @@ from transforms.streaming.checkpoint import (
     Checkpoint,
     CheckpointWriter,
     apply_messages,
+    checkpoint_exists,
     checkpoint_path,
     finish_batch,
     load_checkpoint,
@@ -51,7 +52,8 @@ from transforms.streaming.checkpoint import (
 from transforms.streaming.windows import Engine
 
 # re-exported: the CLI, the backfill and the tests reach the checkpoint through the processor
-__all__ = ["GROUP", "RECENT_BATCHES", "Checkpoint", "Processor", "checkpoint_path", "load_checkpoint"]
+__all__ = ["GROUP", "RECENT_BATCHES", "Checkpoint", "Processor", "checkpoint_exists", "checkpoint_path"]
+__all__ += ["load_checkpoint"]
 __all__ += ["save_checkpoint"]
 
 log = logging.getLogger("shoprank.stream")
@@ -142,7 +144,7 @@ class Processor:
         self.push_retry_seconds = push_retry_seconds
         self.checkpoint_file = checkpoint_path(stream_dir, group)
         self.catalogue: Mapping[str, str] = {} if catalogue is None else catalogue
-        self.state = load_checkpoint(self.checkpoint_file, self.catalogue)  # the catalogue is not checkpointed
+        self.state = load_checkpoint(self.checkpoint_file, self.catalogue, repair=True)  # catalogue: not saved
         self.writer = CheckpointWriter(self.checkpoint_file)
         # called as failpoint(stage, batch) at each of STAGES (batch counts this process's non-empty batches from
         # 1): the fault tests SIGKILL the process there (`run --crash-at`); None in normal runs
@@ -155,7 +157,7 @@ class Processor:
         with contextlib.suppress(Exception):  # the old connection is already broken; nothing to release
             self.stream.close()
         self.stream = stream
-        self.state = load_checkpoint(self.checkpoint_file, self.catalogue)
+        self.state = load_checkpoint(self.checkpoint_file, self.catalogue, repair=True)
         self.writer = CheckpointWriter(self.checkpoint_file)
 
     def _fail(self, stage: str) -> None:
