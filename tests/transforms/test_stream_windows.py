@@ -319,3 +319,24 @@ def test_the_catalogue_is_not_checkpointed_and_old_checkpoints_load():
     again.catalogue = CATALOGUE
     again.apply(click("c2", "p2", T0 + SECOND_US))
     assert categories(again) == ("beauty", "beauty", "beauty")
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_prune_forgets_exactly_the_ids_behind_the_lateness_window(seed: int) -> None:
+    """The heap-based prune keeps what rebuilding the id map with the rule keeps, across pickling."""
+    rng = random.Random(seed)
+    engine = Engine()
+    accepted: dict[str, int] = {}
+    t = T0
+    for k in range(3000):
+        t += rng.randint(0, 2 * SECOND_US)
+        ts = t - rng.randint(0, 20 * MINUTE_US)  # some late, most within the window
+        event = impression(f"e{rng.randint(0, k)}" if rng.random() < 0.1 else f"n{k}", ts)
+        if engine.apply(event) == "accepted":
+            accepted[event.event_id] = ts
+        if k % 500 == 499:
+            engine.prune()
+            assert engine.watermark is not None
+            kept = {i: s for i, s in accepted.items() if s >= engine.watermark - LATENESS_US}
+            assert engine.seen == kept and len(kept) < len(accepted)
+            engine = pickle.loads(pickle.dumps(engine))

@@ -29,6 +29,7 @@ last 3 distinct categories among the clicks in `(t - 4 h, t]` (what the user's s
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -191,6 +192,9 @@ class Engine:
     seen: dict[str, int] = field(default_factory=dict)  # accepted event id -> event time
     counts: Counter[str] = field(default_factory=Counter)
     _since_prune: int = 0
+    # (event time, id) of every remembered id, a min-heap: a prune pops what fell out of the lateness window
+    # instead of rebuilding `seen` (100 ms per prune at 115,000 remembered ids, a third of a batch's apply time)
+    _expiry: list[tuple[int, str]] = field(default_factory=list, repr=False, compare=False)
     # product id -> category_l1 (transforms/streaming/catalogue.py); not checkpointed: the processor and the
     # backfill set it from the catalogue when they start
     catalogue: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -203,6 +207,9 @@ class Engine:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.catalogue = {}
+        if "_expiry" not in state:  # a checkpoint written before the heap existed
+            self._expiry = [(ts, event_id) for event_id, ts in self.seen.items()]
+            heapq.heapify(self._expiry)
         for user in self.users.values():  # a checkpoint written before click categories existed
             if not hasattr(user, "click_categories"):
                 user.click_categories = []
@@ -224,6 +231,7 @@ class Engine:
             self.counts["duplicate"] += 1
             return "duplicate"
         self.seen[event.event_id] = event.event_ts
+        heapq.heappush(self._expiry, (event.event_ts, event.event_id))
         self.watermark = event.event_ts if self.watermark is None else max(self.watermark, event.event_ts)
         self.counts["accepted"] += 1
         self.counts[f"accepted_{event.kind}"] += 1
@@ -242,7 +250,9 @@ class Engine:
         if self.watermark is None:
             return
         oldest = self.watermark - LATENESS_US
-        self.seen = {k: ts for k, ts in self.seen.items() if ts >= oldest}
+        expiry, seen = self._expiry, self.seen
+        while expiry and expiry[0][0] < oldest:
+            del seen[heapq.heappop(expiry)[1]]  # an id is remembered once: duplicates are never added again
 
     def user_row(self, user_id: str) -> dict[str, Any]:
         state = self.users[user_id]
