@@ -315,10 +315,14 @@ def test_the_catalogue_is_not_checkpointed_and_old_checkpoints_load():
     assert categories(restored) == categories(engine)
     old = pickle.loads(pickle.dumps(engine))
     del old.users["u"].click_categories  # a user state pickled before the field existed
+    del old.users["u"].breaks  # and before the session starts were kept
     again = pickle.loads(pickle.dumps(old))
     again.catalogue = CATALOGUE
     again.apply(click("c2", "p2", T0 + SECOND_US))
     assert categories(again) == ("beauty", "beauty", "beauty")
+    again.apply(click("c3", "p2", T0 + 40 * MINUTE_US))  # a new session: the rebuilt session starts say so
+    assert again.users["u"].breaks == [T0 + 40 * MINUTE_US]
+    assert again.user_row("u")["us_session_clicks"] == 1
 
 
 @pytest.mark.parametrize("seed", [1, 2])
