@@ -51,11 +51,6 @@ from transforms.streaming.checkpoint import (
 )
 from transforms.streaming.windows import Engine
 
-# re-exported: the CLI, the backfill and the tests reach the checkpoint through the processor
-__all__ = ["GROUP", "RECENT_BATCHES", "Checkpoint", "Processor", "checkpoint_exists", "checkpoint_path"]
-__all__ += ["load_checkpoint"]
-__all__ += ["save_checkpoint"]
-
 log = logging.getLogger("shoprank.stream")
 
 GROUP = "stream-features"
@@ -279,4 +274,18 @@ def read_quarantine(stream_dir: Path) -> pa.Table:
     return table.take(pa.array(keep, pa.int64())) if len(keep) < table.num_rows else table
 
 
-__all__ = ["GROUP", "KEYS", "BatchResult", "FeastPusher", "Processor", "read_quarantine"]
+# re-exported from checkpoint.py: the CLI, the backfill and the tests reach the checkpoint through the processor
+__all__ = [
+    "GROUP",
+    "KEYS",
+    "RECENT_BATCHES",
+    "BatchResult",
+    "Checkpoint",
+    "FeastPusher",
+    "Processor",
+    "checkpoint_exists",
+    "checkpoint_path",
+    "load_checkpoint",
+    "read_quarantine",
+    "save_checkpoint",
+]
