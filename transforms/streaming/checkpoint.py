@@ -9,8 +9,9 @@ batches applied again in order, through the same code (`apply_messages`), which 
 rewritten (atomic rename, then the journal is emptied) once the journal holds `COMPACT_EVENTS` events or
 `COMPACT_BYTES` bytes, so a restart replays at most that much.
 
-A record is `length, crc32, pickle`; a record cut short by a crash (or corrupt) ends the journal: it and anything
-after it are cut off at load, and that batch, never acknowledged, is read again. A record whose batch number is
+A record is `length, crc32, pickle`; a record cut short by a crash (or corrupt) ends the journal: the processor
+cuts it and anything after it off when it loads (a mere reader leaves the file alone), and that batch, never
+acknowledged, is read again. A record whose batch number is
 not after the snapshot's (a crash between the snapshot's rename and the journal's truncation) is skipped.
 """
 

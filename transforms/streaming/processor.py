@@ -189,7 +189,8 @@ class Processor:
             if not messages:
                 return BatchResult(len(redelivered), 0, {}, {}, None, redelivered=len(redelivered))
         engine = self.engine
-        applied = apply_messages(engine, [(m.id, m.payload) for m in messages])
+        pairs = [(m.id, m.payload) for m in messages]  # applied now, journaled at the checkpoint
+        applied = apply_messages(engine, pairs)
         quarantine, users, products, accepted = applied.quarantine, applied.users, applied.products, applied.accepted
         visible = max(self.clock(), self.state.last_visible_us + 1)
         rows = {
@@ -209,7 +210,7 @@ class Processor:
         timings["push_done"] = time.time_ns()
         self._fail("pushed")
         finish_batch(self.state, (m.id for m in messages), visible)
-        self.writer.commit(self.state, [(m.id, m.payload) for m in messages], visible, applied.categories)
+        self.writer.commit(self.state, pairs, visible, applied.categories)
         timings["checkpointed"] = time.time_ns()
         self._fail("checkpointed")
         self.stream.ack(self.group, [m.id for m in messages] + redelivered)
