@@ -4,8 +4,9 @@ Every column but the doubles must be equal exactly, types included. Doubles are 
 tolerance: both engines sum in fixed point (transforms/macros/exact_sums.sql), so the order of the summands
 does not matter, but a double reaches the 128-bit integer differently (DuckDB scales it exactly; Spark goes
 through the double's shortest decimal text, off by up to half a unit in the 17th significant digit), and
-a rate or a median is then one division on either side. DOUBLE_RTOL bounds what that can add up to; the
-measured gap is far below it (docs/benchmarks.md, "Spark").
+a rate or a median is then one division on either side. DOUBLE_RTOL bounds what that can add up to;
+DOUBLE_ATOL covers sums that cancel to near zero, where one unit in the last place of a summand is a large
+share of the result. The measured gaps are in docs/benchmarks.md, "Spark".
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """The marts built on Spark equal DuckDB's row for row, from the same raw landing zone.
 
-Exact for every column but the doubles, which agree to platform_common.mart_parity.DOUBLE_RTOL (why: its
-docstring; the measured gap is in docs/benchmarks.md).
+Exact for every column but the doubles, which agree to platform_common.mart_parity.DOUBLE_RTOL relative plus
+DOUBLE_ATOL absolute (why: its docstring; the measured gap is in docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import pyarrow.parquet as pq
 
-from platform_common.mart_parity import DOUBLE_RTOL, compare_builds, mart_files
+from platform_common.mart_parity import compare_builds, mart_files
 from platform_common.settings import Settings
 
 EXPECTED_MARTS = {
@@ -34,8 +34,10 @@ def test_every_mart_is_built_on_both_engines(spark_platform: Settings, duckdb_tw
 def test_marts_equal_row_for_row(spark_platform: Settings, duckdb_twin: Settings) -> None:
     diffs = compare_builds(duckdb_twin.home_dir, spark_platform.home_dir)
     problems = [f"{diff.name}: {problem}" for diff in diffs for problem in diff.problems]
+    # Every double is already held to DOUBLE_RTOL plus DOUBLE_ATOL above; the bare relative gap is only
+    # reported: on a sum that cancels to near zero (log price ratios) one ULP of the summands is a large
+    # share of the result, so a relative bound alone would fail on correct values (CI, 2026-12-01: 1.3e-12).
     assert not problems, "\n".join(problems)
-    assert max(diff.max_relative_gap for diff in diffs) <= DOUBLE_RTOL
     for diff in diffs:
         print(f"{diff.name}: max relative gap of the doubles {diff.max_relative_gap:.1e}")
 
