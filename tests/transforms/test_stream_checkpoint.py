@@ -18,6 +18,7 @@ from transforms.streaming.checkpoint import (
     journal_path,
     load_checkpoint,
     save_checkpoint,
+    sealed_path,
 )
 
 T0 = 1_795_780_800_000_000
@@ -136,3 +137,62 @@ def test_a_corrupt_record_ends_the_journal(tmp_path: Path) -> None:
     journal_path(path).write_bytes(bytes(raw))
     state = load_checkpoint(path, CATALOGUE, repair=True)
     assert state.batches == 0 and journal_path(path).stat().st_size == 0
+
+
+def test_a_background_compaction_gives_the_same_state_and_leaves_one_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ck, "COMPACT_EVENTS", 100)
+    data = batches(6, 20, 30)
+    path = tmp_path / "checkpoint.pkl"
+    state = Checkpoint()
+    state.engine.catalogue = CATALOGUE
+    writer = CheckpointWriter(path, background=True)
+    forked = 0
+    for i, batch in enumerate(data):
+        applied = apply_messages(state.engine, batch)
+        finish_batch(state, (m for m, _ in batch), T0 + (i + 1) * 1_000_000)
+        writer.commit(state, batch, T0 + (i + 1) * 1_000_000, applied.categories)
+        forked += writer.child is not None
+        # whatever the child has done so far, a reader sees every batch applied, never one twice
+        assert same(load_checkpoint(path, CATALOGUE), run(None, data[: i + 1]))
+    writer.close()
+    assert forked and writer.child is None
+    assert not sealed_path(path).exists() and path.exists()
+    assert same(load_checkpoint(path, CATALOGUE), run(None, data))
+
+
+def test_a_crash_after_the_seal_before_the_snapshot_replays_the_sealed_journal(tmp_path: Path) -> None:
+    data = batches(7, 9, 30)
+    path = tmp_path / "checkpoint.pkl"
+    state = run(path, data[:4])
+    journal_path(path).replace(sealed_path(path))  # sealed; the child died before its snapshot was renamed in
+    writer = CheckpointWriter(path, background=True)
+    for i in range(4, 9):
+        applied = apply_messages(state.engine, data[i])
+        finish_batch(state, (m for m, _ in data[i]), T0 + (i + 1) * 1_000_000)
+        if i == 4:  # the sealed journal and the new one together are the state
+            ck._append(journal_path(path), state, data[i], T0 + (i + 1) * 1_000_000, applied.categories)
+            assert same(load_checkpoint(path, CATALOGUE), run(None, data[:5]))
+            continue
+        writer.commit(state, data[i], T0 + (i + 1) * 1_000_000, applied.categories)
+        # a sealed journal left over is compacted in the foreground at the next batch: no child, nothing sealed
+        assert writer.child is None and not sealed_path(path).exists()
+    assert same(load_checkpoint(path, CATALOGUE, repair=True), run(None, data))
+
+
+def test_a_reader_between_the_seal_and_the_snapshot_sees_every_batch(tmp_path: Path) -> None:
+    data = batches(8, 6, 30)
+    path = tmp_path / "checkpoint.pkl"
+    state = run(path, data[:3])
+    save_checkpoint(path, state)  # the snapshot holds batches 1-3
+    for i, batch in enumerate(data[3:], start=3):
+        applied = apply_messages(state.engine, batch)
+        finish_batch(state, (m for m, _ in batch), T0 + (i + 1) * 1_000_000)
+        ck._append(journal_path(path), state, batch, T0 + (i + 1) * 1_000_000, applied.categories)
+    journal_path(path).replace(sealed_path(path))  # batches 4-6 sealed, the snapshot still at 3
+    assert same(load_checkpoint(path, CATALOGUE), run(None, data))
+    sealed = sealed_path(path).read_bytes()
+    save_checkpoint(path, state)  # the child's snapshot (1-6) renamed in ...
+    sealed_path(path).write_bytes(sealed)  # ... the sealed journal not yet deleted by the parent
+    assert same(load_checkpoint(path, CATALOGUE), run(None, data))

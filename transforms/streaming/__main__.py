@@ -163,6 +163,7 @@ def run(
     except transient as exc:  # stopping while the transport is down: the textfile keeps its last values
         console.print(f"stream: metrics not rewritten at exit ({exc})")
     processor.stream.close()
+    processor.writer.close()  # a snapshot being written in the background is finished before the process ends
     console.print(f"metrics: {metrics.path}")
     counts = dict(sorted(processor.engine.counts.items()))
     console.print(

@@ -152,6 +152,7 @@ class Processor:
         with contextlib.suppress(Exception):  # the old connection is already broken; nothing to release
             self.stream.close()
         self.stream = stream
+        self.writer.close()
         self.state = load_checkpoint(self.checkpoint_file, self.catalogue, repair=True)
         self.writer = CheckpointWriter(self.checkpoint_file)
 
