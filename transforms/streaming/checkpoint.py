@@ -13,11 +13,12 @@ Why the snapshot is written by a forked child: pickling the state holds the inte
 (about 1 s for the 720,000 event ids a tiny world remembers under benchmark load), and every click waiting behind
 that batch waited with it. So the compaction seals the journal (renames it `.sealed`; new batches go to a fresh
 journal), forks, and goes on; the child pickles its copy-on-write view of the state as of the seal, renames the
-snapshot in and exits; the parent deletes the sealed journal once it has reaped a successful child. A load reads
-the snapshot, then the sealed journal, then the journal. A child that fails (or a crash anywhere in between) leaves
-the sealed journal, whose batches are then applied again; the next compaction is then done in the foreground.
-`CHECKPOINT_LOCK` keeps an orphaned child (its processor killed) and a restarted processor apart: the child holds
-it while it writes, a processor takes it before it loads.
+snapshot in and exits; the parent deletes the sealed journal once it has reaped a successful child. The cost is
+memory: pickling touches every object, so the child's pages are copied, up to the state's size again. The state
+is the snapshot, then the sealed journal's batches, then the journal's. A child that fails (or a crash anywhere
+in between) leaves the sealed journal, whose batches are then applied again, and the next compaction is done in
+the foreground. `checkpoint_lock` keeps an orphaned child (its processor killed) and a restarted processor apart:
+the child holds it while it writes, a processor takes it before it loads.
 
 A record is `length, crc32, pickle`; a record cut short by a crash (or corrupt) ends the journal: the processor
 cuts it and anything after it off when it loads (a mere reader leaves the file alone), and that batch, never
