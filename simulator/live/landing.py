@@ -331,7 +331,7 @@ class LiveLanding:
             parts = self.unlanded[name]
             if self.publisher is None and (arrow := self._draw(name, now_us)) is not None:
                 parts.append(arrow)
-            written[name] = self._land(name, parts, now_us) if parts else 0
+            written[name] = self._land(name, parts) if parts else 0
             self.unlanded[name] = []
         self._mark(now_us)
         return written
@@ -390,14 +390,20 @@ class LiveLanding:
             arrow = arrow.set_column(index, SCHEMAS[name].field(index), pa.array(strings, pa.string()))
         return arrow
 
-    def _land(self, name: str, parts: list[pa.Table], now_us: int) -> int:
-        """One file of the flush's rows of `name`, in the order they were drawn (by `_ingested_at`, then key)."""
+    def _land(self, name: str, parts: list[pa.Table]) -> int:
+        """The flush's rows of `name`, in the order they were drawn (by `_ingested_at`, then key): one file per UTC
+        day of their `_ingested_at`, in that day's partition (a flush just after midnight also lands the rows the
+        last ticks before it published, stamped the day before)."""
         arrow = pa.concat_tables(parts)
-        day = datetime.fromtimestamp(now_us / SECOND_US, UTC).date()
-        folder = self.raw_dir / name / f"dt={day.isoformat()}"
-        folder.mkdir(parents=True, exist_ok=True)
-        # a new file per flush: raw partitions are append-only, and the name says which run wrote it
-        pq.write_table(arrow, folder / f"part-live-{self.run_id}-{self.flushes:05d}.parquet", compression="zstd")
+        ingested = arrow.column("_ingested_at").cast(pa.int64()).to_numpy()
+        days = ingested // (86_400 * SECOND_US)
+        for day_number in np.unique(days):
+            rows = arrow.filter(pa.array(days == day_number))
+            day = datetime.fromtimestamp(int(day_number) * 86_400, UTC).date()
+            folder = self.raw_dir / name / f"dt={day.isoformat()}"
+            folder.mkdir(parents=True, exist_ok=True)
+            # a new file per flush: raw partitions are append-only, and the name says which run wrote it
+            pq.write_table(rows, folder / f"part-live-{self.run_id}-{self.flushes:05d}.parquet", compression="zstd")
         self.landed[name] += arrow.num_rows
         return int(arrow.num_rows)
 

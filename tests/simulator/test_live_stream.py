@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from platform_common.event_stream.sqlite_stream import SqliteStream
 from platform_common.stream_log import VIEWS, read_log
 from simulator.entities import SECOND_US
 from simulator.live.landing import AnswerMeta, LiveLanding
-from simulator.live.session import LiveMarket, draw_sessions, react
+from simulator.live.session import LiveMarket, Served, draw_sessions, react
 from simulator.live.world_store import load_world
 from transforms.streaming.backfill import backfill
 from transforms.streaming.processor import Processor
@@ -111,3 +112,31 @@ def test_events_are_published_as_they_happen_and_land_at_the_next_flush(home: Pa
     assert sorted(json.dumps(json.loads(p), sort_keys=True) for p in published) == sorted(landed_events)
     # stamped by the tick that published them (a planted duplicate may be re-sent a little later)
     assert {tick, NOW_US + 30 * SECOND_US} <= stamps and min(stamps) == tick
+
+
+def test_rows_published_before_midnight_land_in_the_day_they_were_stamped(home: Path, tmp_path: Path) -> None:  # noqa: F811
+    """A flush just after midnight lands what the last ticks before it published: each row goes to the partition
+    of its own `_ingested_at` day, as the historical landing files rows by landing date."""
+    midnight = NOW_US - NOW_US % (86_400 * SECOND_US)
+    start = midnight - 30 * SECOND_US
+    world = load_world(home / "oracle")
+    market = LiveMarket(world, start)
+    rng = np.random.default_rng(9)
+    batch = draw_sessions(rng, market, 200, start)
+    served = _served_in_candidate_order(batch)
+    served = Served(served.session, np.full(batch.n, start, dtype=np.int64), served.offsets, served.product)
+    out = react(rng, market, batch, served)
+    none = np.array([None] * batch.n, dtype=object)
+    meta = AnswerMeta(none, [None] * batch.n, [None] * batch.n, np.array([None] * len(served.product), dtype=object))
+    stream = SqliteStream(tmp_path / "stream" / "events.db")
+    landing = LiveLanding(home / "raw", home / "oracle", world, "midnight", seed=3, publisher=stream)
+    landing.add(out, served, meta, batch.user)
+    assert landing.publish(midnight - SECOND_US) > 0  # the impressions, stamped a second before midnight
+    landing.flush(midnight + 4 * SECOND_US)
+    partitions: dict[str, set[str]] = {}
+    for path in (home / "raw").glob("*/dt=*/part-live-midnight-*.parquet"):
+        days = {t.date().isoformat() for t in pq.read_table(path).column("_ingested_at").to_pylist()}
+        partitions.setdefault(path.parent.name, set()).update(days)
+    before = (datetime.fromtimestamp(midnight / SECOND_US, UTC) - timedelta(days=1)).date().isoformat()
+    after = datetime.fromtimestamp(midnight / SECOND_US, UTC).date().isoformat()
+    assert partitions == {f"dt={before}": {before}, f"dt={after}": {after}}
