@@ -26,7 +26,8 @@ same as training would see.
 Stream views (issue 17, serving.features.routing.STREAM_VIEWS): the stream processor pushes their rows online
 between materializations, which the registry does not record, so a snapshot of them would be as old as the last
 materialization. They are not held: each request reads its user's and candidates' rows of them from the store
-(Feast's provider `online_read`, as the direct mode), so a pushed row is served on the next request. If that read
+(the same query and decoding as Feast's SQLite `online_read`, keys serialized once: serving/features/sqlite_keyed.py),
+so a pushed row is served on the next request. If that read
 fails the request fails with the reason (503), like the direct mode: there is no last good copy of them.
 
 Stores other than SQLite: the snapshot needs a way to list keys; without one `make_reader` falls back to the
@@ -46,9 +47,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from serving.features.base import DEFAULT_POLL_SECONDS
-from serving.features.direct import ViewReads
 from serving.features.routing import STREAM_VIEWS
-from serving.features.store import ServiceLayout, load_snapshot, probe_store
+from serving.features.sqlite_keyed import SqliteKeyedReads
+from serving.features.store import ServiceLayout, load_snapshot, probe_store, sqlite_path
 from serving.features.table import FastVectors, ViewTable, assemble, route
 
 log = logging.getLogger("shoprank.serving.features")
@@ -60,7 +61,7 @@ class Snapshot:
     layout: ServiceLayout
     loaded_at: datetime
     load_seconds: float
-    reads: ViewReads | None = None  # per-request reads of the stream views, when the layout has any
+    reads: SqliteKeyedReads | None = None  # per-request reads of the stream views, when the layout has any
 
     @property
     def rows(self) -> int:
@@ -109,7 +110,9 @@ class SnapshotReader:
     def _load(self, store: Any, layout: ServiceLayout) -> Snapshot:
         started = time.perf_counter()
         tables = load_snapshot(store, layout)
-        reads = ViewReads(store, layout) if any(v in layout.features for v in STREAM_VIEWS) else None
+        path = sqlite_path(store)
+        has_stream = any(v in layout.features for v in STREAM_VIEWS)
+        reads = SqliteKeyedReads(path, store, layout) if has_stream and path is not None else None
         snap = Snapshot(tables, layout, datetime.now(UTC), time.perf_counter() - started, reads)
         # Millions of long-lived objects: keep the cyclic garbage collector from walking them on every full
         # collection (pauses of tens of milliseconds under load). A replaced snapshot is still freed by

@@ -101,7 +101,7 @@ def sqlite_error(path: Path, exc: Exception) -> FeatureStoreUnavailable:
     return FeatureStoreUnavailable(f"online store {path} cannot be read: {text}")
 
 
-def _event_seconds(raw: Any) -> int:
+def event_seconds(raw: Any) -> int:
     """The event time Feast's SQLite store reports for a stored `event_ts`, in whole seconds.
 
     Mirrors the store exactly: its `timestamp` converter is `datetime.fromtimestamp(int(raw))` (a naive local
@@ -149,7 +149,7 @@ def scan_view(con: sqlite3.Connection, store: Any, layout: ServiceLayout, view: 
                 values[j][-1] = getattr(proto, which) if which in SCALAR_ATTRS else python_value(proto)
         ts = seconds.get(event_ts)
         if ts is None:
-            ts = seconds[event_ts] = _event_seconds(event_ts)
+            ts = seconds[event_ts] = event_seconds(event_ts)
         stamps[-1] = ts
     return table_from_columns(view, join_keys, features, kinds, keys, stamps, values, layout.ttl_seconds[view])
 

@@ -27,6 +27,7 @@ from platform_common.stream_log import PRODUCT_VIEW, USER_VIEW
 from serving.features.direct import DirectReader
 from serving.features.feast import FeastReader
 from serving.features.snapshot import SnapshotReader
+from serving.features.sqlite_keyed import SqliteKeyedReads
 from transforms.streaming.processor import FeastPusher, Processor
 
 pytestmark = pytest.mark.integration
@@ -90,6 +91,8 @@ CATEGORY_NAMES = ("us_click_categories_30m", "us_session_click_categories", "us_
 
 def test_every_read_mode_serves_the_pushed_stream_rows(pushed):
     _, _, _, _, readers = pushed
+    # the snapshot reads the stream views straight from the SQLite file, not through Feast's online_read
+    assert isinstance(readers["snapshot"].snapshot.reads, SqliteKeyedReads)
     now = T0 + timedelta(seconds=10)
     got = {mode: r.fetch("u_s", ["p_a", "p_b", "p_none"], now=now) for mode, r in readers.items()}
     expected = _columns(got["feast"], STREAM_NAMES)
