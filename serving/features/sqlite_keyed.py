@@ -87,7 +87,7 @@ class SqliteKeyedReads:
         except sqlite3.Error as exc:
             self._local.con = None  # the next request reconnects
             raise sqlite_error(self.path, exc) from exc
-        found: dict[str, tuple[int, list[Any]]] = {}
+        found: dict[str, tuple[Any, list[Any]]] = {}  # entity -> (its last row's stored event_ts, values)
         proto = Value()
         for entity_key, feature_name, blob, event_ts in rows:
             entity = entity_of[entity_key]
