@@ -18,6 +18,10 @@ Two shapes:
 Bodies are encoded once up front; answers are checked by status code only (parsing 100 ranked products per
 answer would make the client the bottleneck on a 2-core box). Every request loop is bounded in count and time.
 
+Each request carries `X-Request-Start: t=<µs since the epoch>` of its due time, as a proxy or load balancer in
+front of the service stamps the arrival (serving/guard.py: the service then counts the wait before its worker
+saw the request); `stamp=False` sends none, for the service's own clock alone.
+
 Over capacity the service sheds with 503 (serving/guard.py): a phase reports those apart from other errors,
 with how fast they came back, and its latency percentiles are the accepted (200) requests' only.
 """
@@ -152,10 +156,20 @@ def _retry_after(value: str | None) -> float:
         return 1.0
 
 
-async def _send(client: aiohttp.ClientSession, url: str, body: bytes, due: float, out: PhaseResult) -> float:
+# perf_counter -> seconds since the epoch, for the X-Request-Start stamp (taken once: both clocks tick alike).
+_EPOCH_OFFSET = time.time() - time.perf_counter()
+
+
+def _stamp(due: float) -> dict[str, str]:
+    return {"X-Request-Start": f"t={round((due + _EPOCH_OFFSET) * 1e6)}"}
+
+
+async def _send(
+    client: aiohttp.ClientSession, url: str, body: bytes, due: float, out: PhaseResult, stamp: bool = True
+) -> float:
     """Send one request and record the outcome; returns the seconds to wait if it was shed, else 0."""
     try:
-        async with client.post(url, data=body) as r:
+        async with client.post(url, data=body, headers=_stamp(due) if stamp else None) as r:
             await r.read()
             status = r.status
             retry_after = r.headers.get("Retry-After")
@@ -179,6 +193,7 @@ async def fixed_rate(
     name: str | None = None,
     connections: int = 64,
     timeout: float = 10.0,
+    stamp: bool = True,
 ) -> PhaseResult:
     out = PhaseResult(name or f"fixed {rate:g} rps", rate, seconds)
     url = f"{base_url}/rank"
@@ -192,7 +207,7 @@ async def fixed_rate(
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(_send(client, url, bodies[i % len(bodies)], due, out)))
+            tasks.append(asyncio.create_task(_send(client, url, bodies[i % len(bodies)], due, out, stamp)))
         await asyncio.gather(*tasks)
         out.seconds = max(seconds, time.perf_counter() - start)
     out.client_cpu_seconds = _cpu() - cpu0
@@ -206,6 +221,7 @@ async def max_rate(
     concurrency: int = 16,
     name: str | None = None,
     timeout: float = 10.0,
+    stamp: bool = True,
 ) -> PhaseResult:
     out = PhaseResult(name or f"max rate ({concurrency} connections)", None, seconds)
     url = f"{base_url}/rank"
@@ -218,7 +234,7 @@ async def max_rate(
         async def worker() -> None:
             while time.perf_counter() < stop:
                 i = next(counter)
-                backoff = await _send(client, url, bodies[i % len(bodies)], time.perf_counter(), out)
+                backoff = await _send(client, url, bodies[i % len(bodies)], time.perf_counter(), out, stamp)
                 if backoff:
                     await asyncio.sleep(min(backoff, max(0.0, stop - time.perf_counter())))
 

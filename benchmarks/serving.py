@@ -257,8 +257,8 @@ def http_phases(
         loadgen.run(loadgen.max_rate(url, bodies, seconds=min(5.0, seconds), concurrency=4, name="warm-up"))
         rss0 = _rss_mb(procs)
         phases: list[tuple[str, float]] = [("fixed", r) for r in rates] + [("max", 0.0)]
-        if overload_factor > 0:
-            phases.append(("overload", 0.0))
+        if overload_factor > 0:  # stamped as by a proxy in front, then the service's own clock alone
+            phases += [("overload", 0.0), ("overload_unstamped", 0.0)]
         for kind, rate in phases:
             cpu0 = _cpu_seconds(procs)
             if kind == "fixed":
@@ -266,14 +266,16 @@ def http_phases(
             elif kind == "max":
                 res = loadgen.run(loadgen.max_rate(url, bodies, seconds=seconds, concurrency=concurrency))
             else:
-                measured_max = results[-1]["throughput_rps"]
+                stamp = kind == "overload"
+                if stamp:
+                    measured_max = results[-1]["throughput_rps"]
                 rate = round(overload_factor * max(measured_max, 1.0))
-                name = f"overload: {overload_factor:g}x max = {rate:g} rps"
-                res = loadgen.run(loadgen.fixed_rate(url, bodies, rate=rate, seconds=seconds, name=name))
+                name = f"overload: {overload_factor:g}x max = {rate:g} rps" + ("" if stamp else ", no X-Request-Start")
+                res = loadgen.run(loadgen.fixed_rate(url, bodies, rate=rate, seconds=seconds, name=name, stamp=stamp))
             summary = res.summary()
             summary["server_cpu_ms_per_request"] = round(1e3 * (_cpu_seconds(procs) - cpu0) / max(res.sent, 1), 3)
-            if kind == "overload":
-                summary |= {"overload_factor": overload_factor, "measured_max_rps": measured_max}
+            if kind.startswith("overload"):
+                summary |= {"overload_factor": overload_factor, "measured_max_rps": measured_max, "stamped": stamp}
             results.append(summary)
             typer.echo(json.dumps(summary))
         info: dict[str, Any] = {"startup_seconds": round(startup, 1), "rss_mb_start": round(rss0, 1)}

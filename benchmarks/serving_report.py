@@ -19,7 +19,8 @@ def render(report: dict) -> str:
     fixed100 = next(r for r in http if r["offered_rps"] == 100)
     top = next(r for r in http if r["offered_rps"] is None)
     fixed300 = next((r for r in http if r["offered_rps"] == 300), None)
-    overload = next((r for r in http if r.get("overload_factor")), None)
+    overload = next((r for r in http if r.get("overload_factor") and r.get("stamped", True)), None)
+    unstamped = next((r for r in http if r.get("overload_factor") and r.get("stamped") is False), None)
     # The closed loop keeps more connections open than the service admits at once: its 503s are the documented
     # shedding (each connection then waits Retry-After), not failures.
     top_errors = top.get("other_errors", top["errors"])
@@ -70,7 +71,7 @@ def render(report: dict) -> str:
         "Fixed rates are open loop (latency counted from each request's due time); max rate is closed loop "
         f"({top['phase'].split('(')[-1].rstrip(')')}). Server RSS {report['rss_mb_start']} MB after warm-up, "
         f"{report['rss_mb_end']} MB at the end.",
-        *overload_section(overload, fixed100),
+        *overload_section(overload, fixed100, unstamped),
         "",
         "### In process, same requests (per request)",
         "",
@@ -144,26 +145,40 @@ def overload_rows(overload: dict | None, fixed100: dict) -> list[str]:
     ]
 
 
-def overload_section(overload: dict | None, fixed100: dict) -> list[str]:
-    """The overload phase beside the p99 at 100 req/s (none when the phase was not run)."""
+def overload_section(overload: dict | None, fixed100: dict, unstamped: dict | None = None) -> list[str]:
+    """The overload phases beside the p99 at 100 req/s (none when the phase was not run).
+
+    `overload` carries the X-Request-Start stamp a proxy in front would set; `unstamped`, at the same offered
+    rate, leaves the service its own clock alone."""
     if overload is None:
         return []
+
+    def row(r: dict, stamp: str) -> str:
+        return (
+            f"| {stamp} | {r['offered_rps']:g} | {r['throughput_rps']} | {r['shed']} "
+            f"({100 * r['shed_share']:.1f}%) | {r['other_errors']} | {r['p50_ms']} | "
+            f"{r['p99_ms']} | {fixed100['p99_ms']} | {r['shed_p99_ms']} |"
+        )
+
     return [
         "",
         f"### Overload: {overload['overload_factor']:g}x the measured max rate (open loop)",
         "",
-        "| offered req/s | goodput req/s | shed (503) | other errors | accepted p50 ms | accepted p99 ms | "
-        "p99 at 100 req/s | shed answer p99 ms |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| {overload['offered_rps']:g} | {overload['throughput_rps']} | {overload['shed']} "
-        f"({100 * overload['shed_share']:.1f}%) | {overload['other_errors']} | {overload['p50_ms']} | "
-        f"{overload['p99_ms']} | {fixed100['p99_ms']} | {overload['shed_p99_ms']} |",
+        "| X-Request-Start | offered req/s | goodput req/s | shed (503) | other errors | accepted p50 ms | "
+        "accepted p99 ms | p99 at 100 req/s | shed answer p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+        row(overload, "stamped (as by a proxy)"),
+        *([row(unstamped, "none (the service's clock)")] if unstamped else []),
         "",
         "Admission control (`serving/guard.py`): at most `SHOPRANK_MAX_IN_FLIGHT` /rank requests in flight per worker "
         "and `SHOPRANK_QUEUE_DEADLINE_SECONDS` of waiting before scoring, and no more than "
         "`SHOPRANK_QUEUE_TARGET_SECONDS` once the queue has stood above it for `SHOPRANK_QUEUE_INTERVAL_SECONDS`; "
         "the rest is answered 503 with "
-        "`Retry-After` at once and counted in `shoprank_shed_requests_total{reason}`.",
+        "`Retry-After` at once and counted in `shoprank_shed_requests_total{reason}`. The wait counts from the "
+        "request's `X-Request-Start` stamp when it has one (a proxy or load balancer in front sets it; the load "
+        "generator stamps each request's due time), so a request that already waited past the target in the "
+        "kernel's queue or the HTTP stack is shed at admission, before it takes a slot; without a stamp the "
+        "service can only count from admission.",
     ]
 
 

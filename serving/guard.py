@@ -23,6 +23,14 @@ SHOPRANK_QUEUE_INTERVAL_SECONDS (`QueueDelayControl`, CoDel's test): under susta
 requests keep about the latency they have without it. BentoML's own `traffic.max_concurrency` was not used: it
 answers 429 without
 `Retry-After`, limits every route (the merchant endpoints too) and is split evenly across workers.
+
+Time spent before the worker sees a request (the kernel's accept queue, HTTP parsing on a saturated event loop)
+is invisible to a server-side clock, and under overload it is most of the delay. A proxy or load balancer in
+front stamps the arrival (`X-Request-Start: t=<microseconds since the epoch>`, nginx's `t=${msec}`, Heroku's
+router, New Relic's convention; rack-timeout's `wait_timeout` sheds on it the same way). When the header is
+there (and SHOPRANK_REQUEST_START_HEADER is on), the waits above count from that arrival, and admission
+applies the deadline and the queue-delay test before the request takes a slot: a request that already waited
+too long costs one cheap 503 instead of a scoring. Without it, they count from admission, as before.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import json
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from threading import Lock
-from time import perf_counter
+from time import perf_counter, time
 from typing import Any
 
 MAX_REQUEST_BYTES = 256 * 1024
@@ -57,8 +65,8 @@ async def _answer(send: Send, status: int, error: str) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-# When this request was admitted (perf_counter), for the handler's deadline check: a context variable, because
-# BentoML runs the sync handler in a thread with a copy of the request's context.
+# When this request arrived or was admitted (perf_counter), for the handler's deadline check: a context variable,
+# because BentoML runs the sync handler in a thread with a copy of the request's context.
 ADMITTED_AT: ContextVar[float | None] = ContextVar("shoprank_admitted_at", default=None)
 
 
@@ -67,9 +75,43 @@ def shed_body(reason: str, detail: str) -> dict[str, str]:
 
 
 def waited_since_admission() -> float | None:
-    """Seconds since the admission middleware let this request in; None for in-process callers."""
+    """Seconds since this request arrived (its trusted X-Request-Start stamp) or, without one, was admitted.
+
+    None for in-process callers."""
     admitted = ADMITTED_AT.get()
     return None if admitted is None else perf_counter() - admitted
+
+
+# A stamp further in the future than this is another machine's clock, not a wait: it is ignored (and so is one
+# older than MAX_STAMP_AGE_SECONDS, which no queue holds).
+CLOCK_SKEW_SECONDS = 1.0
+MAX_STAMP_AGE_SECONDS = 3600.0
+
+
+def request_start_age(value: bytes | None, now: float | None = None) -> float | None:
+    """Seconds since the `X-Request-Start` stamp (`t=` optional; seconds, ms or µs since the epoch by size).
+
+    None when the header is absent, unparsable or implausible: the request is then timed from admission.
+    """
+    if not value:
+        return None
+    text = value.strip()
+    if text[:2] in (b"t=", b"T="):
+        text = text[2:]
+    try:
+        stamp = float(text)
+    except ValueError:
+        return None
+    if stamp != stamp or stamp <= 0:  # NaN or nonsense
+        return None
+    if stamp > 1e14:  # microseconds (nginx with `t=${msec}` sends seconds.millis; Heroku and New Relic µs or ms)
+        stamp /= 1e6
+    elif stamp > 1e11:
+        stamp /= 1e3
+    age = (time() if now is None else now) - stamp
+    if age < -CLOCK_SKEW_SECONDS or age > MAX_STAMP_AGE_SECONDS:
+        return None
+    return max(age, 0.0)
 
 
 class QueueDelayControl:
@@ -158,6 +200,13 @@ class RequestGuard:
         await self.app(scope, replay, send)
 
 
+def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
 class AdmissionControl:
     """At most `max_in_flight` POST /rank requests in flight in this worker; the next is shed with 503.
 
@@ -171,37 +220,69 @@ class AdmissionControl:
         max_in_flight: int,
         retry_after_seconds: int = 1,
         on_shed: Callable[[str], None] | None = None,
+        request_start_header: bool = False,
+        deadline_seconds: float | None = None,
+        queue: QueueDelayControl | None = None,
     ) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
         self.retry_after = str(retry_after_seconds).encode()
         self.on_shed = on_shed
+        self.request_start_header = request_start_header
+        self.deadline = deadline_seconds
+        self.queue = queue
         self.in_flight = 0
+
+    async def _shed(self, send: Send, reason: str, detail: str) -> None:
+        if self.on_shed is not None:
+            self.on_shed(reason)
+        payload = json.dumps(shed_body(reason, detail)).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"retry-after", self.retry_after),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+    def _late(self, waited: float, now: float) -> tuple[str, str] | None:
+        """The handler's deadline and queue-delay tests, applied at admission to a wait stamped upstream."""
+        if self.deadline is not None and waited > self.deadline:
+            return "deadline", f"waited {waited:.3f} s since X-Request-Start (SHOPRANK_QUEUE_DEADLINE_SECONDS)"
+        if self.queue is not None and self.queue.should_shed(waited, now):
+            detail = (
+                f"waited {waited:.3f} s since X-Request-Start while the queue stood above "
+                f"SHOPRANK_QUEUE_TARGET_SECONDS={self.queue.target:g}"
+            )
+            return "queue_delay", detail
+        return None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope.get("type") != "http" or scope.get("method") != "POST" or scope.get("path") not in GUARDED_PATHS:
             await self.app(scope, receive, send)
             return
+        now = perf_counter()
+        arrived = now
+        if self.request_start_header:
+            age = request_start_age(_header(scope, b"x-request-start"))
+            if age is not None:
+                late = self._late(age, now)
+                if late is not None:
+                    await self._shed(send, *late)
+                    return
+                arrived = now - age
         if self.in_flight >= self.max_in_flight:
-            if self.on_shed is not None:
-                self.on_shed("in_flight")
             detail = f"{self.in_flight} requests in flight in this worker (SHOPRANK_MAX_IN_FLIGHT)"
-            payload = json.dumps(shed_body("in_flight", detail)).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 503,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(payload)).encode()),
-                        (b"retry-after", self.retry_after),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": payload})
+            await self._shed(send, "in_flight", detail)
             return
         self.in_flight += 1
-        token = ADMITTED_AT.set(perf_counter())
+        # The handler's wait then counts from the upstream arrival when it is known, from here otherwise.
+        token = ADMITTED_AT.set(arrived)
         try:
             await self.app(scope, receive, send)
         finally:

@@ -60,6 +60,8 @@ log = logging.getLogger("shoprank.serving")
 shadow_log = logging.getLogger("shoprank.shadow")
 
 SERVING = serving_settings_or_exit()  # once per process, before the service is declared; exits on a bad value
+# One queue-delay state per worker, shared by admission (waits stamped upstream) and the handler (serving/guard.py).
+QUEUE = QueueDelayControl(SERVING.queue_target_seconds, SERVING.queue_interval_seconds)
 
 
 @bentoml.service(
@@ -79,7 +81,7 @@ class Ranker:
         self.not_ready_reason = "starting"
         self.campaign_days: frozenset = frozenset()
         self.telemetry = get_telemetry()
-        self.queue = QueueDelayControl(SERVING.queue_target_seconds, SERVING.queue_interval_seconds)
+        self.queue = QUEUE
         self.request_log = RequestLog(
             self.settings.logs_dir / "requests",
             rate=SERVING.request_log_rate,
@@ -302,4 +304,7 @@ Ranker.add_asgi_middleware(  # type: ignore[attr-defined]
     max_in_flight=SERVING.max_in_flight,
     retry_after_seconds=SERVING.retry_after_seconds,
     on_shed=count_shed,
+    request_start_header=SERVING.request_start_header,
+    deadline_seconds=SERVING.queue_deadline_seconds,
+    queue=QUEUE,
 )

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from time import perf_counter
+from time import perf_counter, time
 from typing import Any
 
 import httpx
 import pytest
 
-from serving.guard import ADMITTED_AT, AdmissionControl, QueueDelayControl, waited_since_admission
+from serving.guard import (
+    ADMITTED_AT,
+    AdmissionControl,
+    QueueDelayControl,
+    request_start_age,
+    waited_since_admission,
+)
 from serving.launcher import running_service
 
 
@@ -40,7 +46,9 @@ class Blocking:
             self.inside -= 1
 
 
-async def _call(app: Any, path: str = "/rank", method: str = "POST") -> tuple[int, dict[bytes, bytes], bytes]:
+async def _call(
+    app: Any, path: str = "/rank", method: str = "POST", headers: list[tuple[bytes, bytes]] | None = None
+) -> tuple[int, dict[bytes, bytes], bytes]:
     sent: list[dict] = []
 
     async def receive() -> dict:
@@ -49,7 +57,7 @@ async def _call(app: Any, path: str = "/rank", method: str = "POST") -> tuple[in
     async def send(message: dict) -> None:
         sent.append(message)
 
-    await app({"type": "http", "method": method, "path": path, "headers": []}, receive, send)
+    await app({"type": "http", "method": method, "path": path, "headers": headers or []}, receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], dict(start["headers"]), body
@@ -133,6 +141,66 @@ def test_a_standing_queue_sheds_what_waited_past_target_until_one_starts_under_i
     assert not control.should_shed(waited=0.004, now=0.31)  # under target: served, and shedding stops
     assert not control.should_shed(waited=0.030, now=0.32)  # a new episode starts its own interval
     assert control.should_shed(waited=0.030, now=0.43)
+
+
+def test_request_start_stamps_are_read_in_any_unit_and_implausible_ones_ignored() -> None:
+    now = 1_800_000_000.0
+    assert request_start_age(b"t=1799999999750000", now) == pytest.approx(0.25)  # microseconds
+    assert request_start_age(b"1799999999750", now) == pytest.approx(0.25)  # milliseconds
+    assert request_start_age(b"t=1799999999.750", now) == pytest.approx(0.25)  # seconds (nginx's ${msec})
+    assert request_start_age(b"t=1800000000400000", now) == 0.0  # a little ahead: clocks differ, no wait
+    for bad in (None, b"", b"t=", b"soon", b"t=nan", b"t=-5", b"t=1800000090", b"t=1700000000"):
+        assert request_start_age(bad, now) is None, bad  # absent, garbage, far future, older than any queue
+
+
+def _stamped(age: float) -> list[tuple[bytes, bytes]]:
+    return [(b"x-request-start", f"t={round((time() - age) * 1e6)}".encode())]
+
+
+def test_a_request_stamped_too_long_ago_is_shed_at_admission_without_taking_a_slot() -> None:
+    async def scenario() -> None:
+        inner = Blocking()
+        shed: list[str] = []
+        app = AdmissionControl(
+            inner, max_in_flight=2, on_shed=shed.append, request_start_header=True, deadline_seconds=0.5
+        )
+        status, headers, body = await asyncio.wait_for(_call(app, headers=_stamped(2.0)), timeout=1)
+        assert status == 503 and headers[b"retry-after"] == b"1"
+        assert json.loads(body)["reason"] == "deadline" and "X-Request-Start" in json.loads(body)["error"]
+        assert shed == ["deadline"] and inner.admitted_at == [] and app.in_flight == 0
+        # a fresh stamp is admitted, and the handler's wait counts from the stamped arrival, not from admission
+        task = asyncio.create_task(_call(app, headers=_stamped(0.2)))
+        await asyncio.sleep(0.01)
+        arrived = inner.admitted_at[-1]
+        assert arrived is not None and 0.15 < perf_counter() - arrived < 0.5
+        inner.release.set()
+        assert (await task)[0] == 200
+        # the header is not trusted when the setting is off: the same stale stamp is admitted
+        trusting_none = AdmissionControl(inner, max_in_flight=2, deadline_seconds=0.5)
+        assert (await _call(trusting_none, headers=_stamped(2.0)))[0] == 200
+
+    asyncio.run(scenario())
+
+
+def test_a_standing_queue_of_stamped_requests_is_shed_at_admission() -> None:
+    async def scenario() -> None:
+        inner = Blocking()
+        inner.release.set()
+        shed: list[str] = []
+        queue = QueueDelayControl(target_seconds=0.010, interval_seconds=0.050)
+        app = AdmissionControl(
+            inner, max_in_flight=64, on_shed=shed.append, request_start_header=True, deadline_seconds=5, queue=queue
+        )
+        statuses = []
+        for _ in range(12):  # every request already waited 30 ms upstream: the queue is standing
+            statuses.append((await _call(app, headers=_stamped(0.030)))[0])
+            await asyncio.sleep(0.01)
+        assert statuses[0] == 200 and statuses[-1] == 503, statuses
+        assert set(shed) == {"queue_delay"}
+        assert (await _call(app, headers=_stamped(0.0)))[0] == 200  # one under target ends the episode
+        assert (await _call(app, headers=_stamped(0.030)))[0] == 200
+
+    asyncio.run(scenario())
 
 
 # ------------------------------------------------------------------------------------------------------------

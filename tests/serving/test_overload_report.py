@@ -7,6 +7,7 @@ from collections import Counter
 
 from benchmarks.loadgen import PhaseResult
 from benchmarks.serving_report import overload_rows, overload_section
+from serving.guard import request_start_age
 
 
 def _phase(statuses: dict[int, int], errors: dict[str, int], latencies: list[float]) -> dict:
@@ -32,8 +33,9 @@ def test_the_target_needs_the_p99_within_2x_and_no_other_error() -> None:
     assert overload_rows(slow, fixed100)[0].endswith("| 2.10x | **not met** |")
     broken = _phase({200: 2000, 503: 2000}, {"ServerDisconnectedError": 1}, [0.010] * 2000)
     assert overload_rows(broken, fixed100)[0].endswith("| 1.00x | **not met** |")
-    table = "\n".join(overload_section(good, fixed100))
-    assert "| 400 | 200.0 | 2000 (50.0%) | 0 | 19.0 | 19.0 | 10.0 | 2.0 |" in table
+    table = "\n".join(overload_section(good, fixed100, slow | {"stamped": False}))
+    assert "| stamped (as by a proxy) | 400 | 200.0 | 2000 (50.0%) | 0 | 19.0 | 19.0 | 10.0 | 2.0 |" in table
+    assert "| none (the service's clock) | 400 | 200.0 | 2000 (50.0%) | 0 | 21.0 | 21.0 | 10.0 | 2.0 |" in table
     assert overload_rows(None, fixed100) == [] and overload_section(None, fixed100) == []
 
 
@@ -45,9 +47,12 @@ def test_the_closed_loop_waits_retry_after_when_shed() -> None:
 
     from benchmarks.loadgen import max_rate
 
+    stamps: list[float | None] = []
+
     async def scenario() -> PhaseResult:
         async def shed(request: web.Request) -> web.Response:
             await request.read()
+            stamps.append(request_start_age(request.headers.get("X-Request-Start", "").encode()))
             return web.json_response({"reason": "in_flight"}, status=503, headers={"Retry-After": "1"})
 
         app = web.Application()
@@ -66,6 +71,8 @@ def test_the_closed_loop_waits_retry_after_when_shed() -> None:
     assert result.shed == result.sent and result.ok == 0 and result.other_errors == 0
     assert 4 <= result.sent <= 12, result.sent  # one try per connection per second, not a storm
     assert result.seconds < 3  # the waits are cut at the end of the phase
+    # each request carries its due time as a proxy's X-Request-Start, which the service's admission reads
+    assert len(stamps) == result.sent and all(a is not None and a < 1.0 for a in stamps), stamps
 
 
 def test_core_lists_are_parsed_and_checked_against_this_machine() -> None:
