@@ -59,6 +59,15 @@ def where_clause(windows: Sequence[DayWindow], clicked_only: bool = False) -> st
     return where + (" and clicked = 1" if clicked_only else "")
 
 
+SAMPLE_BUCKETS = 1_000_000
+
+
+def negative_sample_sql(keep: float) -> str:
+    """Whether a row is in the kept share: md5 of its impression id, so the same rows on every run, machine and
+    DuckDB version (DuckDB's own hash() may change between versions)."""
+    return f"(md5_number_lower(impression_id) % {SAMPLE_BUCKETS}) < {round(keep * SAMPLE_BUCKETS)}"
+
+
 def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -71,10 +80,24 @@ class RowSource:
     windows: tuple[DayWindow, ...]
     clicked_only: bool = False
     spill_dir: Path | None = None
+    negative_keep: float = 1.0  # share of non-clicked rows kept (a hash of the impression id decides which)
+
+    @property
+    def sampled(self) -> bool:
+        return self.negative_keep < 1.0 and not self.clicked_only
 
     def sql(self, columns: Sequence[str]) -> str:
         cols = ", ".join(quote(c) for c in columns)
-        return f"select {cols} from read_parquet('{self.path}') where {where_clause(self.windows, self.clicked_only)}"
+        where = where_clause(self.windows, self.clicked_only)
+        if self.sampled:
+            where += f" and (clicked = 1 or {negative_sample_sql(self.negative_keep)})"
+        return f"select {cols} from read_parquet('{self.path}') where {where}"
+
+    def weights(self, clicked: np.ndarray) -> np.ndarray | None:
+        """Each kept non-clicked row stands for 1 / negative_keep of them; None when nothing is sampled."""
+        if not self.sampled:
+            return None
+        return np.where(clicked == 1, 1.0, 1.0 / self.negative_keep)
 
     def frames(self, columns: Sequence[str], batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
         """The rows in file order, `batch_rows` at a time, as pandas frames with Feast's to_df dtypes (via Arrow:
@@ -113,12 +136,14 @@ class RowBatches(xgb.DataIter):
 
     def next(self, input_data: Callable) -> bool:
         if self._frames is None:
-            self._frames = self._source.frames(self._spec.inputs, self._batch_rows)
+            extra = ["clicked"] if self._source.sampled and "clicked" not in self._spec.inputs else []
+            self._frames = self._source.frames([*self._spec.inputs, *extra], self._batch_rows)
         frame = next(self._frames, None)
         if frame is None:
             return False
         self.rows_seen += len(frame)
-        input_data(data=self._spec.frame_matrix(frame), feature_names=list(self._spec.columns))
+        weight = self._source.weights(frame["clicked"].to_numpy()) if self._source.sampled else None
+        input_data(data=self._spec.frame_matrix(frame), feature_names=list(self._spec.columns), weight=weight)
         return True
 
 

@@ -75,6 +75,15 @@ class TrainConfig(BaseModel):
         "join through memory (about 5 GB per million label rows at SCALE=small, issue 14), so this bounds what it "
         "holds at once; an offline store that streams its join to parquet can take far more per call.",
     )
+    max_train_negatives: int = Field(
+        2_000_000,
+        ge=1,
+        description="Non-clicked rows the all-impressions heads (CTR, CTCVR) learn from at most. Beyond it they "
+        "learn from every clicked row and a fixed hash sample of the rest, each kept one weighted by 1 / the kept "
+        "share, so the predictions stay calibrated (negative downsampling, as in He et al. 2014, 'Practical "
+        "lessons from predicting clicks on ads at Facebook'). Validation, test and the CVR head are never sampled. "
+        "SCALE=small has about 0.6M such training rows (untouched), SCALE=medium about 3M, SCALE=large about 13M.",
+    )
     in_memory: bool = Field(
         False,
         description="Train from one pandas frame (Feast's to_df) instead of parquet batches: only to show both "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import tempfile
@@ -129,6 +130,8 @@ def _fit_spark(data: TrainingData, spec: FeatureSpec, cfg: TrainConfig, workdir:
 
     if not isinstance(data, ParquetTrainingSet):
         raise ValueError("xgboost.spark trains from the persisted training set: not available with in_memory")
+    # Spark scales out instead of sampling: its executors take every row (the sample is the one-machine answer).
+    data = dataclasses.replace(data, negative_keep=1.0)
     with console.status("Training the heads (xgboost.spark, early stopping on the validation days)"):
         boosters = fit_heads_spark(spark.session, data, spec, cfg.xgb, spark.num_workers)
     bundle = RankerBundle()
@@ -220,6 +223,9 @@ def _train(
                 "units_per_order": round(config.units_per_order, 4),
                 **data.split.as_params(),
                 "training_path": "in_memory" if cfg.in_memory else "batched",
+                # share of the train days' non-clicked rows the CTR and CTCVR heads learned from (1: all of them)
+                "negative_keep": round(float(getattr(data, "negative_keep", 1.0)), 6) if spark is None else 1.0,
+                "max_train_negatives": cfg.max_train_negatives,
                 **({"trainer": f"xgboost.spark ({spark.num_workers} workers)"} if spark else {}),
                 **{f"xgb_{k}": v for k, v in cfg.xgb.model_dump().items()},
             }

@@ -12,6 +12,7 @@ are all read from it in bounded batches.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -137,6 +138,9 @@ class ParquetTrainingSet:
     fingerprint: str
     spill_dir: Path
     batch_rows: int = field(default=131_072)
+    # Share of non-clicked rows the all-impressions heads fit on (TrainConfig.max_train_negatives): applies to
+    # every row set that includes the train days (the fit, the refit), never to validation alone or test.
+    negative_keep: float = 1.0
 
     def remove(self) -> None:
         """Delete the training set's folder (gigabytes at scale); the frozen test rows stay under their fingerprint."""
@@ -144,7 +148,8 @@ class ParquetTrainingSet:
 
     def source(self, parts: Sequence[str], clicked_only: bool = False) -> RowSource:
         windows = tuple(getattr(self.split, p) for p in parts)
-        return RowSource(self.path, windows, clicked_only, self.spill_dir)
+        keep = self.negative_keep if "train" in parts else 1.0
+        return RowSource(self.path, windows, clicked_only, self.spill_dir, keep)
 
     def fit_spec(self, feature_service: str, numeric: Sequence[str]) -> FeatureSpec:
         """FeatureSpec.fit on the distinct values of each categorical column in the train rows (DuckDB finds
@@ -176,7 +181,7 @@ class ParquetTrainingSet:
         return {h: np.concatenate(s) for h, s in raw.items()}, np.concatenate(converted)
 
     def orders(self, parts: tuple[str, ...]) -> pd.DataFrame:
-        source = self.source(parts)
+        source = dataclasses.replace(self.source(parts), negative_keep=1.0)  # every order: a converted row is clicked
         with connect(self.spill_dir) as con:
             table = con.sql(f"select price, order_gmv from ({source.sql(['price', 'order_gmv', 'converted'])}) "
                             "where converted = 1").to_arrow_table()  # fmt: skip
@@ -211,4 +216,13 @@ def build_parquet_training_set(
     sort_into_one_file(files, path, spill, augment)
     shutil.rmtree(parts)
     columns = feature_columns(store, cfg.feature_service)
-    return ParquetTrainingSet(path, split, columns, file_fingerprint(path, spill), spill)
+    keep = negative_keep_share(RowSource(path, (split.train,), spill_dir=spill), cfg.max_train_negatives)
+    return ParquetTrainingSet(path, split, columns, file_fingerprint(path, spill), spill, negative_keep=keep)
+
+
+def negative_keep_share(train: RowSource, max_negatives: int) -> float:
+    """The share of the train days' non-clicked rows to keep so that at most `max_negatives` remain (1: all)."""
+    with connect(train.spill_dir) as con:
+        row = con.execute(f"select count(*) from ({train.sql(['clicked'])}) where clicked = 0").fetchone()
+    negatives = int(row[0]) if row else 0
+    return 1.0 if negatives <= max_negatives else max_negatives / negatives

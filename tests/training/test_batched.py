@@ -188,3 +188,60 @@ def test_split_windows_select_utc_days(both):
         ids = pd.concat(list(batched.source([part]).frames(["impression_id"], BATCH)), ignore_index=True)
         assert ids["impression_id"].tolist() == in_memory.part(part)["impression_id"].tolist()
     assert batched.split.test[1] == date(2026, 10, 1) + timedelta(days=N_DAYS - 1)
+
+
+def test_negative_sampling_keeps_every_click_a_fixed_share_of_the_rest_and_weights_it_back(both):
+    """TrainConfig.max_train_negatives: above it, the CTR and CTCVR heads fit on every clicked row and a hash sample
+    of the others weighted 1 / keep. Validation alone and the CVR head's clicked rows are never sampled."""
+    import dataclasses
+
+    from training.trainset import negative_keep_share
+
+    batched, in_memory = both
+    train = batched.source(["train"])
+    negatives = int((in_memory.rows(("train",))["clicked"] == 0).sum())
+    assert negative_keep_share(train, negatives) == 1.0 and negative_keep_share(train, negatives + 5) == 1.0
+    assert negative_keep_share(train, negatives // 4) == pytest.approx(0.25, rel=0.01)
+
+    sampled = dataclasses.replace(batched, negative_keep=0.3)
+    cols = ["impression_id", "clicked"]
+    rows = pd.concat(sampled.source(["train"]).frames(cols, BATCH), ignore_index=True)
+    again = pd.concat(sampled.source(["train"]).frames(cols, BATCH), ignore_index=True)
+    full = in_memory.rows(("train",))
+    assert rows["impression_id"].tolist() == again["impression_id"].tolist()  # the same sample every time
+    assert (rows["clicked"] == 1).sum() == (full["clicked"] == 1).sum()  # every click kept
+    kept = (rows["clicked"] == 0).sum() / (full["clicked"] == 0).sum()
+    assert 0.25 < kept < 0.35, kept
+    # validation alone and the clicked-only rows are whole; the refit's train + valid is sampled
+    assert sampled.source(["valid"]).count() == batched.source(["valid"]).count()
+    assert sampled.source(["train"], clicked_only=True).count() == batched.source(["train"], clicked_only=True).count()
+    assert sampled.source(["train", "valid"]).count() < batched.source(["train", "valid"]).count()
+
+    spec = spec_of(batched)
+    matrix = sampled.matrix(spec, ("train",), False, 1, None)
+    labels = sampled.labels(("train",), "clicked", False)
+    assert matrix.num_row() == len(rows) == len(labels)
+    np.testing.assert_array_equal(labels, rows["clicked"].to_numpy())
+    np.testing.assert_allclose(matrix.get_weight(), np.where(labels == 1, 1.0, 1 / 0.3))
+    assert batched.matrix(spec, ("train",), False, 1, None).get_weight().size == 0  # unsampled: no weights
+
+
+def test_a_model_fit_on_sampled_negatives_stays_calibrated(both, tmp_path: Path):
+    import dataclasses
+
+    batched, in_memory = both
+    test = in_memory.part("test")
+    results = {}
+    for keep in (1.0, 0.3):
+        data = dataclasses.replace(batched, negative_keep=keep)
+        fitted = fit(data, CFG, tmp_path / str(keep))
+        bundle = RankerBundle()
+        bundle.load_from_paths(write_artifacts(tmp_path / str(keep), fitted.spec, fitted.boosters, fitted.config))
+        pctr = bundle.score_matrix(fitted.spec.frame_matrix(test))["pctr"]
+        results[keep] = (fast_auc(test["clicked"].to_numpy(), pctr), float(pctr.mean()))
+    ctr = float(test["clicked"].mean())
+    (auc_full, mean_full), (auc_sampled, mean_sampled) = results[1.0], results[0.3]
+    assert auc_sampled > auc_full - 0.03, results
+    # weighted back, the mean prediction stays at the click rate; unweighted it would be about 2x too high
+    assert abs(mean_sampled - ctr) < 0.25 * ctr, (mean_sampled, ctr)
+    assert abs(mean_sampled - mean_full) < 0.2 * mean_full, results
