@@ -6,6 +6,7 @@ SCALE ?= small
 PORT ?= 3000
 SEED ?= 42
 END_DATE ?=
+HISTORY_DAYS ?=
 INCIDENT ?=
 
 export SHOPRANK_HOME ?= $(CURDIR)/.state
@@ -49,8 +50,8 @@ $(SPARK_STAMP): pyproject.toml uv.lock
 
 install-spark: $(SPARK_STAMP) ## create .venv from uv.lock with the Spark extra (Java 17 needed)
 
-data: $(VENV_STAMP) ## simulate the marketplace into $SHOPRANK_HOME/raw (SCALE=tiny|small|medium|large, END_DATE=YYYY-MM-DD, INCIDENT=kind[:target]@day)
-	$(RUN) python -m simulator generate --scale $(SCALE) --seed $(SEED) $(if $(END_DATE),--end-date $(END_DATE)) $(foreach i,$(INCIDENT),--incident $(i))
+data: $(VENV_STAMP) ## simulate the marketplace into $SHOPRANK_HOME/raw (SCALE=tiny|small|medium|large, END_DATE=YYYY-MM-DD, HISTORY_DAYS=<days of history>, INCIDENT=kind[:target]@day)
+	$(RUN) python -m simulator generate --scale $(SCALE) --seed $(SEED) $(if $(END_DATE),--end-date $(END_DATE)) $(if $(HISTORY_DAYS),--days $(HISTORY_DAYS)) $(foreach i,$(INCIDENT),--incident $(i))
 
 # The offline engine (platform_common/settings.py): duckdb (default) or spark, checked here at the edge of make.
 export SHOPRANK_OFFLINE_ENGINE ?= duckdb
@@ -329,8 +330,8 @@ CAL_ROOT ?= /tmp/shoprank-bench-calendar
 
 .PHONY: bench-calendar
 
-bench-calendar: $(VENV_STAMP) ## v1 vs the calendar model per day kind over CAL_SEEDS x CAL_END_DATES at SCALE (one state folder per cell under CAL_ROOT; docs/benchmarks.md)
+bench-calendar: $(VENV_STAMP) ## v1 vs the calendar model per day kind over CAL_SEEDS x CAL_END_DATES at SCALE [HISTORY_DAYS=n] (one state folder per cell under CAL_ROOT; docs/benchmarks.md)
 	@for seed in $(CAL_SEEDS); do for end in $(CAL_END_DATES); do \
-		$(RUN) python -m benchmarks.calendar_models cell --seed $$seed --end-date $$end --scale $(SCALE) --root $(CAL_ROOT) || exit 1; \
+		$(RUN) python -m benchmarks.calendar_models cell --seed $$seed --end-date $$end --scale $(SCALE) --root $(CAL_ROOT) $(if $(HISTORY_DAYS),--history-days $(HISTORY_DAYS)) || exit 1; \
 	done; done
 	$(RUN) python -m benchmarks.calendar_models render --root $(CAL_ROOT)

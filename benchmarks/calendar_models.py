@@ -52,14 +52,19 @@ def cell(
     end_date: str = typer.Option(..., help="END_DATE (exclusive) of the simulated period."),
     scale: str = typer.Option("small"),
     root: Path = typer.Option(Path("/tmp/calendar-bench"), help="Folder of the cells' state folders and results."),
+    history_days: int | None = typer.Option(
+        None, help="Days of simulated history (HISTORY_DAYS; default the scale's): earlier campaigns to learn from."
+    ),
 ) -> None:
-    """Simulate, build, train v1 and v3_calendar, evaluate both; write <root>/<scale>-s<seed>-<end>.json."""
-    out = root / f"{scale}-s{seed}-{end_date}.json"
+    """Simulate, build, train v1 and v3_calendar, evaluate both; write <root>/<scale>-s<seed>-<end>[-d<days>].json."""
+    name = f"{scale}-s{seed}-{end_date}" + (f"-d{history_days}" if history_days else "")
+    out = root / f"{name}.json"
     if out.exists():
         typer.echo(f"{out} exists: skipped")
         return
-    home = root / f"{scale}-s{seed}-{end_date}"
-    _make(home, scale, "data", "features", "apply", "train", env={"SEED": str(seed), "END_DATE": end_date})
+    home = root / name
+    env = {"SEED": str(seed), "END_DATE": end_date, "HISTORY_DAYS": str(history_days or "")}
+    _make(home, scale, "data", "features", "apply", "train", env=env)
     _make(home, scale, "train", env={"FEATURE_SERVICE": SERVICES["2"]})
     for version in SERVICES:
         subprocess.run(
@@ -72,6 +77,7 @@ def cell(
         "seed": seed,
         "end_date": end_date,
         "scale": scale,
+        "history_days": history_days,
         "models": {SERVICES[v]: _metrics(home, v) for v in SERVICES},
     }
     out.write_text(json.dumps(result, indent=1, sort_keys=True))
@@ -93,11 +99,11 @@ def render(root: Path = typer.Option(Path("/tmp/calendar-bench"))) -> None:
     """Markdown: one row per cell, model and day kind present in its test window; then the spread per kind."""
     cells = [json.loads(p.read_text()) for p in sorted(root.glob("*.json"))]
     print(
-        "| scale | seed | END_DATE | model | day kind | rows | CTR AUC | CTR ECE vs oracle | CVR ECE vs oracle "
-        "| GMV@10 / oracle |"
+        "| scale | history days | seed | END_DATE | model | day kind | rows | CTR AUC | CTR ECE vs oracle "
+        "| CVR ECE vs oracle | GMV@10 / oracle |"
     )
-    print("|---|---|---|---|---|---:|---:|---:|---:|---:|")
-    spread: dict[tuple[str, str, str], list[float]] = {}
+    print("|---|---:|---|---|---|---|---:|---:|---:|---:|---:|")
+    spread: dict[tuple[str, str, str, str], list[float]] = {}
     for c in cells:
         for model, m in c["models"].items():
             for kind in (*KINDS, "all"):
@@ -114,20 +120,21 @@ def render(root: Path = typer.Option(Path("/tmp/calendar-bench"))) -> None:
                     else "gmv_at_10_ratio_to_oracle",
                 }
                 vals = {f: m.get(names[f]) for f in FIGURES}
+                days = c.get("history_days") or "scale's"
                 for f in FIGURES[:4]:
                     if vals[f] is not None:
-                        spread.setdefault((model, kind, f), []).append(float(vals[f]))
+                        spread.setdefault((str(days), model, kind, f), []).append(float(vals[f]))
                 print(
-                    f"| {c['scale']} | {c['seed']} | {c['end_date']} | {model} | {kind} | "
+                    f"| {c['scale']} | {days} | {c['seed']} | {c['end_date']} | {model} | {kind} | "
                     + " | ".join(_fmt(vals[f], f) for f in ("rows", *FIGURES[:4]))
                     + " |"
                 )
     print()
-    print("| model | day kind | figure | cells | min | mean | max |")
-    print("|---|---|---|---:|---:|---:|---:|")
-    for (model, kind, f), series in sorted(spread.items()):
+    print("| history days | model | day kind | figure | cells | min | mean | max |")
+    print("|---:|---|---|---|---:|---:|---:|---:|")
+    for (days, model, kind, f), series in sorted(spread.items()):
         print(
-            f"| {model} | {kind} | {f} | {len(series)} | {_fmt(min(series), f)} | "
+            f"| {days} | {model} | {kind} | {f} | {len(series)} | {_fmt(min(series), f)} | "
             f"{_fmt(sum(series) / len(series), f)} | {_fmt(max(series), f)} |"
         )
 

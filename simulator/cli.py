@@ -47,6 +47,10 @@ def generate_command(
     flaw_rate: Annotated[
         float, typer.Option(min=0.0, max=0.05, help="Share of rows per event table and flaw family.")
     ] = 0.005,
+    days: Annotated[
+        int | None,
+        typer.Option(min=7, max=800, help="Days of history (default: the scale's); each day keeps its volume."),
+    ] = None,
     home: Annotated[Path | None, typer.Option(help="State folder; default SHOPRANK_HOME (else .state).")] = None,
     incident: Annotated[
         list[str] | None,
@@ -66,6 +70,7 @@ def generate_command(
         end_date=end_date.date() if end_date is not None else utc_today(),
         flaw_rate=flaw_rate,
         home=settings.home_dir,
+        days=days,
     )
     console.print(
         f"simulating [bold]{config.scale}[/] marketplace, seed {config.seed}, "

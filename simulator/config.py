@@ -376,11 +376,19 @@ class SimConfig(_Frozen):
     end_date: date = Field(default_factory=utc_today)
     flaw_rate: float = Field(default=0.005, ge=0.0, le=0.05)
     home: Path | None = None  # None: Settings() (SHOPRANK_HOME or <repo>/.state)
+    # A longer (or shorter) history than the scale's own: the same marketplace and daily volume over more days,
+    # e.g. several earlier mega sales to learn the calendar from (docs/calendar_models.md). None: the scale's.
+    days: int | None = Field(default=None, ge=7, le=800)
     params: ModelParams = ModelParams()
 
     @property
     def spec(self) -> ScaleSpec:
-        return SCALES[self.scale]
+        base = SCALES[self.scale]
+        if self.days is None or self.days == base.n_days:
+            return base
+        # target_impressions is the period's total: scaled with the days, so each day keeps its volume
+        volume = round(base.target_impressions * self.days / base.n_days)
+        return base.model_copy(update={"n_days": self.days, "target_impressions": volume})
 
     @property
     def start_date(self) -> date:

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow.dataset as ds
 import pytest
 from typer.testing import CliRunner
 
@@ -64,3 +65,28 @@ def test_period_ends_before_end_date(tiny: Run) -> None:
 
 def test_default_end_date_is_today_utc() -> None:
     assert SimConfig().end_date == datetime.now(UTC).date()
+
+
+def test_a_longer_history_keeps_each_day_s_volume_and_ends_on_the_same_day(tiny: Run, tmp_path: Path) -> None:
+    """`--days` / HISTORY_DAYS: the same marketplace over more days (earlier campaigns to learn from)."""
+    assert SimConfig(scale="tiny").spec == SimConfig(scale="tiny", days=21).spec  # the scale's own: unchanged
+    spec = SimConfig(scale="tiny", days=42).spec
+    assert spec.n_days == 42 and spec.target_impressions == 2 * SimConfig(scale="tiny").spec.target_impressions
+    with pytest.raises(ValueError, match="days"):
+        SimConfig(scale="tiny", days=3)
+    result = CliRunner().invoke(
+        app,
+        ["generate", "--scale", "tiny", "--days", "42", "--end-date", END_DATE.isoformat(), "--home", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    params = json.loads((tmp_path / "oracle" / "generative_params.json").read_text())
+    assert params["start_date"] == (END_DATE - timedelta(days=42)).isoformat()
+    assert params["end_date"] == END_DATE.isoformat()
+    longer = ds.dataset(tmp_path / "raw" / "impressions", format="parquet", partitioning="hive").to_table().to_pandas()
+    longer = longer[longer["event_ts"] <= longer["_ingested_at"]]  # planted flaws (no time, clock skew) aside
+    days = longer["event_ts"].dt.date
+    assert days.min() == END_DATE - timedelta(days=42)
+    # the last 21 days carry about the volume the 21-day period has (the same users and daily rates)
+    recent = int((days >= END_DATE - timedelta(days=21)).sum())
+    short = tiny.table("impressions")
+    assert 0.8 < recent / int((short["event_ts"] <= short["_ingested_at"]).sum()) < 1.25, recent
