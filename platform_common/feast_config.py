@@ -54,6 +54,8 @@ def render_feature_store_yaml(settings: Settings | None = None) -> Path:
     offline = config.get("offline_store", {})
     if offline.get("type") == OFFLINE_STORE_TYPE:
         offline.setdefault("temp_directory", str(settings.home_dir / "duckdb_tmp"))
+        # Without a limit DuckDB takes 80% of the machine: a point-in-time join at SCALE=large would hold 17 GB.
+        offline.setdefault("memory_limit", settings.duckdb_memory_limit)
     if settings.profile == "prod":
         _render_prod(config, settings)
     if settings.offline_engine == "spark":

@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     spark_master: str = Field(default="local[2]", min_length=1, description="Spark master (local[N] or a URL).")
     spark_driver_memory: str = Field(default="2g", pattern=r"^[0-9]+[kmgt]?$", description="spark.driver.memory.")
     spark_shuffle_partitions: int = Field(default=4, ge=1, le=100_000, description="spark.sql.shuffle.partitions.")
+    duckdb_memory_limit: str = Field(
+        default="4GB",
+        pattern=r"^[0-9]+(\.[0-9]+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory_limit for the dbt build and Feast's offline store: past it, DuckDB spills to "
+        "disk (the state folder's duckdb_tmp) instead of growing.",
+    )
     materialize_engine: Literal["fast", "local"] = Field(
         default="fast",
         description="Batch engine behind `feast materialize` under prod: the vectorised plugin or Feast's default.",
