@@ -90,16 +90,34 @@ def is_spark_store(store: FeatureStore) -> bool:
     return getattr(store.config.offline_store, "type", None) == "spark"
 
 
+def takes_entity_query(store: FeatureStore) -> bool:
+    """The project's ASOF offline store (platform_common/feast_offline_store) takes the entity rows as a DuckDB
+    query, so they never pass through pandas and a join call is bounded by DuckDB's memory_limit, not its size."""
+    from platform_common.feast_config import OFFLINE_STORE_TYPE
+
+    return getattr(store.config.offline_store, "type", None) == OFFLINE_STORE_TYPE
+
+
+def join_chunk_rows(store: FeatureStore, cfg: TrainConfig) -> int:
+    return cfg.query_join_chunk_rows if takes_entity_query(store) else cfg.join_chunk_rows
+
+
 def persist_join(store: FeatureStore, cfg: TrainConfig, labels: Path, windows: Sequence[DayWindow], out: Path) -> str:
     """Feast's point-in-time join of each window's labels, persisted through Feast's API under `out`; returns the
     glob of the files written. DuckDB stores write one file per window (out/part-N.parquet); the Spark store
     writes from Spark itself, a folder of part files per window (out/part-N/part-*.parquet), so the rows never
     pass through the driver's pandas on their way out."""
     spark = is_spark_store(store)
+    query = takes_entity_query(store)
     service = store.get_feature_service(cfg.feature_service)
     for i, window in enumerate(windows):
+        entity_df: pd.DataFrame | str = (
+            f"select * from read_parquet('{labels}') where {where_clause([window])}"
+            if query
+            else entity_frame(labels, window)
+        )
         job = store.get_historical_features(
-            entity_df=entity_frame(labels, window),
+            entity_df=entity_df,
             features=service,
             full_feature_names=False,
             filter_by_created_timestamp=cfg.filter_by_created_timestamp,
@@ -205,7 +223,7 @@ def build_parquet_training_set(
         raise FileNotFoundError(f"{labels} is missing: run `make features` (dbt build) first")
     days = label_days(labels)
     split = plan_split([d for d, _ in days], cfg.split)
-    windows = chunk_days([(d, n) for d, n in days if d >= split.train[0]], cfg.join_chunk_rows)
+    windows = chunk_days([(d, n) for d, n in days if d >= split.train[0]], join_chunk_rows(store, cfg))
     # A folder of its own per build: two trainings on one state folder must not delete each other's files.
     (settings.datasets_dir / "training_set").mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix=f"{cfg.feature_service}-", dir=settings.datasets_dir / "training_set"))
