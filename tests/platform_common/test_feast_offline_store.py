@@ -84,10 +84,17 @@ def test_both_profiles_select_the_plugin(tmp_path):
         config = yaml.safe_load((FEATURE_REPO_DIR / name).read_text())
         assert config["offline_store"]["type"] == STORE_TYPE, name
     rendered = yaml.safe_load(render_feature_store_yaml(Settings(home=tmp_path, profile="local")).read_text())
-    assert rendered["offline_store"] == {"type": STORE_TYPE, "temp_directory": str(tmp_path / "duckdb_tmp")}
+    assert rendered["offline_store"] == {
+        "type": STORE_TYPE,
+        "temp_directory": str(tmp_path / "duckdb_tmp"),
+        "memory_limit": "4GB",  # DuckDB spills past it instead of taking 80% of the machine
+    }
     store = FeatureStore(repo_path=str(FEATURE_REPO_DIR), fs_yaml_file=tmp_path / "feast" / "feature_store.yaml")
     assert isinstance(store.config.offline_store, AsofDuckDBOfflineStoreConfig)
     assert store.config.offline_store.temp_directory == str(tmp_path / "duckdb_tmp")
+    assert store.config.offline_store.memory_limit == "4GB"
+    smaller = Settings(home=tmp_path, profile="local", duckdb_memory_limit="1GB")
+    assert yaml.safe_load(render_feature_store_yaml(smaller).read_text())["offline_store"]["memory_limit"] == "1GB"
 
 
 # --- a random world built to hit every rule --------------------------------------------------------------
