@@ -245,3 +245,17 @@ def test_a_model_fit_on_sampled_negatives_stays_calibrated(both, tmp_path: Path)
     # weighted back, the mean prediction stays at the click rate; unweighted it would be about 2x too high
     assert abs(mean_sampled - ctr) < 0.25 * ctr, (mean_sampled, ctr)
     assert abs(mean_sampled - mean_full) < 0.2 * mean_full, results
+
+
+def test_the_asof_store_takes_the_labels_as_a_query_in_large_calls_and_feast_s_own_in_small_frames():
+    from types import SimpleNamespace
+
+    from platform_common.feast_config import OFFLINE_STORE_TYPE
+    from training.trainset import join_chunk_rows, takes_entity_query
+
+    cfg = TrainConfig()
+    ours = SimpleNamespace(config=SimpleNamespace(offline_store=SimpleNamespace(type=OFFLINE_STORE_TYPE)))
+    stock = SimpleNamespace(config=SimpleNamespace(offline_store=SimpleNamespace(type="duckdb")))
+    assert takes_entity_query(ours) and not takes_entity_query(stock)  # type: ignore[arg-type]
+    assert join_chunk_rows(ours, cfg) == cfg.query_join_chunk_rows > cfg.join_chunk_rows  # type: ignore[arg-type]
+    assert join_chunk_rows(stock, cfg) == cfg.join_chunk_rows  # type: ignore[arg-type]
