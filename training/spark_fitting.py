@@ -90,7 +90,7 @@ def classifier(cfg: XGBConfig, n_trees: int, num_workers: int, early_stopping: b
         "min_child_weight": cfg.min_child_weight,
         "reg_lambda": cfg.reg_lambda,
         "random_state": cfg.seed,
-        "eval_metric": ["auc", "logloss"],  # the last one drives early stopping, as in fitting.py
+        "eval_metric": ["logloss"],  # drives early stopping, as in fitting.py (no per-round AUC: nothing reads it)
         "missing": np.nan,
         "verbose": False,  # no evaluation line per tree in the log (fitting.py's verbose_eval=False)
     }

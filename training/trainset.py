@@ -12,7 +12,6 @@ are all read from it in bounded batches.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -156,18 +155,19 @@ class ParquetTrainingSet:
     fingerprint: str
     spill_dir: Path
     batch_rows: int = field(default=131_072)
-    # Share of non-clicked rows the all-impressions heads fit on (TrainConfig.max_train_negatives): applies to
-    # every row set that includes the train days (the fit, the refit), never to validation alone or test.
+    # Share of non-clicked rows in the matrices the all-impressions heads fit and early-stop on
+    # (TrainConfig.max_train_negatives); the CVR method's choice, the orders and the test rows read every row.
     negative_keep: float = 1.0
 
     def remove(self) -> None:
         """Delete the training set's folder (gigabytes at scale); the frozen test rows stay under their fingerprint."""
         shutil.rmtree(self.path.parent, ignore_errors=True)
 
-    def source(self, parts: Sequence[str], clicked_only: bool = False) -> RowSource:
+    def source(self, parts: Sequence[str], clicked_only: bool = False, sampled: bool = False) -> RowSource:
+        """The rows of `parts`; `sampled`: with the non-clicked rows cut to `negative_keep` (the matrices the heads
+        fit and early-stop on: weighted back, the validation log loss stays an unbiased estimate)."""
         windows = tuple(getattr(self.split, p) for p in parts)
-        keep = self.negative_keep if "train" in parts else 1.0
-        return RowSource(self.path, windows, clicked_only, self.spill_dir, keep)
+        return RowSource(self.path, windows, clicked_only, self.spill_dir, self.negative_keep if sampled else 1.0)
 
     def fit_spec(self, feature_service: str, numeric: Sequence[str]) -> FeatureSpec:
         """FeatureSpec.fit on the distinct values of each categorical column in the train rows (DuckDB finds
@@ -183,10 +183,10 @@ class ParquetTrainingSet:
     def matrix(
         self, spec: FeatureSpec, parts: tuple[str, ...], clicked_only: bool, nthread: int, ref: xgb.DMatrix | None
     ) -> xgb.DMatrix:
-        return quantile_matrix(self.source(parts, clicked_only), spec, nthread, ref, self.batch_rows)
+        return quantile_matrix(self.source(parts, clicked_only, sampled=True), spec, nthread, ref, self.batch_rows)
 
     def labels(self, parts: tuple[str, ...], label: str, clicked_only: bool) -> np.ndarray:
-        return self.source(parts, clicked_only).column(label)
+        return self.source(parts, clicked_only, sampled=True).column(label)
 
     def head_scores(self, bundle: RankerBundle, part: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
         assert bundle.spec is not None
@@ -199,7 +199,7 @@ class ParquetTrainingSet:
         return {h: np.concatenate(s) for h, s in raw.items()}, np.concatenate(converted)
 
     def orders(self, parts: tuple[str, ...]) -> pd.DataFrame:
-        source = dataclasses.replace(self.source(parts), negative_keep=1.0)  # every order: a converted row is clicked
+        source = self.source(parts)
         with connect(self.spill_dir) as con:
             table = con.sql(f"select price, order_gmv from ({source.sql(['price', 'order_gmv', 'converted'])}) "
                             "where converted = 1").to_arrow_table()  # fmt: skip

@@ -205,17 +205,26 @@ def test_negative_sampling_keeps_every_click_a_fixed_share_of_the_rest_and_weigh
 
     sampled = dataclasses.replace(batched, negative_keep=0.3)
     cols = ["impression_id", "clicked"]
-    rows = pd.concat(sampled.source(["train"]).frames(cols, BATCH), ignore_index=True)
-    again = pd.concat(sampled.source(["train"]).frames(cols, BATCH), ignore_index=True)
+    rows = pd.concat(sampled.source(["train"], sampled=True).frames(cols, BATCH), ignore_index=True)
+    again = pd.concat(sampled.source(["train"], sampled=True).frames(cols, BATCH), ignore_index=True)
     full = in_memory.rows(("train",))
     assert rows["impression_id"].tolist() == again["impression_id"].tolist()  # the same sample every time
     assert (rows["clicked"] == 1).sum() == (full["clicked"] == 1).sum()  # every click kept
     kept = (rows["clicked"] == 0).sum() / (full["clicked"] == 0).sum()
     assert 0.25 < kept < 0.35, kept
-    # validation alone and the clicked-only rows are whole; the refit's train + valid is sampled
+    # the clicked-only rows are whole; so is every row set read for anything but a matrix (test, orders, the CVR
+    # method's validation scores); the validation matrix early stopping watches is sampled and weighted alike
+    assert sampled.source(["train"], True, sampled=True).count() == batched.source(["train"], True).count()
     assert sampled.source(["valid"]).count() == batched.source(["valid"]).count()
-    assert sampled.source(["train"], clicked_only=True).count() == batched.source(["train"], clicked_only=True).count()
-    assert sampled.source(["train", "valid"]).count() < batched.source(["train", "valid"]).count()
+    assert sampled.source(["test"]).count() == batched.source(["test"]).count()
+    assert sampled.source(["valid"], sampled=True).count() < batched.source(["valid"]).count()
+    assert len(sampled.orders(("train", "valid"))) == len(batched.orders(("train", "valid")))
+    valid = sampled.matrix(spec_of(batched), ("valid",), False, 1, None)
+    assert (
+        valid.num_row()
+        == sampled.source(["valid"], sampled=True).count()
+        == len(sampled.labels(("valid",), "clicked", False))
+    )
 
     spec = spec_of(batched)
     matrix = sampled.matrix(spec, ("train",), False, 1, None)
