@@ -363,7 +363,11 @@ def main(
         write_section(render(report))
         typer.echo(f"wrote the Serving section of {DOC}")
         return
-    env = {"SHOPRANK_REQUEST_LOG_RATE": os.environ.get("SHOPRANK_REQUEST_LOG_RATE", "0.01")}
+    env = {
+        "SHOPRANK_REQUEST_LOG_RATE": os.environ.get("SHOPRANK_REQUEST_LOG_RATE", "0.01"),
+        # the load generator stamps X-Request-Start as a proxy would: the service is told to trust it
+        "SHOPRANK_REQUEST_START_HEADER": os.environ.get("SHOPRANK_REQUEST_START_HEADER", "1"),
+    }
     bodies = loadgen.sample_requests(settings.marts_dir, requests, candidates)
     encoded = loadgen.encode(bodies)
     at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

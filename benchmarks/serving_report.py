@@ -174,11 +174,11 @@ def overload_section(overload: dict | None, fixed100: dict, unstamped: dict | No
         "and `SHOPRANK_QUEUE_DEADLINE_SECONDS` of waiting before scoring, and no more than "
         "`SHOPRANK_QUEUE_TARGET_SECONDS` once the queue has stood above it for `SHOPRANK_QUEUE_INTERVAL_SECONDS`; "
         "the rest is answered 503 with "
-        "`Retry-After` at once and counted in `shoprank_shed_requests_total{reason}`. The wait counts from the "
-        "request's `X-Request-Start` stamp when it has one (a proxy or load balancer in front sets it; the load "
-        "generator stamps each request's due time), so a request that already waited past the target in the "
-        "kernel's queue or the HTTP stack is shed at admission, before it takes a slot; without a stamp the "
-        "service can only count from admission.",
+        "`Retry-After` at once and counted in `shoprank_shed_requests_total{reason}`. In the stamped phase the "
+        "wait counts from the request's `X-Request-Start` stamp (the load generator stamps each request's due "
+        "time, as a proxy in front would; the bench starts the service with `SHOPRANK_REQUEST_START_HEADER=1`), "
+        "so a request that already waited past the target in the kernel's queue or the HTTP stack is shed at "
+        "admission, before it takes a slot; without a stamp the service can only count from admission.",
     ]
 
 

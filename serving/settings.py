@@ -55,7 +55,7 @@ class ServingSettings(BaseSettings):
         default=0.1, gt=0, le=60, description="How long the queue delay must stay above target before shedding."
     )
     request_start_header: bool = Field(
-        default=True,
+        default=False,
         description="Count a /rank request's wait from its X-Request-Start stamp (set by a proxy in front).",
     )
     retry_after_seconds: int = Field(default=1, ge=1, le=3600, description="Retry-After of a shed request.")
