@@ -200,6 +200,21 @@ class RequestGuard:
         await self.app(scope, replay, send)
 
 
+def late_reason(
+    waited: float, now: float, deadline: float | None, queue: QueueDelayControl | None, since: str
+) -> tuple[str, str] | None:
+    """(reason, detail) when a request that waited `waited` s is too late to score: past the deadline, or past the
+    queue-delay target while the queue stands. Admission applies it to a stamped wait, the handler before scoring."""
+    if deadline is not None and waited > deadline:
+        return "deadline", f"waited {waited:.3f} s {since} (SHOPRANK_QUEUE_DEADLINE_SECONDS)"
+    if queue is not None and queue.should_shed(waited, now):
+        detail = (
+            f"waited {waited:.3f} s {since} while the queue stood above SHOPRANK_QUEUE_TARGET_SECONDS={queue.target:g}"
+        )
+        return "queue_delay", detail
+    return None
+
+
 def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
@@ -250,18 +265,6 @@ class AdmissionControl:
         )
         await send({"type": "http.response.body", "body": payload})
 
-    def _late(self, waited: float, now: float) -> tuple[str, str] | None:
-        """The handler's deadline and queue-delay tests, applied at admission to a wait stamped upstream."""
-        if self.deadline is not None and waited > self.deadline:
-            return "deadline", f"waited {waited:.3f} s since X-Request-Start (SHOPRANK_QUEUE_DEADLINE_SECONDS)"
-        if self.queue is not None and self.queue.should_shed(waited, now):
-            detail = (
-                f"waited {waited:.3f} s since X-Request-Start while the queue stood above "
-                f"SHOPRANK_QUEUE_TARGET_SECONDS={self.queue.target:g}"
-            )
-            return "queue_delay", detail
-        return None
-
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope.get("type") != "http" or scope.get("method") != "POST" or scope.get("path") not in GUARDED_PATHS:
             await self.app(scope, receive, send)
@@ -271,7 +274,7 @@ class AdmissionControl:
         if self.request_start_header:
             age = request_start_age(_header(scope, b"x-request-start"))
             if age is not None:
-                late = self._late(age, now)
+                late = late_reason(age, now, self.deadline, self.queue, "since X-Request-Start")
                 if late is not None:
                     await self._shed(send, *late)
                     return

@@ -46,7 +46,14 @@ from serving.experiments.exposure_log import ExposureLog, experiment_metrics
 from serving.experiments.live import LiveExperiment, serve
 from serving.features.base import FeatureReader, FeatureStoreUnavailable
 from serving.features.factory import make_reader
-from serving.guard import AdmissionControl, QueueDelayControl, RequestGuard, shed_body, waited_since_admission
+from serving.guard import (
+    AdmissionControl,
+    QueueDelayControl,
+    RequestGuard,
+    late_reason,
+    shed_body,
+    waited_since_admission,
+)
 from serving.model_watcher import Active, RegistryWatcher
 from serving.observability import count_shed, get_telemetry, http_tuning
 from serving.ranking import rank, score_candidates
@@ -158,15 +165,7 @@ class Ranker:
         waited = waited_since_admission()
         if waited is None:
             return None
-        if waited > SERVING.queue_deadline_seconds:
-            return "deadline", f"waited {waited:.3f} s before scoring (SHOPRANK_QUEUE_DEADLINE_SECONDS)"
-        if self.queue.should_shed(waited, perf_counter()):
-            detail = (
-                f"waited {waited:.3f} s before scoring while the queue stood above "
-                f"SHOPRANK_QUEUE_TARGET_SECONDS={SERVING.queue_target_seconds:g}"
-            )
-            return "queue_delay", detail
-        return None
+        return late_reason(waited, perf_counter(), SERVING.queue_deadline_seconds, self.queue, "before scoring")
 
     def __is_ready__(self) -> bool:
         return self.active is not None
