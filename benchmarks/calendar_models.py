@@ -21,7 +21,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True)
 
 SERVICES = {"1": "ctr_model_v1", "2": "ctr_model_v3_calendar"}
 KINDS = ("normal", "campaign", "mega")
-FIGURES = ("ctr_auc", "ctr_ece_vs_oracle", "cvr_ece_vs_oracle", "gmv_at_10_ratio_to_oracle", "rows")
+FIGURES = (
+    "ctr_auc",
+    "ctr_ece_vs_oracle",
+    "cvr_ece_vs_oracle",
+    "cvr_ece_vs_oracle_clicked",
+    "gmv_at_10_ratio_to_oracle",
+    "rows",
+)
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -100,9 +107,9 @@ def render(root: Path = typer.Option(Path("/tmp/calendar-bench"))) -> None:
     cells = [json.loads(p.read_text()) for p in sorted(root.glob("*.json"))]
     print(
         "| scale | history days | seed | END_DATE | model | day kind | rows | CTR AUC | CTR ECE vs oracle "
-        "| CVR ECE vs oracle | GMV@10 / oracle |"
+        "| CVR ECE vs oracle (all impressions) | CVR ECE vs oracle (clicked) | GMV@10 / oracle |"
     )
-    print("|---|---:|---|---|---|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|")
     spread: dict[tuple[str, str, str, str], list[float]] = {}
     for c in cells:
         for model, m in c["models"].items():
@@ -115,18 +122,21 @@ def render(root: Path = typer.Option(Path("/tmp/calendar-bench"))) -> None:
                     "ctr_auc": f"{key}ctr_auc" if kind != "all" else "test_auc",
                     "ctr_ece_vs_oracle": f"{key}ctr_ece_vs_oracle" if kind != "all" else "test_ece_vs_oracle",
                     "cvr_ece_vs_oracle": f"{key}cvr_ece_vs_oracle" if kind != "all" else "cvr_test_ece_vs_oracle",
+                    "cvr_ece_vs_oracle_clicked": f"{key}cvr_ece_vs_oracle_clicked"
+                    if kind != "all"
+                    else "cvr_test_ece_vs_oracle_clicked",
                     "gmv_at_10_ratio_to_oracle": f"{key}gmv_at_10_ratio_to_oracle"
                     if kind != "all"
                     else "gmv_at_10_ratio_to_oracle",
                 }
                 vals = {f: m.get(names[f]) for f in FIGURES}
                 days = c.get("history_days") or "scale's"
-                for f in FIGURES[:4]:
+                for f in FIGURES[:5]:
                     if vals[f] is not None:
                         spread.setdefault((str(days), model, kind, f), []).append(float(vals[f]))
                 print(
                     f"| {c['scale']} | {days} | {c['seed']} | {c['end_date']} | {model} | {kind} | "
-                    + " | ".join(_fmt(vals[f], f) for f in ("rows", *FIGURES[:4]))
+                    + " | ".join(_fmt(vals[f], f) for f in ("rows", *FIGURES[:5]))
                     + " |"
                 )
     print()

@@ -56,6 +56,7 @@ def classification_metrics(s: Scored) -> dict[str, float]:
         m |= binary_metrics(y_conv[clicked], s.logged["pcvr"][clicked], "cvr_test")
         m |= binary_metrics(y_conv[clicked], p_cvr[clicked], "cvr_oracle")
         m["cvr_test_ece_vs_oracle"] = expected_calibration_error(p_cvr, s.logged["pcvr"])
+        m["cvr_test_ece_vs_oracle_clicked"] = expected_calibration_error(p_cvr[clicked], s.logged["pcvr"][clicked])
         m["cvr_entire_space_mae"] = float(np.mean(np.abs(s.logged["pcvr"] - p_cvr)))
         m |= binary_metrics(y_conv, s.logged["pctcvr"], "ctcvr_test")
         m |= binary_metrics(y_conv, p_click * p_cvr, "ctcvr_oracle")
@@ -170,6 +171,12 @@ def calendar_slices(s: Scored, eta: dict[str, float], calendar: pd.DataFrame) ->
         if "pcvr" in part.logged:
             p_cvr = part.truth["p_order_given_click"].to_numpy()
             row["cvr_ece_vs_oracle"] = expected_calibration_error(p_cvr, part.logged["pcvr"])
+            # The head's own population: p(order | click) is what pCTR x pCVR needs (docs/calendar_models.md).
+            clicked = y == 1
+            if clicked.any():
+                row["cvr_ece_vs_oracle_clicked"] = expected_calibration_error(
+                    p_cvr[clicked], part.logged["pcvr"][clicked]
+                )
         try:
             ranking = ranking_metrics(part, eta)
             row["ranking_requests"] = ranking["ranking_requests"]

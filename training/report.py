@@ -101,7 +101,8 @@ CALENDAR_COLUMNS = (
     ("rows", "rows", "{:,.0f}"),
     ("ctr_auc", "CTR AUC", "{:.4f}"),
     ("ctr_ece_vs_oracle", "CTR ECE vs oracle", "{:.4f}"),
-    ("cvr_ece_vs_oracle", "CVR ECE vs oracle", "{:.4f}"),
+    ("cvr_ece_vs_oracle", "CVR ECE vs oracle (all impressions)", "{:.4f}"),
+    ("cvr_ece_vs_oracle_clicked", "CVR ECE vs oracle (clicked)", "{:.4f}"),
     ("ranking_requests", "requests", "{:,.0f}"),
     ("gmv_at_10_ratio_to_oracle", "GMV@10 / oracle", "{:.1%}"),
 )

@@ -63,3 +63,15 @@ def test_a_model_off_on_the_mega_day_is_seen_in_its_slice_only() -> None:
     # the model orders by the true expected GMV: it earns the oracle's GMV@10 on every day kind
     assert by["day_kind=campaign"]["gmv_at_10_ratio_to_oracle"] == pytest.approx(1.0)
     assert by["day_kind=mega"]["ranking_requests"] == by["day_kind=normal"]["ranking_requests"] == 133
+    assert by["day_kind=mega"]["cvr_ece_vs_oracle_clicked"] == pytest.approx(0.05, abs=1e-9)
+
+
+def test_the_clicked_figure_judges_the_head_on_its_own_population() -> None:
+    """A pCVR off on unclicked impressions only (the selection no click-trained head can see) moves the
+    all-impressions figure and leaves the clicked one, the p(order | click) that ranking multiplies by pCTR."""
+    s = _scored(["2026-11-11"], {})
+    unclicked = s.rows["clicked"].to_numpy() == 0
+    s.logged["pcvr"] = np.where(unclicked, s.logged["pcvr"] + 0.02, s.logged["pcvr"])
+    mega = {r["slice"]: r for r in calendar_slices(s, ETA, CALENDAR)}["day_kind=mega"]
+    assert mega["cvr_ece_vs_oracle_clicked"] == pytest.approx(0.0, abs=1e-12)
+    assert mega["cvr_ece_vs_oracle"] == pytest.approx(0.02 * unclicked.mean(), rel=0.05)
