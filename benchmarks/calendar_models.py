@@ -37,7 +37,9 @@ def _make(home: Path, scale: str, *targets: str, env: dict[str, str] | None = No
     subprocess.run(["make", "--no-print-directory", *targets, f"SCALE={scale}"], cwd=ROOT, env=full, check=True)
 
 
-def _metrics(home: Path, version: str) -> dict[str, float]:
+def _metrics(home: Path, service: str) -> dict[str, float]:
+    """The evaluation of the newest version trained on `service` in the cell (a cell re-trained after a change
+    of the training code keeps its data and labels; the newest version is the one that says what the code does)."""
     os.environ["SHOPRANK_HOME"] = str(home)
     from mlflow import MlflowClient
 
@@ -47,8 +49,8 @@ def _metrics(home: Path, version: str) -> dict[str, float]:
     settings = Settings()
     connect(settings)
     client = MlflowClient()
-    mv = client.get_model_version(settings.model_name, version)
-    assert mv.tags["feature_service"] == SERVICES[version], (mv.version, mv.tags["feature_service"])
+    versions = client.search_model_versions(f"name='{settings.model_name}'")
+    mv = max((v for v in versions if v.tags.get("feature_service") == service), key=lambda v: int(v.version))
     run = client.get_run(str(mv.run_id))
     return {k.removeprefix("eval_"): v for k, v in run.data.metrics.items() if k.startswith("eval_")}
 
@@ -85,7 +87,7 @@ def cell(
         "end_date": end_date,
         "scale": scale,
         "history_days": history_days,
-        "models": {SERVICES[v]: _metrics(home, v) for v in SERVICES},
+        "models": {service: _metrics(home, service) for service in SERVICES.values()},
     }
     out.write_text(json.dumps(result, indent=1, sort_keys=True))
     typer.echo(f"wrote {out}")

@@ -141,8 +141,9 @@ def champion_orders(
                 context = context_columns(SURFACES[batch.surface[i]], len(ids), now, now.date() in campaign_days)
                 mats.append(vectors.model_matrix(spec, context, len(ids)))
                 prices.append(np.array([np.nan if v is None else v for v in vectors.columns["price"]], dtype=float))
-            scores = score_matrix(model.bundle, np.vstack(mats))
-            gmv = model.bundle.expected_gmv(scores["pctcvr"], np.concatenate(prices))
+            x = np.vstack(mats)
+            scores = score_matrix(model.bundle, x)
+            gmv = model.bundle.expected_gmv(scores["pctcvr"], np.concatenate(prices), x)
             at = 0
             for m in mats:
                 out.append(np.argsort(-gmv[at : at + len(m)], kind="stable"))

@@ -42,7 +42,7 @@ def score_candidates(
     n = len(vectors.known_products)
     x = vectors.model_matrix(spec, context_columns(surface, n, now, is_campaign_day), n)
     scores = score_matrix(model.bundle, x)
-    scores["expected_gmv"] = model.bundle.expected_gmv(scores["pctcvr"], _column(vectors, "price"))
+    scores["expected_gmv"] = model.bundle.expected_gmv(scores["pctcvr"], _column(vectors, "price"), x)
     return scores
 
 

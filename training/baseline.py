@@ -85,7 +85,7 @@ class BaselineBundle(RankerBundle):
         pcvr = np.full(len(x), BASE_CVR)
         return {"pctr": pctr, "pcvr": pcvr, "pctcvr": pctr * pcvr}
 
-    def expected_gmv(self, pctcvr: np.ndarray, price: np.ndarray) -> np.ndarray:
+    def expected_gmv(self, pctcvr: np.ndarray, price: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
         # The baseline ignores value: pCTCVR times one typical order value, so the `gmv` objective keeps its order.
         typical = float(np.nanmedian(price)) if np.isfinite(price).any() else 1.0
         return pctcvr * typical * self.config.units_per_order

@@ -23,6 +23,7 @@ from feast.types import String
 from platform_common import category_stream
 from platform_common.feature_spec import CONTEXT_CATEGORICAL, CONTEXT_NUMERIC, FeatureSpec
 from platform_common.settings import Settings
+from training.bundle import DAY_KIND_FEATURE, PLAN_PRICE_FEATURE
 from training.config import SplitConfig, TrainConfig
 from training.fingerprint import frame_fingerprint
 
@@ -155,7 +156,8 @@ class TrainingSet:
 
     def orders(self, parts: tuple[str, ...]) -> pd.DataFrame:
         rows = self.rows(parts)
-        return rows.loc[rows["converted"] == 1, ["price", "order_gmv"]]
+        cols = ["price", "order_gmv", *(c for c in (DAY_KIND_FEATURE, PLAN_PRICE_FEATURE) if c in self.columns.numeric)]
+        return rows.loc[rows["converted"] == 1, cols]
 
 
 def build_training_set(store: FeatureStore, settings: Settings, cfg: TrainConfig) -> TrainingSet:

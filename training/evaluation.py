@@ -41,7 +41,7 @@ def score(bundle: RankerBundle, rows: pd.DataFrame, truth: pd.DataFrame, true_va
         x[:, bundle.spec.columns.index("position")] = SERVING_POSITION
     top = bundle.score_matrix(x)
     if "pctcvr" in top:
-        top["expected_gmv"] = bundle.expected_gmv(top["pctcvr"], rows["price"].to_numpy(dtype=float))
+        top["expected_gmv"] = bundle.expected_gmv(top["pctcvr"], rows["price"].to_numpy(dtype=float), x)
     return Scored(rows.reset_index(drop=True), logged, top, truth.reset_index(drop=True), true_value)
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 import xgboost as xgb
 
 from platform_common.feature_spec import FeatureSpec
-from training.bundle import CvrMethod, RankerBundle
+from training.bundle import DAY_KIND_FEATURE, PLAN_PRICE_FEATURE, CvrMethod, RankerBundle
 from training.config import XGBConfig
 from training.dataset import FeatureColumns, TimeSplit
 from training.metrics import binary_metrics
@@ -136,3 +136,38 @@ def units_by_price_band(orders: pd.DataFrame, n_bands: int = 5) -> tuple[tuple[f
         for b in range(n_bands)
     )
     return edges, units
+
+
+def units_by_day_kind(
+    orders: pd.DataFrame, edges: tuple[float, ...], min_per_band: int = 20
+) -> dict[str, tuple[float, ...]]:
+    """`units_by_price_band` within the pooled bands, per day kind of the orders' campaign plan (a model without
+    the plan has no `DAY_KIND_FEATURE` column: nothing). A kind with fewer than `min_per_band` orders in any band
+    is left out, so it uses the pooled value rather than a few baskets' noise."""
+    if not edges or DAY_KIND_FEATURE not in orders:
+        return {}
+    orders = orders[(orders["price"] > 0) & orders[DAY_KIND_FEATURE].notna()]
+    price = orders["price"].to_numpy()
+    gmv = orders["order_gmv"].to_numpy()
+    band = np.searchsorted(np.asarray(edges), price, side="left")
+    kinds = orders[DAY_KIND_FEATURE].to_numpy(dtype=float)
+    out: dict[str, tuple[float, ...]] = {}
+    for kind in sorted(set(kinds.tolist())):
+        rows = kinds == kind
+        counts = np.bincount(band[rows], minlength=len(edges) + 1)
+        if counts.min() < min_per_band:
+            continue
+        out[str(int(kind))] = tuple(
+            float(gmv[rows & (band == b)].sum() / price[rows & (band == b)].sum()) for b in range(len(edges) + 1)
+        )
+    return out
+
+
+def at_value_price(orders: pd.DataFrame) -> pd.DataFrame:
+    """Orders with `price` the one the bundle values an impression at (RankerBundle.value_price): the day's plan
+    price where the model reads the plan, so the order value per unit of price is fitted on the price it scales."""
+    if PLAN_PRICE_FEATURE not in orders:
+        return orders
+    plan = orders[PLAN_PRICE_FEATURE].to_numpy(dtype=float)
+    known = np.isfinite(plan) & (plan > 0)
+    return orders.assign(price=np.where(known, plan, orders["price"].to_numpy(dtype=float)))

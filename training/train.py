@@ -28,9 +28,11 @@ from training.config import TrainConfig
 from training.dataset import build_training_set, save_test_set
 from training.fitting import (
     TrainingData,
+    at_value_price,
     choose_cvr_method,
     fit_heads,
     refit_heads,
+    units_by_day_kind,
     units_by_price_band,
     units_per_order,
 )
@@ -109,10 +111,14 @@ def _finish(
     method_metrics: dict[str, float],
     fit_parts: tuple[str, ...],
 ) -> Fitted:
-    orders = data.orders(fit_parts)
+    orders = at_value_price(data.orders(fit_parts))
     bands, units = units_by_price_band(orders)
     config = BundleConfig(
-        cvr_method=method, units_per_order=units_per_order(orders), price_bands=bands, units_by_band=units
+        cvr_method=method,
+        units_per_order=units_per_order(orders),
+        price_bands=bands,
+        units_by_band=units,
+        units_by_day_kind=units_by_day_kind(orders, bands),
     )
     return Fitted(spec, boosters, config, method_metrics)
 

@@ -29,7 +29,7 @@ from feast.saved_dataset import SavedDatasetStorage
 from platform_common.feature_spec import FeatureSpec
 from platform_common.settings import Settings
 from training.batches import DayWindow, RowSource, connect, quantile_matrix, quote, where_clause
-from training.bundle import RankerBundle
+from training.bundle import DAY_KIND_FEATURE, PLAN_PRICE_FEATURE, RankerBundle
 from training.config import TrainConfig
 from training.dataset import FeatureColumns, TimeSplit, feature_columns, plan_split
 from training.fingerprint import file_fingerprint
@@ -200,8 +200,9 @@ class ParquetTrainingSet:
 
     def orders(self, parts: tuple[str, ...]) -> pd.DataFrame:
         source = self.source(parts)
+        cols = ["price", "order_gmv", *(c for c in (DAY_KIND_FEATURE, PLAN_PRICE_FEATURE) if c in self.columns.numeric)]
         with connect(self.spill_dir) as con:
-            table = con.sql(f"select price, order_gmv from ({source.sql(['price', 'order_gmv', 'converted'])}) "
+            table = con.sql(f"select {', '.join(quote(c) for c in cols)} from ({source.sql([*cols, 'converted'])}) "
                             "where converted = 1").to_arrow_table()  # fmt: skip
         return table.to_pandas()
 

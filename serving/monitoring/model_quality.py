@@ -98,14 +98,15 @@ def attach_outcomes(
 def rescore_at_shown(bundle: Any, shown: pd.DataFrame) -> pd.DataFrame:
     """The version's pCTR, pCVR, pCTCVR and expected GMV of each impression at the slot it was shown in."""
     rows = shown.assign(position=shown["shown_position"])
-    scores = bundle.score_matrix(bundle.spec.frame_matrix(rows))
+    x = bundle.spec.frame_matrix(rows)
+    scores = bundle.score_matrix(x)
     price = rows["price"].to_numpy(dtype=np.float64) if "price" in rows else np.full(len(rows), np.nan)
     return pd.DataFrame(
         {
             "pctr_shown": scores["pctr"],
             "pcvr_shown": scores.get("pcvr", np.full(len(rows), np.nan)),
             "pctcvr_shown": scores.get("pctcvr", np.full(len(rows), np.nan)),
-            "gmv_shown": bundle.expected_gmv(scores["pctcvr"], price) if "pctcvr" in scores else np.nan,
+            "gmv_shown": bundle.expected_gmv(scores["pctcvr"], price, x) if "pctcvr" in scores else np.nan,
         },
         index=shown.index,
     )
