@@ -108,7 +108,7 @@ class RankerBundle(PythonModel):
 
     def expected_gmv(self, pctcvr: np.ndarray, price: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
         """Expected GMV of one impression; unknown price is worth 0 (it cannot be ranked on value). `x`, the
-        model matrix the scores came from, gives the day kind where the model has it (BundleConfig.units)."""
+        model matrix the scores came from, gives the day's plan price and day kind where the model reads the plan."""
         price = self.value_price(price, x)
         return np.nan_to_num(pctcvr * price * self.config.units(price, self.day_kind(x)), nan=0.0)
 
