@@ -30,6 +30,11 @@ PLAN_PRICE_FEATURE = "plan_price"
 CvrMethod = Literal["clicked_only", "ctcvr_over_ctr"]
 
 
+def plan_or_price(plan: np.ndarray, price: np.ndarray) -> np.ndarray:
+    """The plan's price of the day where one has landed (a positive number), else the product row's."""
+    return np.where(np.isfinite(plan) & (plan > 0), plan, price)
+
+
 class BundleConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -117,9 +122,7 @@ class RankerBundle(PythonModel):
         else the daily product row's, which on a sale day is yesterday's (a discounted product would be valued at
         its pre-sale price, measured: 0.9 points of GMV@10 on a mega sale)."""
         plan = self._column(x, PLAN_PRICE_FEATURE)
-        if plan is None:
-            return price
-        return np.where(np.isfinite(plan) & (plan > 0), plan, price)
+        return price if plan is None else plan_or_price(plan, price)
 
     def day_kind(self, x: np.ndarray | None) -> np.ndarray | None:
         return self._column(x, DAY_KIND_FEATURE)

@@ -16,7 +16,7 @@ import pandas as pd
 import xgboost as xgb
 
 from platform_common.feature_spec import FeatureSpec
-from training.bundle import DAY_KIND_FEATURE, PLAN_PRICE_FEATURE, CvrMethod, RankerBundle
+from training.bundle import DAY_KIND_FEATURE, PLAN_PRICE_FEATURE, CvrMethod, RankerBundle, plan_or_price
 from training.config import XGBConfig
 from training.dataset import FeatureColumns, TimeSplit
 from training.metrics import binary_metrics
@@ -169,5 +169,4 @@ def at_value_price(orders: pd.DataFrame) -> pd.DataFrame:
     if PLAN_PRICE_FEATURE not in orders:
         return orders
     plan = orders[PLAN_PRICE_FEATURE].to_numpy(dtype=float)
-    known = np.isfinite(plan) & (plan > 0)
-    return orders.assign(price=np.where(known, plan, orders["price"].to_numpy(dtype=float)))
+    return orders.assign(price=plan_or_price(plan, orders["price"].to_numpy(dtype=float)))
