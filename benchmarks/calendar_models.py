@@ -93,6 +93,17 @@ def cell(
     typer.echo(f"wrote {out}")
 
 
+@app.command()
+def refresh(root: Path = typer.Option(Path("/tmp/calendar-bench"))) -> None:
+    """Re-read every cell's figures from its MLflow (the newest version per model): after a model was re-trained in
+    a cell's home with `make train FEATURE_SERVICE=...` and evaluated with `python -m training evaluate`."""
+    for out in sorted(root.glob("*.json")):
+        result = json.loads(out.read_text())
+        result["models"] = {service: _metrics(root / out.stem, service) for service in SERVICES.values()}
+        out.write_text(json.dumps(result, indent=1, sort_keys=True))
+        typer.echo(f"refreshed {out}")
+
+
 def _fmt(value: float | None, figure: str) -> str:
     if value is None:
         return "-"

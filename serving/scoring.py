@@ -38,4 +38,4 @@ def score_matrix(bundle: Any, x: np.ndarray) -> dict[str, np.ndarray]:
         return bundle.score_matrix(x)
     _check_width(bundle, x.shape[1])
     raw = {h: bundle.boosters[h].inplace_predict(x, validate_features=False).astype(np.float64) for h in heads}
-    return bundle.combine(raw)
+    return bundle.combine(bundle.calibrate(raw, x))

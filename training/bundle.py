@@ -22,6 +22,7 @@ from mlflow.pyfunc.model import PythonModel
 from pydantic import BaseModel, ConfigDict
 
 from platform_common.feature_spec import FeatureSpec
+from training.calibration import DayKindMargins
 
 HEADS = ("ctr", "cvr", "ctcvr")
 # feature_repo/campaign_features.py: the day kind and the day's own price of the published campaign plan
@@ -33,6 +34,12 @@ CvrMethod = Literal["clicked_only", "ctcvr_over_ctr"]
 def plan_or_price(plan: np.ndarray, price: np.ndarray) -> np.ndarray:
     """The plan's price of the day where one has landed (a positive number), else the product row's."""
     return np.where(np.isfinite(plan) & (plan > 0), plan, price)
+
+
+def shift_probabilities(p: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """p with its logit moved by `offset`, row by row (p stays in (0, 1))."""
+    clipped = np.clip(p, 1e-7, 1.0 - 1e-7)
+    return 1.0 / (1.0 + np.exp(-(np.log(clipped / (1.0 - clipped)) + offset)))
 
 
 class BundleConfig(BaseModel):
@@ -49,6 +56,9 @@ class BundleConfig(BaseModel):
     # for cheap goods, so a pooled value per band misranks cheap against dear on the days that carry the most GMV.
     # Only a model whose features hold the day kind has it; a kind with too few orders uses the pooled bands.
     units_by_day_kind: dict[str, tuple[float, ...]] = {}
+    # The CVR head's starting margin per plan day kind (training/calibration.py): its trees learn what differs from
+    # each kind's conversion level, and every scoring path adds the level back. Only a calendar model has it.
+    cvr_day_kind_margins: DayKindMargins | None = None
 
     def units(self, price: np.ndarray, day_kind: np.ndarray | None = None) -> np.ndarray:
         if not self.units_by_band:
@@ -89,7 +99,16 @@ class RankerBundle(PythonModel):
 
     def head_scores(self, x: np.ndarray) -> dict[str, np.ndarray]:
         # Boosters are saved already cut at their best iteration, so all trees are the right trees.
-        return {head: booster.inplace_predict(x).astype(np.float64) for head, booster in self.boosters.items()}
+        return self.calibrate({head: b.inplace_predict(x).astype(np.float64) for head, b in self.boosters.items()}, x)
+
+    def calibrate(self, raw: dict[str, np.ndarray], x: np.ndarray) -> dict[str, np.ndarray]:
+        """The raw head outputs with the CVR head's day-kind margin added back (every scoring path calls this)."""
+        margins = self.config.cvr_day_kind_margins
+        if margins is None or "cvr" not in raw:
+            return raw
+        kind = self.day_kind(x)
+        kind = np.full(len(raw["cvr"]), np.nan) if kind is None else kind
+        return raw | {"cvr": shift_probabilities(raw["cvr"], margins.rows(kind))}
 
     def combine(self, raw: dict[str, np.ndarray], method: CvrMethod | None = None) -> dict[str, np.ndarray]:
         """pctr, pcvr, pctcvr from the raw head outputs, by the bundle's (or the given) CVR method."""

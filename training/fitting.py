@@ -17,6 +17,7 @@ import xgboost as xgb
 
 from platform_common.feature_spec import FeatureSpec
 from training.bundle import DAY_KIND_FEATURE, PLAN_PRICE_FEATURE, CvrMethod, RankerBundle, plan_or_price
+from training.calibration import DayKindMargins, as_day_kinds, fit_day_kind_margins
 from training.config import XGBConfig
 from training.dataset import FeatureColumns, TimeSplit
 from training.metrics import binary_metrics
@@ -66,20 +67,46 @@ class TrainingData(Protocol):
         ...
 
 
-def fit_heads(data: TrainingData, spec: FeatureSpec, cfg: XGBConfig) -> dict[str, xgb.Booster]:
+def cvr_margins(data: TrainingData, spec: FeatureSpec, parts: Parts) -> DayKindMargins | None:
+    """The CVR head's starting margin per plan day kind, from the clicked rows of `parts`
+    (training/calibration.py), for a model that reads the plan; None for any other."""
+    if DAY_KIND_FEATURE not in spec.columns:
+        return None
+    kinds = as_day_kinds(data.labels(parts, DAY_KIND_FEATURE, True))
+    return fit_day_kind_margins(data.labels(parts, "converted", True), kinds)
+
+
+def _start_at_margins(
+    data: TrainingData, parts: Parts, rows: xgb.DMatrix, margins: DayKindMargins | None, params: dict[str, object]
+) -> dict[str, object]:
+    """Give the clicked rows of `parts` their day kind's margin; the head then starts at 0 (base_score 0.5), so
+    its output is the trees alone and the bundle adds the margin back (RankerBundle.calibrate)."""
+    if margins is None:
+        return params
+    rows.set_base_margin(margins.rows(as_day_kinds(data.labels(parts, DAY_KIND_FEATURE, True))))
+    return params | {"base_score": 0.5}
+
+
+def fit_heads(
+    data: TrainingData, spec: FeatureSpec, cfg: XGBConfig, margins: DayKindMargins | None = None
+) -> dict[str, xgb.Booster]:
     """Each head early-stopped on the validation days and cut at its best iteration, so every consumer uses
-    the right trees (Booster.predict would otherwise use them all)."""
+    the right trees (Booster.predict would otherwise use them all). `margins`: the CVR head's per day kind."""
     boosters: dict[str, xgb.Booster] = {}
     for clicked_only in (False, True):
         dtrain = data.matrix(spec, ("train",), clicked_only, cfg.nthread, None)
         dvalid = data.matrix(spec, ("valid",), clicked_only, cfg.nthread, dtrain)
+        params = cfg.booster_params()
+        if clicked_only:
+            params = _start_at_margins(data, ("train",), dtrain, margins, params)
+            _start_at_margins(data, ("valid",), dvalid, margins, params)
         for head, (head_clicked_only, label) in HEADS.items():
             if head_clicked_only != clicked_only:
                 continue
             dtrain.set_label(data.labels(("train",), label, clicked_only))
             dvalid.set_label(data.labels(("valid",), label, clicked_only))
             booster = xgb.train(
-                cfg.booster_params(),
+                params,
                 dtrain,
                 num_boost_round=cfg.num_boost_round,
                 evals=[(dvalid, "valid")],
@@ -91,21 +118,32 @@ def fit_heads(data: TrainingData, spec: FeatureSpec, cfg: XGBConfig) -> dict[str
     return {head: boosters[head] for head in HEADS}
 
 
-def refit_heads(data: TrainingData, spec: FeatureSpec, cfg: XGBConfig, stopped: dict[str, xgb.Booster]) -> dict:
+def refit_heads(
+    data: TrainingData,
+    spec: FeatureSpec,
+    cfg: XGBConfig,
+    stopped: dict[str, xgb.Booster],
+    margins: DayKindMargins | None = None,
+) -> dict:
     """Refit on train + valid with the early-stopped tree count scaled by the rows added (no early stopping:
-    the validation days are now training rows)."""
+    the validation days are now training rows). `margins`: the CVR head's, fitted on train + valid."""
     boosters: dict[str, xgb.Booster] = {}
     both: Parts = ("train", "valid")
     for clicked_only in (False, True):
         rows = data.matrix(spec, both, clicked_only, cfg.nthread, None)
         n_train = len(data.labels(("train",), "clicked", clicked_only))
+        params = cfg.booster_params()
+        if clicked_only:
+            params = _start_at_margins(data, both, rows, margins, params)
         for head, (head_clicked_only, label) in HEADS.items():
             if head_clicked_only != clicked_only:
                 continue
             y = data.labels(both, label, clicked_only)
             rows.set_label(y)
             n_trees = max(1, round(stopped[head].num_boosted_rounds() * len(y) / max(n_train, 1)))
-            boosters[head] = xgb.train(cfg.booster_params(), rows, num_boost_round=n_trees, verbose_eval=False)
+            boosters[head] = xgb.train(
+                params or cfg.booster_params(), rows, num_boost_round=n_trees, verbose_eval=False
+            )
         del rows
     return {head: boosters[head] for head in HEADS}
 

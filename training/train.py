@@ -24,12 +24,14 @@ from platform_common.settings import Settings, get_settings
 from serving.monitoring.profile import log_reference_profile
 from training import evaluation, oracle
 from training.bundle import BundleConfig, RankerBundle, write_artifacts
+from training.calibration import DayKindMargins
 from training.config import TrainConfig
 from training.dataset import build_training_set, save_test_set
 from training.fitting import (
     TrainingData,
     at_value_price,
     choose_cvr_method,
+    cvr_margins,
     fit_heads,
     refit_heads,
     units_by_day_kind,
@@ -89,18 +91,22 @@ def fit(
     spec = data.fit_spec(cfg.feature_service, [*data.columns.numeric, *(extra_numeric or [])])
     if spark is not None:
         return _fit_spark(data, spec, cfg, workdir, spark)
+    margins = cvr_margins(data, spec, ("train",))
     with console.status("Training the heads (XGBoost, early stopping on the validation days)"):
-        boosters = fit_heads(data, spec, cfg.xgb)
+        boosters = fit_heads(data, spec, cfg.xgb, margins)
     bundle = RankerBundle()
-    bundle.load_from_paths(write_artifacts(workdir / "probe", spec, boosters))
+    bundle.load_from_paths(
+        write_artifacts(workdir / "probe", spec, boosters, BundleConfig(cvr_day_kind_margins=margins))
+    )
     method, method_metrics = choose_cvr_method(bundle, data)
     method_metrics |= {f"{h}_trees_early_stopped": float(b.num_boosted_rounds()) for h, b in boosters.items()}
     fit_parts: tuple[str, ...] = ("train",)
     if cfg.xgb.refit_on_valid:
+        margins = cvr_margins(data, spec, ("train", "valid"))
         with console.status("Refitting the heads on the train and validation days"):
-            boosters = refit_heads(data, spec, cfg.xgb, boosters)
+            boosters = refit_heads(data, spec, cfg.xgb, boosters, margins)
         fit_parts = ("train", "valid")
-    return _finish(data, spec, boosters, method, method_metrics, fit_parts)
+    return _finish(data, spec, boosters, method, method_metrics, fit_parts, margins)
 
 
 def _finish(
@@ -110,6 +116,7 @@ def _finish(
     method: str,
     method_metrics: dict[str, float],
     fit_parts: tuple[str, ...],
+    margins: DayKindMargins | None = None,
 ) -> Fitted:
     orders = at_value_price(data.orders(fit_parts))
     bands, units = units_by_price_band(orders)
@@ -119,8 +126,10 @@ def _finish(
         price_bands=bands,
         units_by_band=units,
         units_by_day_kind=units_by_day_kind(orders, bands),
+        cvr_day_kind_margins=margins,
     )
-    return Fitted(spec, boosters, config, method_metrics)
+    margin_metrics = {f"cvr_margin_day_kind_{k}": v for k, v in (margins.by_kind if margins else {}).items()}
+    return Fitted(spec, boosters, config, method_metrics | margin_metrics)
 
 
 @dataclass(frozen=True)

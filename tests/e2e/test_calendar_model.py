@@ -19,11 +19,12 @@ import pytest
 from mlflow import MlflowClient
 
 from platform_common.feast_config import get_feature_store
-from platform_common.registry import connect
+from platform_common.registry import connect, load_bundle
 from platform_common.settings import Settings
 from serving.launcher import running_service
 from tests.conftest import run_make
 from tests.simulator.test_live_service import _copy_home
+from training.bundle import RankerBundle
 
 CALENDAR_SERVICE = "ctr_model_v3_calendar"
 PLAN = ("plan_day_kind", "plan_discount_pct", "plan_price", "plan_price_rel_base")
@@ -56,6 +57,12 @@ def test_the_calendar_model_trains_is_gated_served_and_skew_free(platform: Setti
     test_rows = pd.read_parquet(newest.tags["test_set_path"])
     v1_rows = pd.read_parquet(champion.tags["test_set_path"])
     assert sorted(test_rows["impression_id"]) == sorted(v1_rows["impression_id"]), "the gate's rows differ"
+    # The CVR head starts from its day kind's conversion level (training/calibration.py); v1 has no day kind.
+    calendar = load_bundle(settings, settings.model_name, str(newest.version), RankerBundle).bundle
+    assert calendar.config.cvr_day_kind_margins is not None
+    assert (
+        load_bundle(settings, settings.model_name, "champion", RankerBundle).bundle.config.cvr_day_kind_margins is None
+    )
 
     # The plan describes the impression's own UTC day once the day's price list has landed (by 00:30 in the
     # simulator): its day kind is the calendar's for that day, whatever the day before was.
