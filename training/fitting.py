@@ -141,9 +141,7 @@ def refit_heads(
             y = data.labels(both, label, clicked_only)
             rows.set_label(y)
             n_trees = max(1, round(stopped[head].num_boosted_rounds() * len(y) / max(n_train, 1)))
-            boosters[head] = xgb.train(
-                params or cfg.booster_params(), rows, num_boost_round=n_trees, verbose_eval=False
-            )
+            boosters[head] = xgb.train(params, rows, num_boost_round=n_trees, verbose_eval=False)
         del rows
     return {head: boosters[head] for head in HEADS}
 
