@@ -32,24 +32,57 @@ data_bounds as (
     select data_end_date from {{ ref('int_data_bounds') }}
 ),
 
+known_impressions as (
+    select impressions.*
+    from impressions
+    cross join data_bounds
+    where impressions.activity_date <= data_bounds.data_end_date
+),
+
+-- Traffic and clicks, then orders, each aggregated on its own: one aggregate over every impression with all
+-- four states (and the merchant's strings as keys) ran DuckDB out of memory at SCALE=large (9.8M groups, a
+-- pinned block no spill could free); only the few impressions with an order carry order states.
+traffic as (
+    select
+        known_impressions.product_id,
+        known_impressions.activity_date,
+        known_impressions.surface,
+        count(*) as impressions,
+        count(clicked_impressions.impression_id) as clicks
+    from known_impressions
+    left join clicked_impressions on known_impressions.impression_id = clicked_impressions.impression_id
+    group by all
+),
+
+ordered as (
+    select
+        known_impressions.product_id,
+        known_impressions.activity_date,
+        known_impressions.surface,
+        sum(impression_orders.orders) as orders,
+        {{ exact_sum('impression_orders.gmv') }} as gmv
+    from known_impressions
+    inner join impression_orders on known_impressions.impression_id = impression_orders.impression_id
+    group by all
+),
+
 funnel as (
     select
-        impressions.product_id,
+        traffic.product_id,
         products.merchant_id,
         products.category_l1,
-        impressions.activity_date,
-        impressions.surface,
-        count(*) as impressions,
-        count(clicked_impressions.impression_id) as clicks,
-        coalesce(sum(impression_orders.orders), 0) as orders,
-        coalesce({{ exact_sum('impression_orders.gmv') }}, 0.0) as gmv
-    from impressions
-    inner join products on impressions.product_id = products.product_id
-    cross join data_bounds
-    left join clicked_impressions on impressions.impression_id = clicked_impressions.impression_id
-    left join impression_orders on impressions.impression_id = impression_orders.impression_id
-    where impressions.activity_date <= data_bounds.data_end_date
-    group by all
+        traffic.activity_date,
+        traffic.surface,
+        traffic.impressions,
+        traffic.clicks,
+        coalesce(ordered.orders, 0) as orders,
+        coalesce(ordered.gmv, 0.0) as gmv
+    from traffic
+    inner join products on traffic.product_id = products.product_id
+    left join ordered
+        on traffic.product_id = ordered.product_id
+        and traffic.activity_date = ordered.activity_date
+        and traffic.surface = ordered.surface
 )
 
 select
