@@ -87,3 +87,34 @@ def test_fast_auc_equals_sklearn_with_ties():
     y = rng.integers(0, 2, 2000)
     p = rng.integers(0, 20, 2000) / 20  # many ties
     assert fast_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+
+
+def _resampled_gaps(y, p_model, p_oracle, groups, n_boot, seed=0):
+    """The bootstrap as first written: concatenate the drawn requests' rows and rank them each time."""
+    from training.guards import fast_auc
+
+    _, group_idx = np.unique(groups, return_inverse=True)
+    members = np.split(np.argsort(group_idx, kind="stable"), np.cumsum(np.bincount(group_idx))[:-1])
+    rng = np.random.default_rng(seed)
+    gaps = []
+    for _ in range(n_boot):
+        idx = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        if y[idx].min() == y[idx].max():
+            continue
+        gaps.append(fast_auc(y[idx], p_model[idx]) - fast_auc(y[idx], p_oracle[idx]))
+    return np.percentile(gaps, [2.5, 97.5])
+
+
+def test_the_weighted_bootstrap_equals_resampling_the_rows_with_ties():
+    """The guard weights each row by how often its request was drawn instead of copying the rows: the same
+    replicates, so the same interval (here with tied scores and requests of unequal size)."""
+    rng = np.random.default_rng(5)
+    y, p_true, groups, _ = simulated(800)
+    p_model = np.round(p_true + rng.normal(0, 0.02, len(p_true)), 2)  # rounded: many ties
+    p_oracle = np.round(p_true, 3)
+    groups = groups * 7 // 10  # some requests of 8 rows, some of 16
+    assert len(set(np.bincount(groups))) == 2
+    result = leakage_guard(y, p_model, p_oracle, groups, n_boot=60, seed=4)
+    low, high = _resampled_gaps(y, p_model, p_oracle, groups, n_boot=60, seed=4)
+    assert (result.ci_low, result.ci_high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
+    assert result.ci_low < result.auc_gap < result.ci_high
