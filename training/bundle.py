@@ -12,6 +12,8 @@ The service unwraps the bundle and calls the boosters directly (in-place predict
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -94,8 +96,20 @@ class RankerBundle(PythonModel):
             if key in artifacts:
                 booster = xgb.Booster()
                 booster.load_model(artifacts[key])
-                booster.set_param({"nthread": 1})
+                booster.set_param({"nthread": 1})  # serving: one request per thread, many workers
                 self.boosters[head] = booster
+
+    @contextmanager
+    def predict_threads(self, n: int) -> Iterator[None]:
+        """Score on n threads meanwhile (evaluating millions of rows), then one again. A row's score is the same
+        on any number of threads: each row's trees are summed by one thread, in tree order."""
+        for booster in self.boosters.values():
+            booster.set_param({"nthread": n})
+        try:
+            yield
+        finally:
+            for booster in self.boosters.values():
+                booster.set_param({"nthread": 1})
 
     def head_scores(self, x: np.ndarray) -> dict[str, np.ndarray]:
         # Boosters are saved already cut at their best iteration, so all trees are the right trees.

@@ -8,6 +8,7 @@ it would have earned, not by the few orders the logged ranking happened to produ
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,12 +35,13 @@ class Scored:
 def score(bundle: RankerBundle, rows: pd.DataFrame, truth: pd.DataFrame, true_value: np.ndarray) -> Scored:
     assert bundle.spec is not None
     x = bundle.spec.frame_matrix(rows)
-    logged = bundle.score_matrix(x)
-    if "position" in bundle.spec.columns:
-        # The same matrix with every row at the serving slot (what frame_matrix makes of a frame with
-        # position=SERVING_POSITION), without a second copy of the test frame: it is millions of rows at scale.
-        x[:, bundle.spec.columns.index("position")] = SERVING_POSITION
-    top = bundle.score_matrix(x)
+    with bundle.predict_threads(len(os.sched_getaffinity(0))):
+        logged = bundle.score_matrix(x)
+        if "position" in bundle.spec.columns:
+            # The same matrix with every row at the serving slot (what frame_matrix makes of a frame with
+            # position=SERVING_POSITION), without a second copy of the test frame: it is millions of rows at scale.
+            x[:, bundle.spec.columns.index("position")] = SERVING_POSITION
+        top = bundle.score_matrix(x)
     if "pctcvr" in top:
         top["expected_gmv"] = bundle.expected_gmv(top["pctcvr"], rows["price"].to_numpy(dtype=float), x)
     return Scored(rows.reset_index(drop=True), logged, top, truth.reset_index(drop=True), true_value)

@@ -75,3 +75,25 @@ def test_the_clicked_figure_judges_the_head_on_its_own_population() -> None:
     mega = {r["slice"]: r for r in calendar_slices(s, ETA, CALENDAR)}["day_kind=mega"]
     assert mega["cvr_ece_vs_oracle_clicked"] == pytest.approx(0.0, abs=1e-12)
     assert mega["cvr_ece_vs_oracle"] == pytest.approx(0.02 * unclicked.mean(), rel=0.05)
+
+
+def test_scoring_on_more_threads_gives_the_same_scores_then_one_thread_again() -> None:
+    import json
+
+    import xgboost as xgb
+
+    from training.bundle import RankerBundle
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(20_000, 6))
+    y = (x[:, 0] + rng.normal(size=len(x)) > 1).astype(int)
+    booster = xgb.train({"max_depth": 4, "objective": "binary:logistic", "nthread": 1}, xgb.DMatrix(x, y), 60)
+    booster.set_param({"nthread": 1})
+    bundle = RankerBundle()
+    bundle.boosters = {"ctr": booster}
+    one = bundle.head_scores(x)["ctr"]
+    with bundle.predict_threads(2):
+        assert json.loads(booster.save_config())["learner"]["generic_param"]["nthread"] == "2"
+        two = bundle.head_scores(x)["ctr"]
+    np.testing.assert_array_equal(one, two)
+    assert json.loads(booster.save_config())["learner"]["generic_param"]["nthread"] == "1"
