@@ -75,8 +75,8 @@ apply: $(ENGINE_STAMP) ## feast apply: register entities, sources, feature views
 materialize: $(ENGINE_STAMP) ## feast materialize-incremental up to now into the online store
 	$(FEAST) materialize-incremental $$(date -u +%Y-%m-%dT%H:%M:%S)
 
-train: $(ENGINE_STAMP) ## point-in-time training set from Feast, XGBoost, log and register in MLflow (FEATURE_SERVICE=ctr_model_v2_stream: with the stream features)
-	$(if $(FEATURE_SERVICE),SHOPRANK_TRAIN_FEATURE_SERVICE=$(FEATURE_SERVICE)) $(RUN) python -m training train
+train: $(ENGINE_STAMP) ## point-in-time training set from Feast, XGBoost, log and register in MLflow (FEATURE_SERVICE=ctr_model_v2_stream: with the stream features; MAX_NEGATIVES=<n>: non-clicked rows kept)
+	$(if $(FEATURE_SERVICE),SHOPRANK_TRAIN_FEATURE_SERVICE=$(FEATURE_SERVICE)) $(RUN) python -m training train $(if $(MAX_NEGATIVES),--max-negatives $(MAX_NEGATIVES))
 
 promote: $(VENV_STAMP) ## gate the newest version vs the champion on the same rows (FORCE=1 for emergencies; EXPERIMENT=<id> [ONLINE_RULE=non-inferior]: on online evidence too)
 	$(RUN) python -m training promote $(if $(FORCE),--force) $(if $(VERSION),--version $(VERSION)) $(if $(EXPERIMENT),--experiment "$(EXPERIMENT)") $(if $(ONLINE_RULE),--online-rule "$(ONLINE_RULE)")
@@ -153,10 +153,10 @@ bench-materialize: $(VENV_STAMP) ## rows/s into SQLite and Redis: Feast's defaul
 # Issue 15: TRAIN_PATHS=batched,spark adds the Spark engine's training (Feast's Spark store, xgboost.spark) on the same
 # marts; the join benchmark is DuckDB's and is skipped when only training paths are asked for (TRAIN_PATHS set).
 TRAIN_PATHS ?=
-bench-train: $(if $(findstring spark,$(TRAIN_PATHS)),$(SPARK_STAMP),$(VENV_STAMP)) ## point-in-time join and training: time, peak RSS, test AUC, side by side (TRAIN_PATHS=in_memory,batched,spark; docs/benchmarks.md)
-	@test -f "$(SHOPRANK_HOME)/feast/registry.db" || SHOPRANK_OFFLINE_ENGINE=duckdb $(MAKE) --no-print-directory data features apply
-	$(if $(TRAIN_PATHS),,$(RUN) python -m benchmarks.point_in_time --home "$(SHOPRANK_HOME)")
-	$(RUN) python -m benchmarks.train --home "$(SHOPRANK_HOME)" $(if $(TRAIN_PATHS),--paths $(TRAIN_PATHS))
+bench-train: $(if $(findstring spark,$(TRAIN_PATHS)),$(SPARK_STAMP),$(VENV_STAMP)) ## point-in-time join and training: time, peak RSS, test AUC, side by side (TRAIN_PATHS=in_memory,batched,spark; TRAIN_HOMES="<home> ...": several sizes, PIT_PATHS, PIT_ROUNDS; docs/benchmarks.md)
+	@$(foreach h,$(or $(TRAIN_HOMES),$(SHOPRANK_HOME)),test -f "$(h)/feast/registry.db" || SHOPRANK_HOME="$(h)" SHOPRANK_OFFLINE_ENGINE=duckdb $(MAKE) --no-print-directory data features apply;)
+	$(if $(TRAIN_PATHS),,$(foreach h,$(or $(TRAIN_HOMES),$(SHOPRANK_HOME)),$(RUN) python -m benchmarks.point_in_time --home "$(h)" $(if $(PIT_PATHS),--paths $(PIT_PATHS)) $(if $(PIT_ROUNDS),--rounds $(PIT_ROUNDS)) &&) true)
+	$(RUN) python -m benchmarks.train $(foreach h,$(or $(TRAIN_HOMES),$(SHOPRANK_HOME)),--home "$(h)") $(if $(TRAIN_PATHS),--paths $(TRAIN_PATHS))
 
 # --- merchant growth: GMV diagnostics and forecasts (docs/merchant_growth.md) ------------------------------
 MERCHANT ?=

@@ -20,6 +20,13 @@ def train_cmd(
     in_memory: bool = typer.Option(
         False, "--in-memory", help="Hold the whole training set in pandas (the old path; to compare the two)."
     ),
+    max_negatives: int = typer.Option(
+        None,
+        "--max-negatives",
+        min=1,
+        help="Non-clicked train rows the CTR and CTCVR heads learn from at most; past it a weighted hash sample "
+        "(default: TrainConfig.max_train_negatives).",
+    ),
 ) -> None:
     """Build the point-in-time training set from Feast, train, evaluate against the oracle, register."""
     # The feature service comes from the settings (SHOPRANK_TRAIN_FEATURE_SERVICE, `make train FEATURE_SERVICE=`);
@@ -43,7 +50,8 @@ def train_cmd(
             highlight=False,
         )
         raise typer.Exit(2) from exc
-    result = train(TrainConfig(in_memory=in_memory, feature_service=name))
+    sampling = {} if max_negatives is None else {"max_train_negatives": max_negatives}
+    result = train(TrainConfig(in_memory=in_memory, feature_service=name, **sampling))
     console.print_json(data={"run_id": result.run_id, "version": result.model_version, "metrics": result.metrics})
 
 

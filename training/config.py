@@ -86,14 +86,16 @@ class TrainConfig(BaseModel):
         "memory_limit bounds a call's memory whatever its size (4.4 GiB peak for 8 million).",
     )
     max_train_negatives: int = Field(
-        2_000_000,
+        1_000_000,
         ge=1,
         description="Non-clicked rows the all-impressions heads (CTR, CTCVR) learn from at most. Beyond it they "
         "learn from every clicked row and a fixed hash sample of the rest, each kept one weighted by 1 / the kept "
         "share, so the predictions stay calibrated (negative downsampling, as in He et al. 2014, 'Practical "
         "lessons from predicting clicks on ads at Facebook'). The validation rows early stopping watches are "
         "sampled alike; test rows, the CVR head's clicked rows and the choice of CVR method never are. "
-        "SCALE=small has about 0.6M such training rows (untouched), SCALE=medium about 3M, SCALE=large about 13M.",
+        "SCALE=small has about 0.6M such training rows (untouched), SCALE=medium about 3M, SCALE=large about 13M. "
+        "1M, not 2M: at SCALE=large it is what keeps `make train` under 30 minutes on two cores "
+        "(docs/benchmarks.md, 'Training out of core'); `make train MAX_NEGATIVES=<n>` sets it per run.",
     )
     in_memory: bool = Field(
         False,
