@@ -15,8 +15,11 @@ Each path runs in its own child process (so its peak RSS is its own, `ru_maxrss`
 All do everything `make train` does up to the metrics (training set, frozen test rows, early-stopped heads,
 CVR method, refit on train + valid, scoring the test rows against the oracle) but log nothing to MLflow; they
 write the training set and test rows under $SHOPRANK_HOME/datasets as `make train` does. The run fails if the
-paths did not train and test on the same rows (impression ids, in order). Prints a markdown table. Peak RSS is
-the child's own `ru_maxrss`; `tree_peak_rss_gib` adds its child processes (Spark's JVM), sampled every 0.2 s.
+paths did not train and test on the same rows (impression ids, in order). Prints a markdown table.
+`--home` may be given several times (say a SCALE=small, medium and large home): the paths run on each in turn
+and the table has a column per home and path (`--paths` applies to every home: leave the in-memory path out where
+it would not fit). Peak RSS is the child's own `ru_maxrss`; `tree_peak_rss_gib` adds its child processes
+(Spark's JVM), sampled every 0.2 s.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ def child(path: str, home: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     data, test_path = training_data(get_feature_store(settings), settings, cfg)
     out["build_s"] = time.perf_counter() - t0
+    out["negative_keep"] = float(getattr(data, "negative_keep", 1.0))
 
     if isinstance(data, TrainingSet):
         ids = {p: data.part(p)["impression_id"] for p in ("train", "valid", "test")}
@@ -88,6 +92,7 @@ def child(path: str, home: Path) -> dict[str, Any]:
             for p in ("train", "valid", "test")
         }
     out |= {f"{p}_rows": len(v) for p, v in ids.items()} | {f"{p}_ids": ids_digest(v) for p, v in ids.items()}
+    out["label_rows"] = sum(len(v) for v in ids.values())
     del ids
 
     t1 = time.perf_counter()
@@ -204,11 +209,13 @@ def run_child(path: str, home: Path) -> dict[str, Any]:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    lines = ["| | " + " | ".join(r["path"] for r in results) + " |", "|---|" + "--:|" * len(results)]
+    heads = [f"{r['path']}, {r['label_rows'] / 1e6:.1f}M rows" for r in results]
+    lines = ["| | " + " | ".join(heads) + " |", "|---|" + "--:|" * len(results)]
     for key, label in HEADLINE:
         cells = [f"{r[key]:.4f}" if "auc" in key else f"{r[key]:.1f}" if key.endswith("_s") else f"{r[key]:.2f}"
                  for r in results]  # fmt: skip
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("| negatives kept | " + " | ".join(f"{r['negative_keep']:.3f}" for r in results) + " |")
     for key in ("train_rows", "valid_rows", "test_rows", "ctr_trees", "cvr_trees", "ctcvr_trees", "cvr_method"):
         lines.append(f"| {key.replace('_', ' ')} | " + " | ".join(f"{r[key]:,}" if isinstance(r[key], int)
                                                               else str(r[key]) for r in results) + " |")  # fmt: skip
@@ -217,27 +224,31 @@ def table(results: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--home", type=Path, default=Path(os.environ.get("SHOPRANK_HOME", ".state")))
+    parser.add_argument("--home", type=Path, action="append", help="a state folder (repeat for several sizes; "
+                        "default: $SHOPRANK_HOME)")  # fmt: skip
     parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated, run in this order: in_memory, "
                         "batched, spark (the Spark engine: needs `make install-spark`)")  # fmt: skip
     parser.add_argument("--child", choices=ALL_PATHS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    home = args.home.resolve()
+    homes = [h.resolve() for h in args.home or [Path(os.environ.get("SHOPRANK_HOME", ".state"))]]
     if args.child:
-        print(json.dumps(child(args.child, home)))
+        print(json.dumps(child(args.child, homes[0])))
         return
     paths = args.paths.split(",")
     unknown = sorted(set(paths) - set(ALL_PATHS))
     if unknown:
         raise SystemExit(f"--paths: unknown {unknown}; choose from {', '.join(ALL_PATHS)}")
     results = []
-    for path in paths:
-        print(f"running {path} ...", file=sys.stderr, flush=True)
-        results.append(run_child(path, prepare_spark_home(home) if path == "spark" else home))
-        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-    digests = {tuple(r[f"{p}_ids"] for p in ("train", "valid", "test")) for r in results}
-    if len(digests) != 1:
-        raise SystemExit("the paths did not train and test on the same rows: " + json.dumps(results))
+    for home in homes:
+        of_home = []
+        for path in paths:
+            print(f"running {path} on {home} ...", file=sys.stderr, flush=True)
+            of_home.append(run_child(path, prepare_spark_home(home) if path == "spark" else home))
+            print(json.dumps(of_home[-1]), file=sys.stderr, flush=True)
+        digests = {tuple(r[f"{p}_ids"] for p in ("train", "valid", "test")) for r in of_home}
+        if len(digests) != 1:
+            raise SystemExit(f"the paths did not train and test on the same rows of {home}: " + json.dumps(of_home))
+        results += of_home
     print(table(results))
 
 
