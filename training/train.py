@@ -229,7 +229,7 @@ def _train(
         bundle.load_from_paths(artifacts)
 
         with phase("evaluation"):
-            metrics, guard = _evaluate(bundle, test_df, settings, fitted, boosters)
+            metrics, guard = _evaluate(bundle, test_df, settings, fitted)
 
         mlflow.log_params(
             {
@@ -292,7 +292,7 @@ def _train(
 
 
 def _evaluate(
-    bundle: RankerBundle, test_df: pd.DataFrame, settings: Settings, fitted: Fitted, boosters: dict[str, xgb.Booster]
+    bundle: RankerBundle, test_df: pd.DataFrame, settings: Settings, fitted: Fitted
 ) -> tuple[dict[str, float], GuardResult]:
     """Test metrics against the oracle, and the leakage guard, on the frozen test rows."""
     truth = oracle.load_truth(settings, test_df["impression_id"])
@@ -300,7 +300,8 @@ def _evaluate(
     value = oracle.top_slot_value(truth, test_df["surface"], test_df["position"], eta)
     scored = evaluation.score(bundle, test_df, truth, value)
     metrics = evaluation.classification_metrics(scored) | evaluation.ranking_metrics(scored, eta)
-    metrics |= fitted.method_metrics | {f"{h}_trees": float(b.num_boosted_rounds()) for h, b in boosters.items()}
+    trees = {f"{h}_trees": float(b.num_boosted_rounds()) for h, b in fitted.boosters.items()}
+    metrics |= fitted.method_metrics | trees
     metrics |= {"test_rows": float(len(test_df)), "test_ctr": float(test_df["clicked"].mean())}
     guard = leakage_guard(
         test_df["clicked"].to_numpy(),
