@@ -4,10 +4,16 @@ Feast joins the label impressions to their features as of each impression (`get_
 `persist`s the result to parquet. The label days are joined in chunks of whole days: Feast's stock DuckDB store
 persists through an in-memory Arrow table, so one chunk is what it holds at a time (an offline store that
 streams its join to parquet is simply called fewer times). Joining a chunk of days alone gives the same rows:
-a row's features depend only on its own entity keys and timestamp. DuckDB then sorts the chunks into one
-file by (event_timestamp, impression_id), spilling to disk, which fixes the row order every later pass relies
-on; the fingerprint (training/fingerprint.py), the split windows, the vocabularies and the XGBoost matrices
-are all read from it in bounded batches.
+a row's features depend only on its own entity keys and timestamp. The chunks then become one file ordered by
+(event_timestamp, impression_id), which fixes the row order every later pass relies on; the fingerprint
+(training/fingerprint.py), the split windows, the vocabularies and the XGBoost matrices are all read from it
+in bounded batches.
+
+That order costs one sort. The project's ASOF store (platform_common/feast_offline_store) persists each chunk
+sorted by (event_timestamp, the entity rows' order), so it is given the label rows ordered by (event_timestamp,
+impression_id): each part comes out in the final order and, the chunks being consecutive days, the file is the
+parts one after another (a copy, no sort). Feast's stock and Spark stores keep no order, so DuckDB sorts their
+parts into the file, spilling to disk.
 """
 
 from __future__ import annotations
@@ -101,17 +107,32 @@ def join_chunk_rows(store: FeatureStore, cfg: TrainConfig) -> int:
     return cfg.query_join_chunk_rows if takes_entity_query(store) else cfg.join_chunk_rows
 
 
-def persist_join(store: FeatureStore, cfg: TrainConfig, labels: Path, windows: Sequence[DayWindow], out: Path) -> str:
-    """Feast's point-in-time join of each window's labels, persisted through Feast's API under `out`; returns the
-    glob of the files written. DuckDB stores write one file per window (out/part-N.parquet); the Spark store
-    writes from Spark itself, a folder of part files per window (out/part-N/part-*.parquet), so the rows never
-    pass through the driver's pandas on their way out."""
+@dataclass(frozen=True)
+class JoinedParts:
+    """The files a point-in-time join wrote: a DuckDB `read_parquet` argument, and whether reading them in that
+    order already gives the training set's order."""
+
+    files: str
+    in_order: bool
+
+
+LABEL_ORDER = "order by event_timestamp, impression_id"
+
+
+def persist_join(
+    store: FeatureStore, cfg: TrainConfig, labels: Path, windows: Sequence[DayWindow], out: Path
+) -> JoinedParts:
+    """Feast's point-in-time join of each window's labels, persisted through Feast's API under `out`. DuckDB
+    stores write one file per window (out/part-N.parquet); the Spark store writes from Spark itself, a folder of
+    part files per window (out/part-N/part-*.parquet), so the rows never pass through the driver's pandas on
+    their way out."""
     spark = is_spark_store(store)
     query = takes_entity_query(store)
     service = store.get_feature_service(cfg.feature_service)
+    written: list[str] = []
     for i, window in enumerate(windows):
         entity_df: pd.DataFrame | str = (
-            f"select * from read_parquet('{labels}') where {where_clause([window])}"
+            f"select * from read_parquet('{labels}') where {where_clause([window])} {LABEL_ORDER}"
             if query
             else entity_frame(labels, window)
         )
@@ -121,9 +142,15 @@ def persist_join(store: FeatureStore, cfg: TrainConfig, labels: Path, windows: S
             full_feature_names=False,
             filter_by_created_timestamp=cfg.filter_by_created_timestamp,
         )
-        job.persist(_storage(out / f"part-{i:05d}", spark), allow_overwrite=True)
+        stem = out / f"part-{i:05d}"
+        job.persist(_storage(stem, spark), allow_overwrite=True)
+        written.append(f"{stem}.parquet")
         del job  # the stock store's job holds its entity frame
-    return f"{out}/*/*.parquet" if spark else f"{out}/*.parquet"
+    if spark:
+        return JoinedParts(f"'{out}/*/*.parquet'", in_order=False)
+    # The ASOF store's persist order is (event_timestamp, entity row order) = (event_timestamp, impression_id)
+    # here, and the windows are consecutive, ascending and disjoint.
+    return JoinedParts("[" + ", ".join(f"'{f}'" for f in written) + "]", in_order=query)
 
 
 def _storage(stem: Path, spark: bool) -> SavedDatasetStorage:
@@ -134,13 +161,15 @@ def _storage(stem: Path, spark: bool) -> SavedDatasetStorage:
     return SavedDatasetFileStorage(path=f"{stem}.parquet")
 
 
-def sort_into_one_file(parts: str, out: Path, spill_dir: Path, augment: Augment | None = None) -> None:
-    """All chunks (the files `parts` globs) in one file ordered by (event_timestamp, impression_id); DuckDB spills
-    the sort to disk."""
+def into_one_file(parts: JoinedParts, out: Path, spill_dir: Path, augment: Augment | None = None) -> None:
+    """All parts in one file ordered by (event_timestamp, impression_id): copied in their order when they are
+    in it already, else sorted by DuckDB, which spills the sort to disk. With `augment` (window functions may
+    reorder what they read) the rows are sorted either way."""
     extra = "".join(f", ({expr}) as {quote(name)}" for name, expr in (augment.columns if augment else {}).items())
+    order = "" if parts.in_order and not extra else f" {LABEL_ORDER}"
     with connect(spill_dir) as con:
         con.execute(
-            f"copy (select *{extra} from read_parquet('{parts}') order by event_timestamp, impression_id) "
+            f"copy (select *{extra} from read_parquet({parts.files}){order}) "
             f"to '{out}' (format parquet, compression zstd, row_group_size {ROW_GROUP_ROWS})"
         )
 
@@ -230,9 +259,9 @@ def build_parquet_training_set(
     root = Path(tempfile.mkdtemp(prefix=f"{cfg.feature_service}-", dir=settings.datasets_dir / "training_set"))
     parts, spill = root / "parts", root / "spill"
     parts.mkdir()
-    files = persist_join(store, cfg, labels, windows, parts)
+    joined = persist_join(store, cfg, labels, windows, parts)
     path = root / TRAINSET_FILE
-    sort_into_one_file(files, path, spill, augment)
+    into_one_file(joined, path, spill, augment)
     shutil.rmtree(parts)
     columns = feature_columns(store, cfg.feature_service)
     keep = negative_keep_share(RowSource(path, (split.train,), spill_dir=spill), cfg.max_train_negatives)
