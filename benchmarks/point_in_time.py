@@ -17,7 +17,10 @@ Paths, each timed in a fresh child process so peak RSS (ru_maxrss) is its own:
 - `asof-parquet`   the same query over the labels parquet (as `plugin-query`), `COPY ... TO` a parquet file,
                    unsorted;
 - `asof-parquet-sorted` the same, sorted by (event_timestamp, impression_id): an order fixed as persist's is (the
-                   same rows give the same file), so the two parquet paths do the same work.
+                   same rows give the same file), so the two parquet paths do the same work;
+- `trainset`       what `make train` does (training/trainset.py): `persist` of the labels query in chunks of
+                   whole days (TrainConfig.query_join_chunk_rows), each chunk's rows in (event_timestamp,
+                   impression_id) order, then the chunks copied into one zstd file: labels to training set file.
 
 Loading the labels into pandas is not timed (Feast's API takes them as a frame; the `plugin-query` child never
 loads them). Seconds are wall time; CPU seconds (user + system, all threads) are shown too because the machine
@@ -47,7 +50,17 @@ import duckdb
 import pandas as pd
 import yaml
 
-PATHS = ("feast", "plugin", "plugin-parquet", "plugin-query", "asof", "asof-parquet", "asof-parquet-sorted")
+PATHS = (
+    "feast",
+    "plugin",
+    "plugin-parquet",
+    "plugin-query",
+    "asof",
+    "asof-parquet",
+    "asof-parquet-sorted",
+    "trainset",
+)
+FROM_PARQUET = ("plugin-query", "asof-parquet", "asof-parquet-sorted", "trainset")  # labels never in pandas
 FEATURE_SERVICE = "ctr_model_v1"
 SAMPLE_SEED = 11
 
@@ -127,8 +140,10 @@ def measure(home: Path, path: str, rows: int | None, result: Path) -> dict[str, 
     service = store.get_feature_service(FEATURE_SERVICE)
     query = labels_sql(settings.marts_dir, rows)
     labels: pd.DataFrame | None = None
-    from_parquet = path in ("plugin-query", "asof-parquet", "asof-parquet-sorted")  # labels never in pandas
-    if not from_parquet:
+    if path == "trainset" and rows:  # training reads a labels file: the sample is written to one (untimed)
+        sample = result.with_name(f"{result.stem}.labels.parquet")
+        duckdb.connect().execute(f"copy ({query}) to '{sample}' (format parquet)")
+    if path not in FROM_PARQUET:
         labels = duckdb.connect().execute(query).df()
         labels["event_timestamp"] = pd.to_datetime(labels["event_timestamp"], utc=True)
     # the hand-written join gets the engine settings the plugin's store runs with (the rendered feature_store.yaml:
@@ -147,6 +162,15 @@ def measure(home: Path, path: str, rows: int | None, result: Path) -> dict[str, 
         entity = query if path == "plugin-query" else labels
         job = store.get_historical_features(entity_df=entity, features=service, filter_by_created_timestamp=True)
         job.persist(SavedDatasetFileStorage(path=str(result)), allow_overwrite=True)
+    elif path == "trainset":
+        from training.config import TrainConfig
+        from training.trainset import chunk_days, into_one_file, label_days, persist_join
+
+        labels_file = sample if rows else settings.marts_dir / "impression_labels.parquet"
+        cfg = TrainConfig(feature_service=FEATURE_SERVICE)
+        windows = chunk_days(label_days(labels_file), cfg.query_join_chunk_rows)
+        with tempfile.TemporaryDirectory(prefix="parts-", dir=result.parent) as parts:
+            into_one_file(persist_join(store, cfg, labels_file, windows, Path(parts)), result, Path(parts) / "spill")
     elif path in ("asof", "asof-parquet", "asof-parquet-sorted"):
         if labels is not None:
             con.register("labels", labels)
@@ -235,11 +259,19 @@ def markdown(results: Sequence[Measurement]) -> str:
         f"| path | label rows | seconds (best of {rounds}) | CPU seconds | peak RSS (GB) | vs hand-written ASOF |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    baseline = {"plugin": "asof", "plugin-parquet": "asof-parquet", "plugin-query": "asof-parquet", "feast": "asof"}
+    baseline = {
+        "plugin": "asof",
+        "plugin-parquet": "asof-parquet",
+        "plugin-query": "asof-parquet",
+        "trainset": "asof-parquet",
+        "feast": "asof",
+    }
     for path, m in chosen.items():
         base = chosen.get(baseline.get(path, ""))
         ratio = f"{m.wall_s / base.wall_s:.2f}x ({m.cpu_s / base.cpu_s:.2f}x CPU)" if base else ""
-        sorted_base = chosen.get("asof-parquet-sorted") if path in ("plugin-parquet", "plugin-query") else None
+        sorted_base = (
+            chosen.get("asof-parquet-sorted") if path in ("plugin-parquet", "plugin-query", "trainset") else None
+        )
         if sorted_base:  # persist writes a fixed order: against the hand-written join that sorts alike too
             ratio += f"; {m.wall_s / sorted_base.wall_s:.2f}x sorted ({m.cpu_s / sorted_base.cpu_s:.2f}x CPU)"
         lines.append(f"| `{path}` | {m.rows:,} | {m.wall_s:.2f} | {m.cpu_s:.2f} | {m.peak_rss_gb:.2f} | {ratio} |")

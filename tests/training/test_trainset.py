@@ -73,3 +73,13 @@ def test_labels_in_any_row_order_give_the_same_training_set(tiny_platform, tmp_p
     finally:
         for training_set in built.values():
             training_set.remove()
+
+
+def test_the_training_set_path_of_the_benchmark_equals_the_hand_written_asof_join(tiny_platform) -> None:
+    """`make bench-train`'s `trainset` path (labels to training set file, as `make train` builds it) returns the
+    rows and values of the hand-written ASOF join: run_benchmark fails on any difference (EXCEPT ALL both ways)."""
+    from benchmarks.point_in_time import run_benchmark
+
+    results = run_benchmark(tiny_platform.home_dir, rounds=1, paths=("asof-parquet", "trainset"))
+    assert {m.path for m in results} == {"asof-parquet", "trainset"}
+    assert len({m.rows for m in results}) == 1 and results[0].rows > 30_000
