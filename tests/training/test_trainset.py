@@ -32,7 +32,7 @@ def test_parts_persisted_in_order_concatenate_into_the_sorted_file(tiny_platform
     whole = build_parquet_training_set(store, tiny_platform, TrainConfig())
     try:
         resorted = tmp_path / "resorted.parquet"
-        into_one_file(JoinedParts(f"'{chunked.path}'", in_order=False), resorted, tmp_path / "spill")
+        into_one_file(JoinedParts((str(chunked.path),), in_order=False), resorted, tmp_path / "spill")
         assert chunked.fingerprint == file_fingerprint(resorted)
         assert chunked.fingerprint == whole.fingerprint
         with connect() as con:
