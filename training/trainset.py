@@ -11,8 +11,9 @@ in bounded batches.
 
 That order costs one sort. The project's ASOF store (platform_common/feast_offline_store) persists each chunk
 sorted by (event_timestamp, the entity rows' order), so it is given the label rows ordered by (event_timestamp,
-impression_id): each part comes out in the final order and, the chunks being consecutive days, the file is the
-parts one after another (a copy, no sort). Feast's stock and Spark stores keep no order, so DuckDB sorts their
+impression_id) (the mart writes them so; if a labels file is not, the join's entity query sorts them): each part
+comes out in the final order and, the chunks being consecutive days, the file is the parts one after another
+(a copy, no sort). Feast's stock and Spark stores keep no order, so DuckDB sorts their
 parts into the file, spilling to disk.
 """
 
@@ -125,6 +126,18 @@ class JoinedParts:
 LABEL_ORDER = "order by event_timestamp, impression_id"
 
 
+def in_label_order(labels: Path) -> bool:
+    """True if the labels file's rows are in (event_timestamp, impression_id) order, as the mart writes them: one
+    streaming pass (0.2 CPU s for 5M rows), where sorting them in every join call cost seconds and memory."""
+    with connect() as con:
+        row = con.execute(
+            "select count(*) filter (where t0 is not null and (event_timestamp, impression_id) <= (t0, i0)) from ("
+            "select event_timestamp, impression_id, lag(event_timestamp) over () t0, lag(impression_id) over () i0 "
+            f"from read_parquet({string_literal(str(labels))}))"
+        ).fetchone()
+    return row is not None and row[0] == 0
+
+
 def persist_join(
     store: FeatureStore, cfg: TrainConfig, labels: Path, windows: Sequence[DayWindow], out: Path
 ) -> JoinedParts:
@@ -136,9 +149,10 @@ def persist_join(
     query = takes_entity_query(store)
     service = store.get_feature_service(cfg.feature_service)
     written: list[str] = []
+    order = "" if not query or in_label_order(labels) else f" {LABEL_ORDER}"
     for i, window in enumerate(windows):
         entity_df: pd.DataFrame | str = (
-            f"select * from read_parquet('{labels}') where {where_clause([window])} {LABEL_ORDER}"
+            f"select * from read_parquet('{labels}') where {where_clause([window])}{order}"
             if query
             else entity_frame(labels, window)
         )
