@@ -189,7 +189,7 @@ def into_one_file(parts: JoinedParts, out: Path, spill_dir: Path, augment: Augme
     in_order = parts.in_order and not extra
     if in_order and len(parts.files) == 1 and "*" not in parts.files[0]:
         # persist wrote it with DuckDB's default row groups (ROW_GROUP_ROWS) and snappy: rewriting it only to
-        # recompress cost a fifth of the join at SCALE=medium
+        # recompress cost about a tenth of the build's CPU at SCALE=medium
         os.replace(parts.files[0], out)
         return
     order = "" if in_order else f" {LABEL_ORDER}"
