@@ -108,7 +108,7 @@ demo: $(VENV_STAMP) ## everything from nothing (batch model, then the stream mod
 
 # Two workers (tests/conftest.py: one group per platform, each built once): one process keeps one core busy.
 TEST_WORKERS ?= 2
-test: $(VENV_STAMP) ## the test suite (unit, data, model behaviour, end to end at SCALE=tiny), TEST_WORKERS=2 processes
+test: $(VENV_STAMP) install-haproxy ## the test suite (unit, data, model behaviour, end to end at SCALE=tiny), TEST_WORKERS=2 processes
 	$(RUN) pytest -n $(TEST_WORKERS)
 
 # Issue 15: the offline compute on Spark in local mode (Java 17). Not part of `make test`: CI runs it on its own.
@@ -208,10 +208,20 @@ bench-planner: $(VENV_STAMP) ## the planner's uplifts vs the simulator's oracle 
 RATE ?= 150
 SOAK_SECONDS ?= 120
 
-.PHONY: bench-serve stress
+.PHONY: bench-serve stress install-haproxy serve-haproxy
 
-bench-serve: $(VENV_STAMP) ## /rank at 100 and 300 req/s, at max rate and at 2x overload vs Feast's read and an in-process floor; writes docs/benchmarks.md [SERVER_CPUS=0 CLIENT_CPUS=1: service and load generator on separate cores]
+# HAProxy sheds load in front of the service (serving/haproxy.py): Debian's package, or the OS's own.
+install-haproxy: ## HAProxy from the OS packages (apt-get; sudo when not root), for bench-serve and serve-haproxy
+	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || { \
+		command -v apt-get >/dev/null 2>&1 || { echo "no apt-get here: install HAProxy with your OS's package manager (brew install haproxy, dnf install haproxy)" >&2; exit 2; }; \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get install -y haproxy || { $$SUDO apt-get update && $$SUDO apt-get install -y haproxy; }; }
+
+bench-serve: $(VENV_STAMP) install-haproxy ## /rank at 100 and 300 req/s, at max rate and at 2x overload (alone, then behind HAProxy) vs Feast's read and an in-process floor; writes docs/benchmarks.md [SERVER_CPUS=0 CLIENT_CPUS=1: service and load generator on separate cores]
 	$(RUN) python -m benchmarks.serving $(if $(SERVER_CPUS),--server-cpus $(SERVER_CPUS)) $(if $(CLIENT_CPUS),--client-cpus $(CLIENT_CPUS)) $(if $(BENCH_ARGS),$(BENCH_ARGS))
+
+serve-haproxy: $(VENV_STAMP) install-haproxy ## serve the champion behind HAProxy on PORT: it sheds over capacity with 503 + Retry-After (MAX_CONN, QUEUE_MS), foreground
+	$(RUN) python -m serving.haproxy serve --port $(PORT) $(if $(MAX_CONN),--max-conn $(MAX_CONN)) $(if $(QUEUE_MS),--queue-ms $(QUEUE_MS))
 
 stress: $(VENV_STAMP) ## soak /rank at RATE req/s for SOAK_SECONDS: fails on any error or >10% memory growth
 	$(RUN) python -m benchmarks.soak --seconds $(SOAK_SECONDS) --rate $(RATE)

@@ -32,6 +32,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ import psutil
 import typer
 
 from benchmarks import loadgen
+from benchmarks.loadgen import PhaseResult
 from benchmarks.serving_report import DOC, NOTES, render, write_section
 from platform_common.feast_config import get_feature_store
 from platform_common.settings import REPO_ROOT, Settings, get_settings
@@ -49,7 +51,9 @@ from serving.features.factory import make_reader
 from serving.features.feast import FeastReader
 from serving.features.routing import ROUTES, ROUTING_FEATURES, Lookup
 from serving.features.snapshot import SnapshotReader
-from serving.launcher import running_service
+from serving.haproxy import ProxyConfig, backend_of, haproxy_binary, running_haproxy
+from serving.haproxy import counters as haproxy_counters
+from serving.launcher import free_port, running_service
 from serving.ranking import rank
 from serving.schemas import RankRequest
 from serving.scoring import score_matrix
@@ -237,6 +241,30 @@ TUNING = {
 }
 
 
+@dataclass(frozen=True)
+class ProxyShedding:
+    """HAProxy in front for the last two phases (serving/haproxy.py): at most `max_conn` requests in the service
+    at once, a 503 after `queue_timeout_ms` in HAProxy's queue; HAProxy runs on `cpus` (the load generator's)."""
+
+    max_conn: int = 1
+    queue_timeout_ms: int = 5
+    cpus: tuple[int, ...] = ()
+
+
+def _phase(
+    kind: str, rate: float, url: str, bodies: list[bytes], seconds: float, concurrency: int, factor: float
+) -> PhaseResult:
+    if kind.endswith("fixed"):
+        return loadgen.run(loadgen.fixed_rate(url, bodies, rate=rate, seconds=seconds))
+    if kind == "max":
+        return loadgen.run(loadgen.max_rate(url, bodies, seconds=seconds, concurrency=concurrency))
+    # overload, open loop: the first phase stamps X-Request-Start as a proxy would; the others leave the service
+    # its own clock (behind HAProxy, HAProxy's queue is where the wait is bounded)
+    stamp = kind == "overload"
+    name = f"overload: {factor:g}x max = {rate:g} rps" + ("" if stamp else ", no X-Request-Start")
+    return loadgen.run(loadgen.fixed_rate(url, bodies, rate=rate, seconds=seconds, name=name, stamp=stamp))
+
+
 def http_phases(
     settings: Settings,
     bodies: list[bytes],
@@ -246,8 +274,11 @@ def http_phases(
     env: dict[str, str],
     overload_factor: float = 0.0,
     server_cpus: Sequence[int] | None = None,
+    proxy: ProxyShedding | None = None,
 ) -> tuple[list[dict], dict]:
-    """Fixed rates, then the closed-loop maximum, then (if `overload_factor`) that many times the maximum."""
+    """Fixed rates, then the closed-loop maximum, then (if `overload_factor`) that many times the maximum, stamped
+    as by a proxy, then unstamped; with `proxy`, then 100 req/s and the same overload again through HAProxy in
+    front of the same service."""
     results: list[dict] = []
     started = time.perf_counter()
     with running_service(settings, timeout=900, extra_env=env, cpus=server_cpus) as url:
@@ -257,27 +288,51 @@ def http_phases(
         loadgen.run(loadgen.max_rate(url, bodies, seconds=min(5.0, seconds), concurrency=4, name="warm-up"))
         rss0 = _rss_mb(procs)
         phases: list[tuple[str, float]] = [("fixed", r) for r in rates] + [("max", 0.0)]
-        if overload_factor > 0:  # stamped as by a proxy in front, then the service's own clock alone
+        if overload_factor > 0:
             phases += [("overload", 0.0), ("overload_unstamped", 0.0)]
-        for kind, rate in phases:
-            cpu0 = _cpu_seconds(procs)
-            if kind == "fixed":
-                res = loadgen.run(loadgen.fixed_rate(url, bodies, rate=rate, seconds=seconds))
-            elif kind == "max":
-                res = loadgen.run(loadgen.max_rate(url, bodies, seconds=seconds, concurrency=concurrency))
-            else:
-                stamp = kind == "overload"
-                if stamp:
-                    measured_max = results[-1]["throughput_rps"]
-                rate = round(overload_factor * max(measured_max, 1.0))
-                name = f"overload: {overload_factor:g}x max = {rate:g} rps" + ("" if stamp else ", no X-Request-Start")
-                res = loadgen.run(loadgen.fixed_rate(url, bodies, rate=rate, seconds=seconds, name=name, stamp=stamp))
-            summary = res.summary()
-            summary["server_cpu_ms_per_request"] = round(1e3 * (_cpu_seconds(procs) - cpu0) / max(res.sent, 1), 3)
-            if kind.startswith("overload"):
-                summary |= {"overload_factor": overload_factor, "measured_max_rps": measured_max, "stamped": stamp}
-            results.append(summary)
-            typer.echo(json.dumps(summary))
+            if proxy is not None:
+                phases += [("proxy_fixed", 100.0), ("proxy_overload", 0.0)]
+        measured_max = 0.0
+        with contextlib.ExitStack() as stack:
+            target, stats = url, ""
+            for kind, rate in phases:
+                if kind.startswith("overload") or kind == "proxy_overload":
+                    rate = round(overload_factor * max(measured_max, 1.0))
+                if kind.startswith("proxy") and target == url:
+                    assert proxy is not None
+                    cfg = ProxyConfig(
+                        backend=backend_of(url),
+                        port=free_port(),
+                        stats_port=free_port(),
+                        max_conn=proxy.max_conn,
+                        queue_timeout_ms=proxy.queue_timeout_ms,
+                    )
+                    target = stack.enter_context(running_haproxy(cfg, cpus=proxy.cpus or None))
+                    stats = f"http://{cfg.bind}:{cfg.stats_port}"
+                before = haproxy_counters(stats) if stats else {}
+                cpu0 = _cpu_seconds(procs)
+                res = _phase(kind, rate, target, bodies, seconds, concurrency, overload_factor)
+                summary = res.summary()
+                summary["server_cpu_ms_per_request"] = round(1e3 * (_cpu_seconds(procs) - cpu0) / max(res.sent, 1), 3)
+                if kind == "max":
+                    measured_max = res.throughput
+                if "overload" in kind:
+                    summary |= {"overload_factor": overload_factor, "measured_max_rps": measured_max}
+                    summary |= {"stamped": kind == "overload"}
+                if kind.startswith("proxy"):
+                    after = haproxy_counters(stats)
+                    summary["phase"] = f"HAProxy in front: {summary['phase']}"
+                    summary["proxy"] = {
+                        "max_conn": proxy.max_conn if proxy else None,
+                        "queue_timeout_ms": proxy.queue_timeout_ms if proxy else None,
+                        "cpus": list(proxy.cpus) if proxy else [],
+                        "requests": after.get("http_requests_total", 0) - before.get("http_requests_total", 0),
+                        "shed_by_proxy": after.get("connection_errors_total", 0)
+                        - before.get("connection_errors_total", 0),
+                        "max_queue": after.get("max_queue"),
+                    }
+                results.append(summary)
+                typer.echo(json.dumps(summary))
         info: dict[str, Any] = {"startup_seconds": round(startup, 1), "rss_mb_start": round(rss0, 1)}
         info["rss_mb_end"] = round(_rss_mb(procs), 1)
         info["worker_processes"] = len(procs) - 1
@@ -350,6 +405,13 @@ def main(
         help="Cores of the service, e.g. 0 (with --client-cpus: the load generator kept off them, as on another box).",
     ),
     client_cpus: str = typer.Option("", help="Cores of this process (the load generator and the in-process paths)."),
+    proxy: bool = typer.Option(
+        True, help="Then 100 req/s and the overload again through HAProxy in front (needs haproxy installed)."
+    ),
+    proxy_max_conn: int = typer.Option(
+        0, min=0, help="HAProxy: /rank requests in the service at once (0: one per core the service runs on)."
+    ),
+    proxy_queue_ms: int = typer.Option(5, min=1, help="HAProxy: wait in its queue before answering 503."),
 ) -> None:
     settings = get_settings()
     server_set, client_set = parse_cpus(server_cpus, "--server-cpus"), parse_cpus(client_cpus, "--client-cpus")
@@ -357,6 +419,11 @@ def main(
         raise typer.BadParameter("--server-cpus and --client-cpus must not share a core", param_hint="--client-cpus")
     if client_set:
         os.sched_setaffinity(0, set(client_set))
+    if proxy and overload > 0:
+        try:
+            haproxy_binary()
+        except FileNotFoundError as exc:
+            raise typer.BadParameter(f"{exc}; or run without it: --no-proxy", param_hint="--proxy") from None
     if render_only:
         report = json.loads((settings.home_dir / "benchmarks" / "serving.json").read_text())
         report["notes"] = NOTES
@@ -377,7 +444,10 @@ def main(
     typer.echo(f"in process, pass 1 ({in_process_n} requests per path)")
     ip1 = paths.run(bodies, in_process_n)
     fixed = [float(r) for r in rates.split(",") if r]
-    http, info = http_phases(settings, encoded, seconds, fixed, concurrency, env, overload, server_set)
+    # scoring is CPU work: one request per core of the service keeps every core busy without a queue inside it
+    max_conn = proxy_max_conn or len(server_set or os.sched_getaffinity(0))
+    shedding = ProxyShedding(max_conn, proxy_queue_ms, client_set) if proxy else None
+    http, info = http_phases(settings, encoded, seconds, fixed, concurrency, env, overload, server_set, shedding)
     tuning: dict[str, tuple[dict, dict]] = {}
     if tune:
         for name, extra in TUNING.items():

@@ -16,11 +16,14 @@ def _check(ok: bool) -> str:
 
 def render(report: dict) -> str:
     m, ip, http = report["machine"], report["in_process"], report["http"]
-    fixed100 = next(r for r in http if r["offered_rps"] == 100)
-    top = next(r for r in http if r["offered_rps"] is None)
-    fixed300 = next((r for r in http if r["offered_rps"] == 300), None)
-    overload = next((r for r in http if r.get("overload_factor") and r.get("stamped", True)), None)
-    unstamped = next((r for r in http if r.get("overload_factor") and r.get("stamped") is False), None)
+    direct = [r for r in http if not r.get("proxy")]
+    fixed100 = next(r for r in direct if r["offered_rps"] == 100)
+    top = next(r for r in direct if r["offered_rps"] is None)
+    fixed300 = next((r for r in direct if r["offered_rps"] == 300), None)
+    overload = next((r for r in direct if r.get("overload_factor") and r.get("stamped", True)), None)
+    unstamped = next((r for r in direct if r.get("overload_factor") and r.get("stamped") is False), None)
+    proxied = next((r for r in http if r.get("proxy") and r.get("overload_factor")), None)
+    proxy100 = next((r for r in http if r.get("proxy") and r["offered_rps"] == 100), None)
     # The closed loop keeps more connections open than the service admits at once: its 503s are the documented
     # shedding (each connection then waits Retry-After), not failures.
     top_errors = top.get("other_errors", top["errors"])
@@ -54,6 +57,7 @@ def render(report: dict) -> str:
         f"{top['throughput_rps'] / 300:.2f}x | "
         f"{_check(sustained and top_errors == 0 and top['throughput_rps'] >= 300)} |",
         *overload_rows(overload, fixed100),
+        *overload_rows(proxied, fixed100, "behind HAProxy (it sheds in front, on the load generator's core)"),
         "",
         "### /rank over HTTP (loopback, httpx asyncio client on the same 2 cores)",
         "",
@@ -71,7 +75,7 @@ def render(report: dict) -> str:
         "Fixed rates are open loop (latency counted from each request's due time); max rate is closed loop "
         f"({top['phase'].split('(')[-1].rstrip(')')}). Server RSS {report['rss_mb_start']} MB after warm-up, "
         f"{report['rss_mb_end']} MB at the end.",
-        *overload_section(overload, fixed100, unstamped),
+        *overload_section(overload, fixed100, unstamped, proxied, proxy100),
         "",
         "### In process, same requests (per request)",
         "",
@@ -132,43 +136,70 @@ def partition_note(partition: dict | None, service_affinity: list[int] | None = 
     )
 
 
-def overload_rows(overload: dict | None, fixed100: dict) -> list[str]:
+def overload_rows(overload: dict | None, fixed100: dict, setup: str = "") -> list[str]:
     """The overload target's row of the Targets table (none when the phase was not run)."""
     if overload is None:
         return []
     ratio = overload["p99_ms"] / fixed100["p99_ms"] if fixed100["p99_ms"] else float("nan")
     ok = ratio <= 2 and overload["other_errors"] == 0 and overload["ok"] > 0
     return [
-        f"| at {overload['overload_factor']:g}x the max rate: accepted p99 <= 2x the p99 at 100 req/s, no error but "
+        f"| at {overload['overload_factor']:g}x the max rate{', ' + setup if setup else ''}: accepted p99 <= 2x "
+        f"the p99 at 100 req/s, no error but "
         f"the 503 of load shedding | {overload['p99_ms']:.2f} ms vs {fixed100['p99_ms']:.2f} ms, "
         f"{overload['other_errors']} other errors | {ratio:.2f}x | {_check(ok)} |"
     ]
 
 
-def overload_section(overload: dict | None, fixed100: dict, unstamped: dict | None = None) -> list[str]:
+def overload_section(
+    overload: dict | None,
+    fixed100: dict,
+    unstamped: dict | None = None,
+    proxied: dict | None = None,
+    proxy100: dict | None = None,
+) -> list[str]:
     """The overload phases beside the p99 at 100 req/s (none when the phase was not run).
 
     `overload` carries the X-Request-Start stamp a proxy in front would set; `unstamped`, at the same offered
-    rate, leaves the service its own clock alone."""
+    rate, leaves the service its own clock alone; `proxied` is the same rate through HAProxy in front, and
+    `proxy100` 100 req/s through it."""
     if overload is None:
         return []
 
-    def row(r: dict, stamp: str) -> str:
+    def row(r: dict, setup: str, ref: dict) -> str:
         return (
-            f"| {stamp} | {r['offered_rps']:g} | {r['throughput_rps']} | {r['shed']} "
+            f"| {setup} | {r['offered_rps']:g} | {r['throughput_rps']} | {r['shed']} "
             f"({100 * r['shed_share']:.1f}%) | {r['other_errors']} | {r['p50_ms']} | "
-            f"{r['p99_ms']} | {fixed100['p99_ms']} | {r['shed_p99_ms']} |"
+            f"{r['p99_ms']} | {ref['p99_ms']} | {r['shed_p99_ms']} |"
         )
 
+    proxy_rows: list[str] = []
+    proxy_text: list[str] = []
+    if proxied is not None:
+        p = proxied["proxy"]
+        setup = f"HAProxy in front: {p['max_conn']} in the service at once, 503 after {p['queue_timeout_ms']} ms queued"
+        proxy_rows = [row(proxied, setup, proxy100 or fixed100)]
+        proxy_text = [
+            "",
+            f"Behind HAProxy (`serving/haproxy.py`, pinned to the load generator's cores {p['cpus'] or 'any'}: "
+            "shedding on cores the scoring does not use, as a load balancer in front does): at most "
+            f"{p['max_conn']} /rank request{'s' if p['max_conn'] != 1 else ''} reach the service at once, the rest "
+            "wait in HAProxy's queue and are "
+            f"answered 503 with `Retry-After` by HAProxy after {p['queue_timeout_ms']} ms there "
+            f"({p['shed_by_proxy']:g} of the phase's {p['requests']:g} requests; longest queue "
+            f"{p['max_queue']:g}). Its p99 column is against 100 req/s through the same HAProxy"
+            + (f" ({proxy100['p99_ms']} ms; direct {fixed100['p99_ms']} ms)." if proxy100 else "."),
+        ]
     return [
         "",
         f"### Overload: {overload['overload_factor']:g}x the measured max rate (open loop)",
         "",
-        "| X-Request-Start | offered req/s | goodput req/s | shed (503) | other errors | accepted p50 ms | "
+        "| setup | offered req/s | goodput req/s | shed (503) | other errors | accepted p50 ms | "
         "accepted p99 ms | p99 at 100 req/s | shed answer p99 ms |",
         "|---|---|---|---|---|---|---|---|---|",
-        row(overload, "stamped (as by a proxy)"),
-        *([row(unstamped, "none (the service's clock)")] if unstamped else []),
+        row(overload, "the service alone, X-Request-Start stamped (as by a proxy)", fixed100),
+        *([row(unstamped, "the service alone, no stamp (its own clock)", fixed100)] if unstamped else []),
+        *proxy_rows,
+        *proxy_text,
         "",
         "Admission control (`serving/guard.py`): at most `SHOPRANK_MAX_IN_FLIGHT` /rank requests in flight per worker "
         "and `SHOPRANK_QUEUE_DEADLINE_SECONDS` of waiting before scoring, and no more than "
@@ -261,6 +292,11 @@ entities (user, product, user x category, merchant), two of them through keys re
   `SHOPRANK_QUEUE_INTERVAL_SECONDS`, 100 ms; CoDel's idea) sheds what waited past the target, so accepted
   requests wait about the target instead of behind up to 15 others, while a burst that drains within the interval
   is still served in full.
+- Shedding in front (`make serve-haproxy`, `serving/haproxy.py`): that admission control runs after a worker
+  has parsed the request, and on a saturated core the parsing is where the queue forms, so at 2x the maximum
+  rate the service alone cannot keep its accepted p99 near the unloaded one (the overload table). HAProxy in
+  front, on cores the scoring does not use, lets one request per service core in at a time and answers 503 with
+  `Retry-After` for what waited 5 ms in its queue: the service only ever sees what it can score now.
 - Sampled request log (`SHOPRANK_REQUEST_LOG_RATE`, default 0.01): one parquet row per served candidate with
   every online feature value, the request context and all scores, written in batches by a background thread to
   `$SHOPRANK_HOME/logs/requests/dt=YYYY-MM-DD/` (`serving/request_log.py`).

@@ -231,6 +231,11 @@ def _shed_metric(url: str, reason: str) -> float:
 
 
 def test_service_sheds_a_burst_over_its_limit_and_serves_the_rest(tiny_platform) -> None:
+    """Then the same burst through HAProxy in front (serving/haproxy.py): HAProxy does the shedding, with the
+    same 503 and Retry-After, the service sheds nothing more, and what is proxied is the service's own answer."""
+    from serving.haproxy import ProxyConfig, backend_of, counters, running_haproxy
+    from serving.launcher import free_port
+
     env = BASE_ENV | {"SHOPRANK_MAX_IN_FLIGHT": "1"}
     bodies = _bodies(tiny_platform, 24)
     with running_service(tiny_platform, extra_env=env) as url:
@@ -248,6 +253,23 @@ def test_service_sheds_a_burst_over_its_limit_and_serves_the_rest(tiny_platform)
             r = httpx.post(f"{url}/rank", content=body, headers={"content-type": "application/json"}, timeout=30)
             assert r.status_code == 200, r.text
         assert _shed_metric(url, "in_flight") == len(shed)
+
+        cfg = ProxyConfig(backend=backend_of(url), port=free_port(), stats_port=free_port(), max_conn=1)
+        with running_haproxy(cfg) as front:
+            proxied = asyncio.run(_burst(front, bodies))
+            statuses = [r.status_code for r in proxied]
+            assert set(statuses) <= {200, 503}, statuses
+            assert 200 in statuses, statuses
+            assert all(r.headers["retry-after"] == "1" for r in proxied if r.status_code == 503)
+            front_shed = counters(f"http://127.0.0.1:{cfg.stats_port}")['http_responses_total{code="5xx"}']
+            assert front_shed == statuses.count(503)
+            assert _shed_metric(url, "in_flight") == len(shed)  # one at a time reaches it: nothing shed there
+            body = {"content": bodies[0], "headers": {"content-type": "application/json"}, "timeout": 30}
+            direct, via = httpx.post(f"{url}/rank", **body), httpx.post(f"{front}/rank", **body)  # type: ignore[arg-type]
+            assert via.status_code == direct.status_code == 200
+            assert [(i["product_id"], i["pctr"]) for i in via.json()["ranking"]] == [
+                (i["product_id"], i["pctr"]) for i in direct.json()["ranking"]
+            ]
 
 
 def test_service_answers_503_when_the_deadline_passed_before_scoring(tiny_platform) -> None:

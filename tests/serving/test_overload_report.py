@@ -34,9 +34,29 @@ def test_the_target_needs_the_p99_within_2x_and_no_other_error() -> None:
     broken = _phase({200: 2000, 503: 2000}, {"ServerDisconnectedError": 1}, [0.010] * 2000)
     assert overload_rows(broken, fixed100)[0].endswith("| 1.00x | **not met** |")
     table = "\n".join(overload_section(good, fixed100, slow | {"stamped": False}))
-    assert "| stamped (as by a proxy) | 400 | 200.0 | 2000 (50.0%) | 0 | 19.0 | 19.0 | 10.0 | 2.0 |" in table
-    assert "| none (the service's clock) | 400 | 200.0 | 2000 (50.0%) | 0 | 21.0 | 21.0 | 10.0 | 2.0 |" in table
+    stamped = "| the service alone, X-Request-Start stamped (as by a proxy) | 400 | 200.0 | 2000 (50.0%) | 0 |"
+    assert f"{stamped} 19.0 | 19.0 | 10.0 | 2.0 |" in table
+    assert (
+        "| the service alone, no stamp (its own clock) | 400 | 200.0 | 2000 (50.0%) | 0 | 21.0 | 21.0 | 10.0 | 2.0 |"
+        in table
+    )
     assert overload_rows(None, fixed100) == [] and overload_section(None, fixed100) == []
+
+
+def test_the_haproxy_phase_is_judged_against_the_direct_p99_and_shown_beside_its_own() -> None:
+    fixed100, proxy100 = {"p99_ms": 10.0}, {"p99_ms": 8.0}
+    meta = {"max_conn": 1, "queue_timeout_ms": 5, "cpus": [1], "requests": 4000, "shed_by_proxy": 2000, "max_queue": 9}
+    proxied = _phase({200: 2000, 503: 2000}, {}, [0.012] * 2000) | {"proxy": meta}
+    row = overload_rows(proxied, fixed100, "behind HAProxy")[0]
+    assert "2x the max rate, behind HAProxy" in row and row.endswith("| 1.20x | met |")
+    good = _phase({200: 2000, 503: 2000}, {}, [0.019] * 2000)
+    table = "\n".join(overload_section(good, fixed100, None, proxied, proxy100))
+    assert (
+        "| HAProxy in front: 1 in the service at once, 503 after 5 ms queued | 400 | 200.0 | 2000 (50.0%) | 0 |"
+        in table
+    )
+    assert "| 12.0 | 12.0 | 8.0 | 2.0 |" in table  # its p99 beside the p99 at 100 req/s through the same HAProxy
+    assert "2000 of the phase's 4000 requests; longest queue 9" in table
 
 
 def test_the_closed_loop_waits_retry_after_when_shed() -> None:
