@@ -112,7 +112,9 @@ class ModelQuality(_Frozen):
     )
     ece_max: float = Field(0.03, gt=0, description="Online CTR calibration error (ECE, 10 quantile bins).")
     ctr_ratio_max: float = Field(
-        2.0, gt=1, description="Predicted / realised CTR above this (or below 1/this); clean tiny live runs: 1.3-1.7."
+        2.5,
+        gt=1,
+        description="Predicted / realised CTR above this (or below 1/this); clean tiny live runs: 1.3-2.1.",
     )
     auc_min: float = Field(0.55, gt=0, lt=1, description="Online CTR AUC below this.")
     min_orders: float = Field(
