@@ -215,7 +215,8 @@ install-haproxy: ## HAProxy from the OS packages (apt-get; sudo when not root), 
 	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || { \
 		command -v apt-get >/dev/null 2>&1 || { echo "no apt-get here: install HAProxy with your OS's package manager (brew install haproxy, dnf install haproxy)" >&2; exit 2; }; \
 		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
-		$$SUDO apt-get install -y haproxy || { $$SUDO apt-get update && $$SUDO apt-get install -y haproxy; }; }
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y haproxy || { $$SUDO apt-get update && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y haproxy; }; }
 
 bench-serve: $(VENV_STAMP) install-haproxy ## /rank at 100 and 300 req/s, at max rate and at 2x overload (alone, then behind HAProxy) vs Feast's read and an in-process floor; writes docs/benchmarks.md [SERVER_CPUS=0 CLIENT_CPUS=1: service and load generator on separate cores]
 	$(RUN) python -m benchmarks.serving $(if $(SERVER_CPUS),--server-cpus $(SERVER_CPUS)) $(if $(CLIENT_CPUS),--client-cpus $(CLIENT_CPUS)) $(if $(BENCH_ARGS),$(BENCH_ARGS))
