@@ -177,7 +177,8 @@ class InProcess:
         r0 = requests[0]
         self.feast_reader.fetch(r0.user_id, r0.product_ids, now=now)  # warm each path once, then time
         found = self.floor.score(r0.user_id, r0.product_ids)
-        assert np.isfinite(found["pctr"]).all()
+        if not np.isfinite(found["pctr"]).all():
+            raise RuntimeError("the store floor scored a non-finite pCTR")
         out["feast_get_online_features"] = _timed(
             lambda i: self.feast_reader.fetch(requests[i].user_id, requests[i].product_ids, now=now), n
         )

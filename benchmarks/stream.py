@@ -190,7 +190,8 @@ def one_run(
         live = None
         try:
             while not ready.exists():
-                assert proc.poll() is None, f"the processor exited; see {folder / 'processor.log'}"
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the processor exited; see {folder / 'processor.log'}")
                 time.sleep(0.2)
             published_before = stream.lag(COUNT_GROUP)
             live_started = time.monotonic()
@@ -223,7 +224,8 @@ def one_run(
                 probes.append(probe(stream, client, url, name, opts["poll_s"], opts["probe_timeout"]))
                 progress.advance(task)
                 time.sleep(float(rng.uniform(0.1, 0.6)))  # a random phase against the processor's batches
-            assert live.wait(timeout=opts["live_seconds"] + 300) == 0, f"live failed; see {folder / 'live.log'}"
+            if live.wait(timeout=opts["live_seconds"] + 300) != 0:
+                raise RuntimeError(f"live failed; see {folder / 'live.log'}")
             live_elapsed = time.monotonic() - live_started
             published = stream.lag(COUNT_GROUP) - published_before - len(probes)
         finally:
@@ -249,7 +251,8 @@ def one_run(
         text=True,
         timeout=1800,
     )
-    assert drained.returncode == 0, drained.stdout[-3000:] + drained.stderr[-3000:]
+    if drained.returncode != 0:
+        raise RuntimeError(drained.stdout[-3000:] + drained.stderr[-3000:])
     drain = read_timings(folder / "drain-timings.jsonl")
     read = sum(t["read"] for t in drain)
     # a quarantined event costs far less than an accepted one: the throughput is only read with accepted ~ read

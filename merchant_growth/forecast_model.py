@@ -127,7 +127,8 @@ class MerchantForecastModel(PythonModel):
         self.booster = booster
 
     def matrix(self, raw: pd.DataFrame) -> np.ndarray:
-        assert self.recipe is not None, "model not loaded"
+        if self.recipe is None:
+            raise RuntimeError("model not loaded")
         r = self.recipe
         missing = [c for c in r.raw_columns if c not in raw.columns]
         if missing:
@@ -136,7 +137,8 @@ class MerchantForecastModel(PythonModel):
 
     def predict_quantiles(self, raw: pd.DataFrame) -> np.ndarray:
         """(n, 3) GMV of the next 7 days at the 10%, 50%, 90% quantiles, non-negative and non-crossing."""
-        assert self.recipe is not None and self.booster is not None, "model not loaded"
+        if self.recipe is None or self.booster is None:
+            raise RuntimeError("model not loaded")
         ratio = self.booster.inplace_predict(self.matrix(raw))
         ratio = np.asarray(ratio, dtype=float).reshape(len(raw), -1)
         ratio = np.sort(np.clip(ratio, 0.0, None), axis=1)

@@ -130,7 +130,8 @@ class ChronoOrder:
 
         clks, self.clks = _split(self.clks, "clk_ts", boundary)
         # a click never precedes its impression, so every parent row is known by now
-        assert (clks["imp_row"] >= 0).all()
+        if (clks["imp_row"] < 0).any():
+            raise RuntimeError("a click came before its impression was written")
         clks = _take(clks, np.lexsort((clks["imp_row"], clks["clk_ts"])))
         rows = self.n_clk + np.arange(len(clks["clk_ts"]), dtype=np.int64)
         hit, parent = _resolve(self.ords, "clk_gen", clks["gen"])
@@ -139,7 +140,8 @@ class ChronoOrder:
         self.n_clk += len(rows)
 
         ords, self.ords = _split(self.ords, "ord_ts", boundary)
-        assert (ords["clk_row"] >= 0).all()
+        if (ords["clk_row"] < 0).any():
+            raise RuntimeError("an order came before its click was written")
         ords = _take(ords, np.lexsort((ords["clk_row"], ords["ord_ts"])))
         self.n_ord += len(ords["ord_ts"])
         return Window(

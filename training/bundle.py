@@ -166,7 +166,8 @@ class RankerBundle(PythonModel):
         return np.asarray(x[:, self.spec.columns.index(name)], dtype=float)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        assert self.spec is not None, "bundle not loaded"
+        if self.spec is None:
+            raise RuntimeError("bundle not loaded")
         # Every input of the signature is optional, so MLflow passes frames without some of them: those are
         # missing features. MLflow has no nullable integer (an int64 column holds no NaN and MLflow refuses
         # float64 where long is declared), so leaving the columns out is how a caller scores an unknown user.

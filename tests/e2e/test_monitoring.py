@@ -31,7 +31,11 @@ from tests.transforms.conftest import run_dbt
 
 
 def test_make_monitor_on_a_clean_platform_exits_0_with_an_empty_alert_list(tiny_platform):
-    run_make(tiny_platform.home_dir, "monitor", extra_env={"MONITOR_RUN": "clean"})
+    # the platform's last day, not `make monitor`'s default (yesterday): a run that crosses midnight UTC would
+    # judge a day the platform never simulated (it did, once)
+    params = json.loads((tiny_platform.home_dir / "oracle" / "generative_params.json").read_text())
+    last_day = date.fromisoformat(params["end_date"]) - timedelta(days=1)
+    run_make(tiny_platform.home_dir, "monitor", extra_env={"MONITOR_RUN": "clean", "DAY": last_day.isoformat()})
     folder = tiny_platform.home_dir / "monitoring" / "clean"
     alerts = json.loads((folder / "alerts.json").read_text())
     assert alerts["status"] == "ok" and alerts["alerts"] == []
