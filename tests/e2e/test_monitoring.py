@@ -205,9 +205,13 @@ def test_a_miscalibrated_challenger_is_named_and_the_champion_is_not(challenger_
     assert min(incident.answered) > 500
     fired = {(a.check, a.target) for a in outcome.result.alerts}
     new, old = f"v{incident.challenger}", f"v{incident.champion}"
-    assert {("model.calibration", f"{new} all"), ("model.ctr_ratio", f"{new} all")} <= fired
-    ratio = next(a for a in outcome.result.alerts if (a.check, a.target) == ("model.ctr_ratio", f"{new} all"))
-    assert 2.0 < ratio.measured < 4.5  # pCTR x3 planted
+    assert ("model.calibration", f"{new} all") in fired
+    # pCTR x3 planted: the challenger's predicted / realised CTR is about 3x the champion's, and passes the
+    # 2.5x threshold on some group. Not necessarily on `all`: over ~900 answers it measured 2.46x there once
+    # (3.3x on short_video), and the threshold cannot drop below the clean champion's 2.1x on a small surface.
+    ratios = {m.target: m.value for m in outcome.result.measurements if m.check == "model.ctr_ratio"}
+    assert 2.0 < ratios[f"{new} all"] < 4.5 and ratios[f"{new} all"] > 2.0 * ratios[f"{old} all"], ratios
+    assert any(check == "model.ctr_ratio" and target.startswith(f"{new} ") for check, target in fired), ratios
     # the champion, judged in the same run on the same window, fires nothing; nor does any feature check
     assert not [a for a in outcome.result.alerts if old in a.target]
     assert not [a for a in outcome.result.alerts if a.check.startswith(("feature.", "model.prediction"))]
