@@ -22,7 +22,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 # The pipeline's programs run in Python's optimized mode. Feast wraps its classes in typeguard's @typechecked, which
 # parses each decorated module's source again at import: 4 of the 6 CPU seconds of `import feast` on these
-# machines, paid by every command that touches Feast (the tiny pipeline: 75 s -> 56 s). Under -O that runtime
+# machines, paid by every command that touches Feast (the tiny pipeline: 0.84x wall, docs/benchmarks.md). Under -O that runtime
 # check is off; mypy checks the feature repo's types statically (make lint), and the code never relies on
 # `assert` for a check a user could trip. pytest itself runs unoptimized (TEST_RUN): its helpers' asserts count.
 TEST_RUN := $(UV) run --frozen --no-sync
