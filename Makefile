@@ -39,7 +39,8 @@ help: ## list targets
 # uv compiles bytecode for the plain interpreter only; the optimized one (RUN above) gets its own .opt-1.pyc here,
 # or it would compile every module it imports from source on machines that set PYTHONDONTWRITEBYTECODE (these do).
 # A file that does not compile (a vendored Python 2 example in some wheel) is skipped, as uv skips it.
-OPT_BYTECODE = @.venv/bin/python -O -m compileall -q -j 0 .venv/lib/python3.11/site-packages > /dev/null || true
+OPT_BYTECODE = @.venv/bin/python -O -m compileall -q -j 0 \
+	"$$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" > /dev/null || true
 
 $(VENV_STAMP): pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
